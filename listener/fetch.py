@@ -1,0 +1,862 @@
+"""The one HTTP client of the process: every source kind and alert channel fetches through here.
+
+`Fetcher.get()` turns every network and HTTP problem into a `Response` with `error` set, so a
+source kind never needs a try/except around I/O and one broken host never stops a poll. Around one
+shared `httpx.AsyncClient` it adds what a polite, robust poller needs: connect/read/total timeouts,
+a global and a per-host concurrency limit, an optional minimum interval per host, a body-size cap
+counted after decompression, a redirect cap with loop detection, conditional GET, and retries
+with exponential backoff, jitter and `Retry-After`.
+
+Two details worth knowing:
+
+- We decode `Content-Encoding` ourselves from the raw stream (`aiter_raw`) instead of letting
+  httpx do it. httpx inflates each network chunk in one go, so a 64 KiB chunk of a gzip bomb can
+  become 64 MB in memory before any cap sees it; here zlib's `max_length` bounds every step, so a
+  bomb costs at most the cap plus one small piece. It also means the aiohttp transport (which we
+  ask not to decompress) and the httpx one behave identically.
+- Redirects are followed here, not by httpx, so each hop is counted against the host's limits,
+  loops are reported as loops, and credentials are not forwarded to another origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import errno
+import functools
+import logging
+import random
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import httpx
+
+from listener import __version__
+from listener.models import FetchLimits, Response, Validators
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_TRANSPORT",
+    "FEED_ACCEPT",
+    "Fetcher",
+    "TransportKind",
+    "default_user_agent",
+    "make_transport",
+]
+
+TransportKind = Literal["aiohttp", "httpx"]
+
+# aiohttp under httpx's API: ~10x less client CPU per request than httpcore's pool at
+# concurrency 50 (BASELINE.md "httpx"; bench/fetch_probe.py), and it passes the same tests.
+DEFAULT_TRANSPORT: TransportKind = "aiohttp"
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+# Only what we can decode ourselves (see the module docstring); never br/zstd.
+ACCEPT_ENCODING = "gzip, deflate"
+PROJECT_URL = "https://github.com/listener-dev/listener"
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Output step for inflating: bounds the memory one step of a gzip bomb can take.
+_INFLATE_STEP = 64 * 1024
+# Query parameters whose values are never logged.
+_SECRET_PARAMS = frozenset(
+    {
+        "access_token",
+        "api_key",
+        "apikey",
+        "auth",
+        "client_secret",
+        "key",
+        "password",
+        "secret",
+        "sig",
+        "signature",
+        "token",
+    }
+)
+# Request headers not forwarded when a redirect leaves the origin they were meant for.
+_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+
+
+def default_user_agent() -> str:
+    return f"listener/{__version__} (+{PROJECT_URL}; social listening monitor)"
+
+
+def make_transport(
+    kind: TransportKind = DEFAULT_TRANSPORT, limits: FetchLimits | None = None
+) -> httpx.AsyncBaseTransport:
+    """The connection layer under the shared client: "aiohttp" (default) or "httpx" (httpcore).
+
+    Neither retries nor decompresses: the Fetcher does both, identically for either.
+    """
+    limits = limits or FetchLimits()
+    pool = httpx.Limits(
+        max_connections=limits.concurrency,
+        max_keepalive_connections=limits.concurrency,
+        keepalive_expiry=30.0,
+    )
+    if kind == "httpx":
+        return httpx.AsyncHTTPTransport(
+            verify=_ssl_context(), limits=pool, http1=True, http2=False, retries=0
+        )
+    if kind == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        ssl_context = _ssl_context()
+
+        def session() -> aiohttp.ClientSession:
+            # Created lazily by the transport, inside the running event loop. httpx keeps the
+            # cookies, so aiohttp must not keep a second jar; it must not decompress either.
+            connector = aiohttp.TCPConnector(
+                limit=limits.concurrency,
+                keepalive_timeout=30.0,
+                ssl=ssl_context,
+                ttl_dns_cache=300,
+            )
+            return aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                # aiohttp's default 8 KiB header limit rejects what httpx (and browsers) accept.
+                max_line_size=65536,
+                max_field_size=65536,
+                auto_decompress=False,
+                trust_env=False,
+            )
+
+        return AiohttpTransport(limits=pool, client=session)
+    raise ValueError(f"unknown transport {kind!r}: use 'aiohttp' or 'httpx'")
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~60-100 ms; one context serves every transport and connection.
+    return httpx.create_ssl_context()
+
+
+class _Failure(Exception):
+    """One exchange failed; `retryable` says whether trying again could help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int = 0,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        final_url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.headers = headers or {}
+        self.body = body
+        self.final_url = final_url
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    url: str
+
+
+class Fetcher:
+    """A shared async HTTP client with the guarantees described in the module docstring.
+
+    Use as `async with Fetcher(limits) as f: r = await f.get(url, validators=v)`. One Fetcher per
+    process (per event loop): the connection pool, the limits and the host intervals are shared by
+    everything that uses it.
+    """
+
+    def __init__(
+        self,
+        limits: FetchLimits | None = None,
+        *,
+        user_agent: str | None = None,
+        transport: httpx.AsyncBaseTransport | TransportKind | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.limits = limits or FetchLimits()
+        self.user_agent = user_agent or default_user_agent()
+        if transport is None or isinstance(transport, str):
+            transport = make_transport(transport or DEFAULT_TRANSPORT, self.limits)
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        lim = self.limits
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,  # followed here, see the module docstring
+            timeout=httpx.Timeout(
+                connect=lim.connect_timeout_s,
+                read=lim.read_timeout_s,
+                write=lim.read_timeout_s,
+                pool=lim.connect_timeout_s,
+            ),
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+            trust_env=False,
+        )
+        self._global = asyncio.Semaphore(lim.concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._intervals: dict[str, float] = {}
+        self._next_start: dict[str, float] = {}
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def set_host_interval(self, host: str, seconds: float) -> None:
+        """Space requests to `host` (a hostname, without port) at least `seconds` apart."""
+        host = host.lower()
+        if seconds > 0:
+            self._intervals[host] = seconds
+        else:
+            self._intervals.pop(host, None)
+            self._next_start.pop(host, None)
+
+    async def get(
+        self,
+        url: str,
+        *,
+        validators: Validators | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: str | None = None,
+    ) -> Response:
+        """GET `url` as a feed reader would; never raises for network or HTTP problems."""
+        return await self.request(
+            "GET", url, validators=validators, headers=headers, accept=accept or FEED_ACCEPT
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: str | None = None,
+        validators: Validators | None = None,
+        retry: bool | None = None,
+        follow_redirects: bool = True,
+    ) -> Response:
+        """Any method, with the same guarantees as `get`.
+
+        Non-idempotent methods (POST, PATCH) are not retried unless `retry=True`: a webhook
+        that timed out may still have been delivered. `accept` defaults to `*/*`.
+        """
+        method = method.upper()
+        started = self._clock()
+        if retry is None:
+            retry = method in _IDEMPOTENT
+        max_attempts = 1 + (max(0, self.limits.retries) if retry else 0)
+        request_headers = self._request_headers(headers, accept, validators)
+        if params:
+            # A bad URL is reported as such by the first attempt.
+            with contextlib.suppress(httpx.InvalidURL, ValueError, TypeError):
+                url = str(httpx.URL(url).copy_merge_params(dict(params)))
+        body_kwargs = {"json": json, "data": data, "content": content}
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                exchange = await self._follow(
+                    method, url, request_headers, body_kwargs, follow_redirects
+                )
+            except _Failure as failure:
+                outcome: _Exchange | _Failure = failure
+            else:
+                outcome = exchange
+                if not _retryable_status(exchange.status):
+                    return self._finish(url, started, attempt, validators, exchange)
+            wait, message = self._plan_retry(outcome, attempt, max_attempts)
+            if wait is None:
+                return self._finish(url, started, attempt, validators, outcome, message)
+            log.debug(
+                "%s %s: %s; attempt %d of %d in %.2f s",
+                method,
+                _redact(url),
+                message,
+                attempt + 1,
+                max_attempts,
+                wait,
+            )
+            await self._sleep(wait)
+
+    # -- one attempt: an exchange plus its redirects ---------------------------------------------
+
+    async def _follow(
+        self,
+        method: str,
+        url: str,
+        headers: httpx.Headers,
+        body_kwargs: dict[str, Any],
+        follow_redirects: bool,
+    ) -> _Exchange:
+        try:
+            current = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise _Failure(f"invalid URL: {exc}", retryable=False) from exc
+        visited = [str(current)]
+        headers = httpx.Headers(headers)
+        while True:
+            exchange = await self._exchange(method, current, headers, body_kwargs)
+            location = exchange.headers.get("location")
+            if not (follow_redirects and exchange.status in _REDIRECTS and location):
+                return exchange
+            try:
+                target = current.join(location.strip())
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise _redirect_failure(exchange, f"bad redirect Location {location!r}") from exc
+            if target.scheme not in ("http", "https"):
+                raise _redirect_failure(exchange, f"redirect to unsupported URL {location!r}")
+            if str(target) in visited:
+                chain = " -> ".join(_redact(u) for u in [*visited, str(target)])
+                raise _redirect_failure(exchange, f"redirect loop: {chain}")
+            if len(visited) > self.limits.max_redirects:
+                raise _redirect_failure(
+                    exchange, f"too many redirects (more than {self.limits.max_redirects})"
+                )
+            if exchange.status in (301, 302, 303) and method not in ("GET", "HEAD"):
+                # What browsers do, and what RFC 9110 allows: the body is not re-sent.
+                method = "GET"
+                body_kwargs = {}
+                for name in ("content-type", "content-length"):
+                    headers.pop(name, None)
+            if _origin(target) != _origin(current):
+                for name in _CREDENTIAL_HEADERS:
+                    headers.pop(name, None)
+            visited.append(str(target))
+            current = target
+
+    async def _exchange(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: httpx.Headers,
+        body_kwargs: dict[str, Any],
+    ) -> _Exchange:
+        """One request and its whole body, under the host's and the global limits."""
+        host = url.host.lower()
+        async with self._host_slot(host):
+            await self._wait_host_interval(host)
+            async with self._global:
+                started = self._clock()
+                deadline = asyncio.timeout(self.limits.total_timeout_s)
+                try:
+                    async with deadline:
+                        exchange = await self._send(method, url, headers, body_kwargs)
+                except _Failure as failure:
+                    if failure.final_url is None:
+                        failure.final_url = str(url)
+                    log.debug(
+                        "%s %s failed after %.0f ms: %s",
+                        method,
+                        _redact(str(url)),
+                        (self._clock() - started) * 1000,
+                        failure.message,
+                    )
+                    raise
+                except TimeoutError as exc:
+                    if deadline.expired():
+                        message = f"timed out after {self.limits.total_timeout_s:g} s (total)"
+                    else:
+                        message = self._describe(exc)
+                    log.debug("%s %s: %s", method, _redact(str(url)), message)
+                    raise _Failure(message, retryable=True, final_url=str(url)) from exc
+                except _NETWORK_ERRORS as exc:
+                    message = self._describe(exc)
+                    log.debug("%s %s: %s", method, _redact(str(url)), message)
+                    raise _Failure(
+                        message, retryable=_retryable_exception(exc), final_url=str(url)
+                    ) from exc
+                log.debug(
+                    "%s %s -> %d, %d bytes in %.0f ms",
+                    method,
+                    _redact(str(url)),
+                    exchange.status,
+                    len(exchange.body),
+                    (self._clock() - started) * 1000,
+                )
+                return exchange
+
+    async def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: httpx.Headers,
+        body_kwargs: dict[str, Any],
+    ) -> _Exchange:
+        request = self._client.build_request(method, url, headers=headers, **body_kwargs)
+        response = await self._client.send(request, stream=True)
+        try:
+            response_headers = {k.lower(): v for k, v in response.headers.items()}
+            status = response.status_code
+            cap = self.limits.max_body_bytes
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise _Failure(
+                    f"body larger than {_size(cap)} (Content-Length {int(declared)})",
+                    retryable=False,
+                    status=status,
+                    headers=response_headers,
+                )
+            if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+                body = b""
+            else:
+                body = await self._read_body(response, response_headers, cap)
+        finally:
+            await response.aclose()
+        return _Exchange(status, response.reason_phrase, response_headers, body, str(url))
+
+    async def _read_body(
+        self, response: httpx.Response, headers: dict[str, str], cap: int
+    ) -> bytes:
+        """The decoded body, aborting as soon as more than `cap` decoded bytes arrive."""
+        status = response.status_code
+        try:
+            decoder = _Decoder.for_encoding(headers.get("content-encoding", ""))
+        except ValueError as exc:
+            raise _Failure(str(exc), retryable=False, status=status, headers=headers) from exc
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for raw in response.aiter_raw():
+                for piece in decoder.feed(raw):
+                    size += len(piece)
+                    if size > cap:
+                        raise _Failure(
+                            f"body larger than {_size(cap)}",
+                            retryable=False,
+                            status=status,
+                            headers=headers,
+                        )
+                    chunks.append(piece)
+            for piece in decoder.finish():
+                size += len(piece)
+                if size > cap:
+                    raise _Failure(
+                        f"body larger than {_size(cap)}",
+                        retryable=False,
+                        status=status,
+                        headers=headers,
+                    )
+                chunks.append(piece)
+        except zlib.error as exc:
+            raise _Failure(
+                f"could not decode {decoder.encoding} body: {exc}",
+                retryable=False,
+                status=status,
+                headers=headers,
+            ) from exc
+        return b"".join(chunks)
+
+    # -- limits ----------------------------------------------------------------------------------
+
+    def _host_slot(self, host: str) -> asyncio.Semaphore:
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(
+                max(1, self.limits.per_host_concurrency)
+            )
+        return slot
+
+    async def _wait_host_interval(self, host: str) -> None:
+        interval = self._intervals.get(host)
+        if not interval:
+            return
+        # Reserve the next start time before sleeping, so concurrent callers queue up one
+        # interval apart instead of all waking at once.
+        now = self._clock()
+        start = max(now, self._next_start.get(host, now))
+        self._next_start[host] = start + interval
+        if start > now:
+            await self._sleep(start - now)
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def _plan_retry(
+        self, outcome: _Exchange | _Failure, attempt: int, max_attempts: int
+    ) -> tuple[float | None, str]:
+        """(seconds to wait before the next attempt or None to give up, error message)."""
+        if isinstance(outcome, _Failure):
+            message, retryable = outcome.message, outcome.retryable
+            status, headers = outcome.status, outcome.headers
+        else:
+            status, headers = outcome.status, outcome.headers
+            message, retryable = _status_text(status, outcome.reason), True
+        retry_after = None
+        if status in _RETRY_AFTER_STATUSES and "retry-after" in headers:
+            retry_after = _parse_retry_after(headers["retry-after"], headers.get("date"))
+            if retry_after is not None:
+                message += f" (Retry-After: {headers['retry-after']})"
+                if retry_after > self.limits.max_retry_after_s:
+                    return None, (
+                        f"{message}; more than the {self.limits.max_retry_after_s:g} s we wait"
+                    )
+        if not retryable or attempt >= max_attempts:
+            if attempt > 1:
+                message += f" after {attempt} attempts"
+            return None, message
+        if retry_after is not None:
+            return retry_after, message
+        backoff = self.limits.backoff_s * 2 ** (attempt - 1)
+        # Jitter in [0.5, 1.5) x: hosts that failed together do not retry together.
+        backoff *= 0.5 + self._rng.random()
+        return min(backoff, self.limits.max_retry_after_s), message
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        url: str,
+        started: float,
+        attempts: int,
+        sent: Validators | None,
+        outcome: _Exchange | _Failure,
+        error: str | None = None,
+    ) -> Response:
+        duration_ms = (self._clock() - started) * 1000
+        if isinstance(outcome, _Failure):
+            status, headers, body = outcome.status, outcome.headers, outcome.body
+            final_url = outcome.final_url or url
+            error = error or outcome.message
+        else:
+            status, headers, body, final_url = (
+                outcome.status,
+                outcome.headers,
+                outcome.body,
+                outcome.url,
+            )
+            if error is None and not (200 <= status < 300 or status == 304):
+                error = _status_text(status, outcome.reason)
+        etag, modified = headers.get("etag"), headers.get("last-modified")
+        if error is not None:
+            validators = sent or Validators()
+        elif status == 304:
+            old = sent or Validators()
+            validators = Validators(etag or old.etag, modified or old.last_modified)
+        else:
+            validators = Validators(etag, modified)
+        if error is not None:
+            log.debug("fetch of %s failed: %s", _redact(url), error)
+        return Response(
+            url=url,
+            final_url=final_url,
+            status=status,
+            headers=headers,
+            body=body,
+            validators=validators,
+            duration_ms=duration_ms,
+            attempts=attempts,
+            error=error,
+        )
+
+    def _request_headers(
+        self,
+        extra: Mapping[str, str] | None,
+        accept: str | None,
+        validators: Validators | None,
+    ) -> httpx.Headers:
+        headers = httpx.Headers({"Accept": accept or "*/*"})
+        if validators is not None:
+            if validators.etag:
+                headers["If-None-Match"] = validators.etag
+            if validators.last_modified:
+                headers["If-Modified-Since"] = validators.last_modified
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _describe(self, exc: BaseException) -> str:
+        return _describe_exception(exc, self.limits)
+
+
+# -- content decoding ----------------------------------------------------------------------------
+
+
+class _Decoder:
+    """Incremental Content-Encoding decoder whose every step yields at most _INFLATE_STEP bytes."""
+
+    def __init__(self, encodings: list[str]) -> None:
+        self.encoding = ", ".join(encodings) or "identity"
+        # Applied in reverse: the last encoding listed was applied last by the server.
+        self._stages = [_Inflater(e) for e in reversed(encodings)]
+
+    @classmethod
+    def for_encoding(cls, header: str) -> _Decoder:
+        encodings = []
+        for token in header.lower().split(","):
+            token = token.strip()
+            if token in ("", "identity"):
+                continue
+            if token not in ("gzip", "x-gzip", "deflate"):
+                raise ValueError(f"unsupported Content-Encoding {token!r}")
+            encodings.append(token)
+        return cls(encodings)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        return self._run(data, final=False)
+
+    def finish(self) -> Iterator[bytes]:
+        return self._run(b"", final=True)
+
+    def _run(self, data: bytes, *, final: bool) -> Iterator[bytes]:
+        pieces: Iterator[bytes] = iter((data,)) if data or final else iter(())
+        for stage in self._stages:
+            pieces = stage.run(pieces, final=final)
+        for piece in pieces:
+            if piece:
+                yield piece
+
+
+class _Inflater:
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._new()
+        self._started = False
+
+    def _new(self, wbits: int | None = None) -> None:
+        if wbits is None:
+            wbits = 16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS
+        self._wbits = wbits
+        self._z = zlib.decompressobj(wbits)
+
+    def run(self, pieces: Iterator[bytes], *, final: bool) -> Iterator[bytes]:
+        for data in pieces:
+            yield from self._inflate(data)
+        if final and not self._z.eof:
+            yield self._z.flush()
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        if not self._started and data:
+            self._started = True
+            if not self._gzip:
+                # "deflate" is zlib-wrapped by the RFC but raw deflate from many servers.
+                try:
+                    zlib.decompressobj(zlib.MAX_WBITS).decompress(data[:2])
+                except zlib.error:
+                    self._new(-zlib.MAX_WBITS)
+        while True:
+            out = self._z.decompress(data, _INFLATE_STEP)
+            if out:
+                yield out
+            data = self._z.unconsumed_tail
+            if self._z.eof:
+                rest = self._z.unused_data
+                if not (self._gzip and rest.strip(b"\0")):
+                    return  # trailing padding or garbage after the stream: ignored
+                self._new()  # a multi-member gzip: the next member follows
+                data = rest
+                continue
+            if not data and len(out) < _INFLATE_STEP:
+                return
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    aiohttp.ClientError,
+    OSError,
+)
+
+
+def _redirect_failure(exchange: _Exchange, message: str) -> _Failure:
+    return _Failure(
+        message,
+        retryable=False,
+        status=exchange.status,
+        headers=exchange.headers,
+        final_url=exchange.url,
+    )
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _retryable_exception(exc: BaseException) -> bool:
+    for e in _chain(exc):
+        if isinstance(
+            e,
+            httpx.UnsupportedProtocol
+            | httpx.InvalidURL
+            | aiohttp.InvalidURL
+            | aiohttp.NonHttpUrlClientError
+            | ssl.SSLCertVerificationError
+            | aiohttp.ClientConnectorCertificateError,
+        ):
+            return False
+    return True
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+_DISCONNECTED = "server closed the connection without answering"
+_TRUNCATED = "connection closed before the whole body arrived"
+
+
+def _describe_exception(exc: BaseException, limits: FetchLimits) -> str:
+    """A short message a marketing person can act on, from the deepest cause we recognise.
+
+    Causes are inspected rather than the outer type because the aiohttp transport maps several
+    aiohttp errors to imprecise httpx ones (a refused connection arrives as ConnectTimeout).
+    """
+    connect = f"timed out after {limits.connect_timeout_s:g} s (connect)"
+    read = f"timed out after {limits.read_timeout_s:g} s (read)"
+    chain = list(_chain(exc))
+    for e in chain:
+        if isinstance(e, aiohttp.ConnectionTimeoutError):
+            return connect
+        if isinstance(e, aiohttp.SocketTimeoutError):
+            return read
+        if isinstance(e, ConnectionRefusedError) or (
+            isinstance(e, OSError) and e.errno == errno.ECONNREFUSED
+        ):
+            return "connection refused"
+        if isinstance(e, socket.gaierror | aiohttp.ClientConnectorDNSError):
+            return "DNS lookup failed (no such host?)"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted: {e.verify_message or e}"
+        if isinstance(e, ssl.SSLError):
+            return f"TLS error: {e.reason or e}"
+        if isinstance(e, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(e, aiohttp.ServerDisconnectedError):
+            return _DISCONNECTED
+        if isinstance(e, aiohttp.ClientPayloadError):
+            if "ContentLengthError" in str(e) or "not completed" in str(e):
+                return _TRUNCATED
+            return f"broken response body: {_first_line(e)}"
+        if isinstance(e, aiohttp.ClientResponseError):
+            # aiohttp's parser errors (bad status line, oversized header) arrive as these.
+            return f"server broke the HTTP protocol: {_first_line(' '.join(e.message.split()))}"
+    first = chain[0]
+    if isinstance(first, httpx.ConnectTimeout):
+        return connect
+    if isinstance(first, httpx.ReadTimeout):
+        return read
+    if isinstance(first, httpx.WriteTimeout):
+        return f"timed out after {limits.read_timeout_s:g} s (write)"
+    if isinstance(first, httpx.PoolTimeout):
+        return f"timed out after {limits.connect_timeout_s:g} s (waiting for a connection)"
+    if isinstance(first, httpx.TimeoutException | TimeoutError):
+        return "timed out"
+    if isinstance(first, httpx.RemoteProtocolError):
+        text = str(first)
+        if "without sending a response" in text:
+            return _DISCONNECTED
+        if "without sending complete message body" in text:
+            return _TRUNCATED
+        return f"server broke the HTTP protocol: {_first_line(first)}"
+    if isinstance(first, httpx.UnsupportedProtocol):
+        return f"unsupported URL: {_first_line(first)}"
+    if isinstance(first, httpx.InvalidURL | aiohttp.InvalidURL):
+        return f"invalid URL: {_first_line(first)}"
+    if isinstance(first, httpx.ConnectError):
+        return f"could not connect: {_first_line(first)}"
+    if isinstance(first, httpx.ReadError):
+        return f"connection failed while reading: {_first_line(first)}"
+    return f"{type(first).__name__}: {_first_line(first)}"
+
+
+def _first_line(exc: BaseException | str) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _status_text(status: int, reason: str) -> str:
+    return f"HTTP {status} {reason}".rstrip()
+
+
+def _parse_retry_after(value: str, date: str | None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured against the response's own Date header when there is one, so a
+    server whose clock is off still gets the wait it meant.
+    """
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = datetime.now(UTC)
+    if date:
+        with contextlib.suppress(TypeError, ValueError):
+            now = email.utils.parsedate_to_datetime(date)
+    if when.tzinfo is None or now.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+def _redact(url: str) -> str:
+    """The URL for logs: no userinfo, no values of secret-looking query parameters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "REDACTED" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/:"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

@@ -1,0 +1,162 @@
+"""Plain data that flows through one poll: config objects, fetched responses, items, mentions.
+
+Everything here is a frozen dataclass with no behaviour beyond small derived properties, so every
+stage of the pipeline is a plain function over these values and easy to test on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Label = Literal["positive", "neutral", "negative"]
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Brand:
+    name: str
+    terms: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    case_sensitive: bool = False
+    products: tuple[Product, ...] = ()
+    # Bare domains ("acme.com"): a link to them or a mention of them counts as a mention.
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One entry of `sources:` in sources.yaml, validated.
+
+    `options` holds the kind-specific keys (query, subreddit, base_url, tag, token, ...), already
+    validated by the kind's own option model, with `${ENV}` secrets interpolated.
+    """
+
+    name: str
+    kind: str
+    every_s: float
+    url: str | None = None
+    enabled: bool = True
+    follow_threads: bool = True
+    influential: bool = False
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    total_timeout_s: float = 60.0
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+    retries: int = 2
+    backoff_s: float = 0.5
+    max_retry_after_s: float = 120.0
+    per_host_concurrency: int = 8
+    concurrency: int = 32
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a conditional GET needs, kept per source (per URL) in the database."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    """The outcome of one fetch. `error` is set when there is no usable body."""
+
+    url: str  # the URL asked for
+    final_url: str  # after redirects
+    status: int  # 0 when no HTTP status was received
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    validators: Validators
+    duration_ms: float
+    attempts: int = 1
+    error: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and (200 <= self.status < 300 or self.status == 304)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One post, comment or article, normalised: plain text, canonical URL, UTC times."""
+
+    source: str
+    native_id: str | None  # guid / id / API id as given by the source
+    url: str  # canonical
+    title: str
+    text: str  # plain text, HTML removed
+    author: str | None = None
+    published_at: datetime | None = None  # UTC
+    updated_at: datetime | None = None  # UTC
+    thread_key: str = ""  # the conversation this item belongs to
+    parent_key: str | None = None  # the item it replies to, where known
+    is_reply: bool = False
+    thread_url: str | None = None  # where the thread's replies can be read (comments feed, ...)
+    raw_url: str | None = None  # the link as the source gave it
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One brand (and optionally product) found in an item's text."""
+
+    brand: str
+    product: str | None
+    terms: tuple[str, ...]  # the distinct terms as they appeared
+    spans: tuple[tuple[int, int], ...]  # character offsets in the text searched
+
+
+@dataclass(frozen=True)
+class Score:
+    compound: float
+    pos: float
+    neu: float
+    neg: float
+    label: Label
+    # Which words and rules moved the score: [{"word": ..., "valence": ..., "rule": ...}, ...]
+    explanation: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Mention:
+    item: Item
+    brand: str
+    product: str | None
+    terms: tuple[str, ...]
+    snippet: str
+    score: Score
+    item_score: Score | None = None
+
+
+@dataclass(frozen=True)
+class SourcePoll:
+    """What a source kind returns for one poll: items plus the state to keep for next time."""
+
+    items: list[Item]
+    responses: list[Response]  # every HTTP exchange made, for the fetch log
+    cursor: dict[str, Any] | None = None  # kind-specific resume point; None = unchanged
+    validators: Validators | None = None  # for the source's main URL; None = unchanged
+    body_hash: str | None = None  # hash of the main body, to skip re-parsing an unchanged one
+    error: str | None = None  # set when the poll failed as a whole
+    not_modified: bool = False

@@ -1,0 +1,344 @@
+"""One poll of one source, end to end: fetch, parse, dedupe, match, score, store.
+
+`poll_sources` runs many sources concurrently over one shared `Fetcher`; everything after the
+fetch (lookup of known items, matching, scoring, the save) runs without yielding to the event
+loop, so two sources never race on the same story. One broken source is recorded on that source
+and the rest go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from .fetch import Fetcher
+from .match import Matcher, scoring_text, snippet_around
+from .models import Item, Mention, Score, SourcePoll, SourceSpec
+from .sentiment import Scorer
+from .sources import PollContext, get_kind
+from .store import KnownItem, ProcessedItem, Store
+from .text import content_fingerprint, content_hash, url_identity
+
+log = logging.getLogger(__name__)
+
+# Whole-item scores read at most this much text: a long article's tone is set early, and
+# VADER's cost grows with length.
+ITEM_SCORE_CHARS = 4000
+# Texts shorter than this are too generic ("Thanks!", "+1") to identify a story by content.
+FINGERPRINT_MIN_CHARS = 200
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """What a poll needs, built once per process and injected (tests control each part)."""
+
+    store: Store
+    fetcher: Fetcher
+    matcher: Matcher
+    scorer: Scorer
+    now: Callable[[], datetime] = utc_now
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    source: str
+    error: str | None
+    items: int
+    new_items: int
+    updated_items: int
+    new_mentions: tuple[Mention, ...]
+    not_modified: bool
+    duration_s: float
+    threads_touched: tuple[str, ...] = ()
+    thread_items: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class PollSummary:
+    reports: list[SourceReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return sum(r.ok for r in self.reports)
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.ok for r in self.reports)
+
+    @property
+    def items(self) -> int:
+        return sum(r.items for r in self.reports)
+
+    @property
+    def new_items(self) -> int:
+        return sum(r.new_items for r in self.reports)
+
+    def new_mentions_by_label(self) -> dict[str, int]:
+        out = {"positive": 0, "neutral": 0, "negative": 0}
+        for r in self.reports:
+            for m in r.new_mentions:
+                out[m.score.label] += 1
+        return out
+
+
+def identity_keys(item: Item) -> tuple[str, ...]:
+    """Every identity an item is known by, strongest first."""
+    keys = []
+    if item.native_id:
+        keys.append(f"id:{item.source}:{item.native_id}")
+    # A link with an anchor names a place in a page (a comment); where the item has its own id,
+    # that id identifies it and the page URL does not.
+    anchored = bool(item.raw_url and "#" in item.raw_url)
+    if item.url and not (anchored and item.native_id):
+        keys.append(f"url:{url_identity(item.url)}")
+    if len(item.text) >= FINGERPRINT_MIN_CHARS:
+        keys.append(f"fp:{content_fingerprint(item.title, item.text)}")
+    return tuple(keys)
+
+
+def _matched_known(
+    item: Item, keys: Sequence[str], known: dict[str, KnownItem]
+) -> tuple[KnownItem | None, bool]:
+    """The stored item this one is, and whether it is the same entry (so an edit updates it)."""
+    for key in keys:
+        k = known.get(key)
+        if k is not None:
+            same_entry = k.source == item.source and not key.startswith("fp:")
+            return k, same_entry
+    return None, False
+
+
+def process_items(
+    items: Sequence[Item],
+    rt: Runtime,
+    *,
+    context_threads: set[str] | None = None,
+    lexicon_version: str = "",
+) -> list[ProcessedItem]:
+    """Dedupe against the store, then match and score only what is new or edited."""
+    all_keys = [identity_keys(it) for it in items]
+    known = rt.store.lookup_keys([k for keys in all_keys for k in keys])
+    brand_threads = rt.store.brand_threads(it.thread_key for it in items)
+    if context_threads:
+        brand_threads |= context_threads
+    out: list[ProcessedItem] = []
+    for item, keys in zip(items, all_keys, strict=True):
+        chash = content_hash(item.title, item.text)
+        fp = next((k[3:] for k in keys if k.startswith("fp:")), None)
+        match, same_entry = _matched_known(item, keys, known)
+        if match is not None and (match.content_hash == chash or not same_entry):
+            out.append(
+                ProcessedItem(item, keys, chash, fp, match, False, match.relevant, None, ())
+            )
+            continue
+        if lexicon_version:
+            item = replace(item, extra={**item.extra, "lexicon_version": lexicon_version})
+        mentions, score = score_item(item, rt, in_brand_thread=item.thread_key in brand_threads)
+        relevant = bool(mentions) or item.thread_key in brand_threads
+        if mentions and item.thread_key:
+            brand_threads.add(item.thread_key)
+        out.append(
+            ProcessedItem(item, keys, chash, fp, match, True, relevant, score, tuple(mentions))
+        )
+    return out
+
+
+def score_item(item: Item, rt: Runtime, *, in_brand_thread: bool) -> tuple[list[Mention], Score | None]:
+    """Find the brands an item names and score each on the sentences around it."""
+    text = f"{item.title}\n{item.text}" if item.title else item.text
+    links = [item.raw_url] if item.raw_url else []
+    matches = rt.matcher.match(text, links=links)
+    if not matches and not in_brand_thread:
+        return [], None
+    all_terms = [t for m in matches for t in rt.matcher.neutral_terms(m.brand)]
+    item_score = rt.scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms)
+    mentions = []
+    for m in matches:
+        neutral = rt.matcher.neutral_terms(m.brand)
+        if m.spans:
+            snippet = snippet_around(text, m.spans)
+            score = rt.scorer.score(scoring_text(text, m.spans), neutralise=neutral)
+        else:  # named only through a link to its domain
+            snippet = snippet_around(text, [(0, min(len(text), 1))])
+            score = item_score
+        mentions.append(
+            Mention(
+                item=item,
+                brand=m.brand,
+                product=m.product,
+                terms=m.terms,
+                snippet=snippet,
+                score=score,
+                item_score=item_score,
+            )
+        )
+    return mentions, item_score
+
+
+def next_poll_time(spec: SourceSpec, now: datetime, failures: int) -> datetime:
+    """The interval, with jitter so sources spread out, and capped backoff after failures."""
+    interval = spec.every_s
+    if failures:
+        interval = min(interval * 2 ** min(failures, 6), max(spec.every_s, 6 * 3600.0))
+    jitter = random.uniform(0, min(0.1 * interval, 60.0))
+    return now + timedelta(seconds=interval + jitter)
+
+
+async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
+    started = time.perf_counter()
+    kind = get_kind(spec.kind)
+    state = rt.store.load_source_state(spec.name)
+    ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now)
+    try:
+        result = await kind.poll(ctx)
+    except Exception as exc:  # a bug in one kind must not stop the others
+        log.exception("%s: poll failed with an internal error", spec.name)
+        result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
+    report = save_result(spec, rt, result, started)
+    if report.ok and spec.follow_threads and kind.fetch_thread is not None:
+        report = await follow_threads(spec, rt, ctx, report)
+    return report
+
+
+def save_result(
+    spec: SourceSpec,
+    rt: Runtime,
+    result: SourcePoll,
+    started: float,
+    *,
+    context_threads: set[str] | None = None,
+    save_state: bool = True,
+) -> SourceReport:
+    now = rt.now()
+    processed: list[ProcessedItem] = []
+    error = result.error
+    try:
+        processed = process_items(
+            result.items,
+            rt,
+            context_threads=context_threads,
+            lexicon_version=rt.scorer.lexicon_version,
+        )
+    except Exception as exc:
+        log.exception("%s: processing items failed", spec.name)
+        error, processed = f"internal error: {exc!r}", []
+    failures = rt.store.load_source_state(spec.name).consecutive_failures + 1 if error else 0
+    saved = rt.store.save_poll(
+        spec.name,
+        spec.kind,
+        processed,
+        result.responses,
+        now=now,
+        error=error if save_state else None,
+        validators=result.validators if save_state and not error else None,
+        body_hash=result.body_hash if save_state and not error else None,
+        cursor=result.cursor if save_state and not error else None,
+        next_poll_at=next_poll_time(spec, now, failures) if save_state else None,
+    )
+    return SourceReport(
+        source=spec.name,
+        error=error,
+        items=len(result.items),
+        new_items=saved.new_items,
+        updated_items=saved.updated_items,
+        new_mentions=saved.new_mentions,
+        not_modified=result.not_modified,
+        duration_s=time.perf_counter() - started,
+        threads_touched=saved.threads_touched,
+    )
+
+
+async def follow_threads(
+    spec: SourceSpec, rt: Runtime, ctx: PollContext, report: SourceReport
+) -> SourceReport:
+    """Read the replies of brand threads this poll touched, as context for the conversation."""
+    kind = get_kind(spec.kind)
+    if kind.fetch_thread is None or not report.threads_touched:
+        return report
+    rows = rt.store.conn.execute(
+        "SELECT key, replies_url FROM threads WHERE key IN (%s) AND replies_url IS NOT NULL"
+        % ",".join("?" * len(report.threads_touched)),
+        report.threads_touched,
+    ).fetchall()
+    extra_items = 0
+    mentions = list(report.new_mentions)
+    for key, replies_url in rows:
+        started = time.perf_counter()
+        try:
+            result = await kind.fetch_thread(ctx, key, replies_url)
+        except Exception as exc:
+            log.exception("%s: reading thread %s failed", spec.name, key)
+            result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
+        if result.error:
+            log.warning("%s: could not read the replies of %s: %s", spec.name, replies_url, result.error)
+            continue
+        items = [it if it.thread_key else replace(it, thread_key=key) for it in result.items]
+        items = [
+            replace(it, thread_key=key, is_reply=True) if it.thread_key != key else it for it in items
+        ]
+        sub = save_result(
+            spec,
+            rt,
+            SourcePoll(items=items, responses=result.responses),
+            started,
+            context_threads={key},
+            save_state=False,
+        )
+        rt.store.conn.execute(
+            "UPDATE threads SET last_followed_at = ? WHERE key = ?",
+            (rt.now().isoformat(timespec="seconds"), key),
+        )
+        extra_items += sub.new_items
+        mentions.extend(sub.new_mentions)
+    return replace(report, thread_items=extra_items, new_mentions=tuple(mentions))
+
+
+async def poll_sources(
+    specs: Sequence[SourceSpec],
+    rt: Runtime,
+    *,
+    on_done: Callable[[SourceReport], None] | None = None,
+) -> PollSummary:
+    """Poll each source once, concurrently; `on_done` is called as each finishes."""
+    rt.store.ensure_sources(specs)
+    summary = PollSummary()
+
+    async def one(spec: SourceSpec) -> None:
+        report = await poll_source(spec, rt)
+        log_report(report)
+        summary.reports.append(report)
+        if on_done is not None:
+            on_done(report)
+
+    await asyncio.gather(*(one(s) for s in specs))
+    return summary
+
+
+def log_report(r: SourceReport) -> None:
+    if r.error:
+        log.warning("%s: failed: %s", r.source, r.error)
+    elif r.not_modified:
+        log.info("%s: unchanged (%.2f s)", r.source, r.duration_s)
+    else:
+        log.info(
+            "%s: %d items, %d new, %d updated, %d new mentions (%.2f s)",
+            r.source,
+            r.items,
+            r.new_items,
+            r.updated_items,
+            len(r.new_mentions),
+            r.duration_s,
+        )

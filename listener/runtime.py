@@ -1,0 +1,58 @@
+"""Build, once per process, the parts a poll needs from a validated config."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import httpx
+
+from .config import Config
+from .fetch import Fetcher
+from .match import Matcher
+from .pipeline import Runtime, utc_now
+from .sentiment import Scorer, SentimentConfig
+from .store import Store
+
+
+def build_scorer(config: Config) -> Scorer:
+    s = config.sentiment
+    return Scorer(
+        SentimentConfig(
+            positive_threshold=s.positive_threshold,
+            negative_threshold=s.negative_threshold,
+            lexicon=dict(s.lexicon),
+            phrases=dict(s.phrases),
+            domain_lexicon=s.domain_lexicon,
+        )
+    )
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config,
+    *,
+    store: Store | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[Runtime]:
+    own_store = store is None
+    store = store or Store.open(config.database)
+    fetcher = Fetcher(
+        config.fetch,
+        user_agent=config.user_agent,
+        transport=transport if transport is not None else config.transport,
+    )
+    try:
+        async with fetcher:
+            yield Runtime(
+                store=store,
+                fetcher=fetcher,
+                matcher=Matcher.from_brands(config.brands),
+                scorer=build_scorer(config),
+                now=now,
+            )
+    finally:
+        if own_store:
+            store.close()

@@ -1,0 +1,92 @@
+"""Source kinds: one module per kind, registered by the name used as `kind:` in sources.yaml.
+
+A kind is a small object with an options model (pydantic, unknown keys rejected) and an async
+`poll` that turns the service's responses into `Item`s. Adding a kind means adding one module
+here and its name to `_KIND_MODULES`; nothing else in the project changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from ..models import SourcePoll, SourceSpec, Validators
+
+if TYPE_CHECKING:
+    from ..fetch import Fetcher
+
+# Modules that define kinds; imported on first use so a broken optional kind cannot stop the rest.
+_KIND_MODULES = ("feed",)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """Where the last poll of a source got to, as kept in the database."""
+
+    validators: Validators = Validators()
+    body_hash: str | None = None
+    cursor: dict[str, Any] = field(default_factory=dict)
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
+class PollContext:
+    spec: SourceSpec
+    fetcher: Fetcher
+    state: SourceState
+    now: Callable[[], datetime]
+
+
+class PollFunction(Protocol):
+    def __call__(self, ctx: PollContext) -> Awaitable[SourcePoll]: ...
+
+
+class ThreadFunction(Protocol):
+    def __call__(self, ctx: PollContext, thread_key: str, thread_url: str) -> Awaitable[SourcePoll]: ...
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    name: str
+    options_model: type[BaseModel]
+    poll: PollFunction
+    # Reads a thread's replies (a comments feed, a Reddit comments page, an API thread view).
+    fetch_thread: ThreadFunction | None = None
+    description: str = ""
+
+
+_REGISTRY: dict[str, SourceKind] = {}
+_loaded = False
+
+
+def register(kind: SourceKind) -> SourceKind:
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _KIND_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+def kind_names() -> Sequence[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def get_kind(name: str) -> SourceKind:
+    _load()
+    return _REGISTRY[name]
+
+
+def options_model(name: str) -> type[BaseModel]:
+    return get_kind(name).options_model

@@ -1,0 +1,79 @@
+"""`kind: feed`: any RSS 0.9x/1.0/2.0, Atom or JSON Feed URL (blogs, forums, comment feeds,
+Reddit and Google Alerts feeds, YouTube channel feeds)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import SourcePoll
+from ..parse import NotAFeed, parse_feed
+from . import PollContext, SourceKind, register
+
+log = logging.getLogger(__name__)
+
+
+class FeedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://\S+$")
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> SourcePoll:
+    """Fetch one feed URL and parse it; an unchanged body (304, or the same bytes) parses nothing."""
+    state = ctx.state
+    response = await ctx.fetcher.get(url, validators=state.validators if conditional else None)
+    if response.error or not response.ok:
+        return SourcePoll(items=[], responses=[response], error=response.error or f"HTTP {response.status}")
+    if response.not_modified:
+        return SourcePoll(
+            items=[], responses=[response], validators=response.validators, not_modified=True
+        )
+    digest = body_digest(response.body)
+    if conditional and digest == state.body_hash:
+        # Servers without validators send the same bytes again: skip parsing them.
+        return SourcePoll(
+            items=[], responses=[response], validators=response.validators, body_hash=digest,
+            not_modified=True,
+        )
+    try:
+        parsed = parse_feed(
+            response.body,
+            source=ctx.spec.name,
+            url=response.final_url,
+            content_type=response.content_type,
+            headers=response.headers,
+        )
+    except NotAFeed as exc:
+        return SourcePoll(items=[], responses=[response], error=str(exc))
+    if parsed.warning:
+        log.debug("%s: feed recovered from: %s", ctx.spec.name, parsed.warning)
+    return SourcePoll(
+        items=parsed.items, responses=[response], validators=response.validators, body_hash=digest
+    )
+
+
+async def poll(ctx: PollContext) -> SourcePoll:
+    assert ctx.spec.url is not None  # FeedOptions requires it
+    return await fetch_feed_items(ctx, ctx.spec.url, conditional=True)
+
+
+async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
+    return await fetch_feed_items(ctx, thread_url, conditional=False)
+
+
+KIND = register(
+    SourceKind(
+        name="feed",
+        options_model=FeedOptions,
+        poll=poll,
+        fetch_thread=fetch_thread,
+        description="RSS, Atom or JSON Feed",
+    )
+)

@@ -1,0 +1,661 @@
+"""The SQLite mention database: schema, migrations and the reads and writes the rest needs.
+
+The database is the state: per-source progress (validators, cursors, failures, next poll), every
+item seen (deduplicated through `item_keys`), where each was seen (`sightings`), the mentions,
+the threads with their sentiment aggregates, the fetch log and the alert outbox. WAL mode keeps
+it readable by Datasette while a poll writes. Each source poll is saved in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .models import Item, Mention, Response, Score, Validators
+from .sources import SourceState
+
+log = logging.getLogger(__name__)
+
+migrations = Migrations("listener")
+
+
+def iso(dt: datetime | None) -> str | None:
+    """UTC ISO 8601 text, second precision, as stored everywhere."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE sources (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            url TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            body_hash TEXT,
+            cursor TEXT,                      -- JSON: kind-specific resume point
+            last_attempt_at TEXT,
+            last_success_at TEXT,
+            last_status INTEGER,
+            last_error TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_poll_at TEXT,
+            items_seen INTEGER NOT NULL DEFAULT 0,
+            mentions_found INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE fetches (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL REFERENCES sources(name),
+            url TEXT,
+            started_at TEXT NOT NULL,
+            status INTEGER,
+            duration_ms REAL,
+            bytes INTEGER,
+            attempts INTEGER,
+            items INTEGER,
+            new_items INTEGER,
+            error TEXT
+        );
+        CREATE INDEX fetches_source_started ON fetches(source, started_at);
+
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            url TEXT,
+            title TEXT,
+            text TEXT,                        -- kept for items that mention a brand or sit in a brand thread
+            author TEXT,
+            published_at TEXT,
+            updated_at TEXT,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            source TEXT NOT NULL,             -- where it was first seen
+            native_id TEXT,
+            thread_key TEXT,
+            parent_key TEXT,
+            is_reply INTEGER NOT NULL DEFAULT 0,
+            content_hash TEXT NOT NULL,
+            fingerprint TEXT,
+            relevant INTEGER NOT NULL DEFAULT 0,
+            compound REAL,                    -- the whole item's VADER compound (relevant items)
+            label TEXT,
+            sightings INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX items_thread ON items(thread_key);
+        CREATE INDEX items_published ON items(published_at);
+
+        -- Every identity an item is known by: id:<source>:<native id>, url:<identity>, fp:<hash>.
+        CREATE TABLE item_keys (
+            key TEXT PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id)
+        ) WITHOUT ROWID;
+        CREATE INDEX item_keys_item ON item_keys(item_id);
+
+        CREATE TABLE sightings (
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            source TEXT NOT NULL,
+            url TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            PRIMARY KEY (item_id, source, url)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE mentions (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            brand TEXT NOT NULL,
+            product TEXT,
+            url TEXT,
+            title TEXT,
+            source TEXT NOT NULL,
+            kind TEXT,
+            author TEXT,
+            published_at TEXT,
+            first_seen_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            thread_key TEXT,
+            terms TEXT,
+            snippet TEXT,
+            compound REAL NOT NULL,
+            pos REAL,
+            neu REAL,
+            neg REAL,
+            label TEXT NOT NULL,              -- what alerts and views use: the correction if any
+            auto_label TEXT NOT NULL,         -- what the scorer said
+            label_override TEXT,
+            not_relevant INTEGER NOT NULL DEFAULT 0,
+            item_compound REAL,
+            explanation TEXT,                 -- JSON: the words and rules behind the score
+            lexicon_version TEXT,
+            UNIQUE (item_id, brand)
+        );
+        CREATE INDEX mentions_brand ON mentions(brand, published_at);
+        CREATE INDEX mentions_label ON mentions(label, published_at);
+        CREATE INDEX mentions_source ON mentions(source);
+        CREATE INDEX mentions_published ON mentions(published_at);
+        CREATE INDEX mentions_first_seen ON mentions(first_seen_at);
+        CREATE INDEX mentions_thread ON mentions(thread_key);
+        CREATE INDEX mentions_product ON mentions(product);
+
+        CREATE TABLE threads (
+            key TEXT PRIMARY KEY,
+            title TEXT,
+            url TEXT,
+            source TEXT,
+            brands TEXT,                      -- comma-separated brands named in the thread
+            replies_url TEXT,
+            posts INTEGER NOT NULL DEFAULT 0,
+            negative_posts INTEGER NOT NULL DEFAULT 0,
+            mean_compound REAL,
+            worst_compound REAL,
+            first_seen_at TEXT,
+            last_seen_at TEXT,
+            last_followed_at TEXT
+        );
+        CREATE INDEX threads_last_seen ON threads(last_seen_at);
+        """
+    )
+    db["items"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+    db["mentions"].enable_fts(["title", "snippet"], create_triggers=True, tokenize="porter")
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=30000")
+    db.execute("PRAGMA foreign_keys=ON")
+    migrations.apply(db)
+    return db
+
+
+@dataclass(frozen=True)
+class KnownItem:
+    item_id: int
+    content_hash: str
+    source: str
+    relevant: bool
+
+
+@dataclass(frozen=True)
+class ProcessedItem:
+    """An item after dedupe lookup, matching and scoring, ready to save."""
+
+    item: Item
+    keys: tuple[str, ...]
+    content_hash: str
+    fingerprint: str | None
+    known: KnownItem | None  # the stored item it is (None: new)
+    changed: bool  # new, or edited since stored
+    relevant: bool  # names a brand, or sits in a brand thread
+    score: Score | None  # the whole item's score (relevant items)
+    mentions: tuple[Mention, ...]
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    new_items: int
+    updated_items: int
+    new_mentions: tuple[Mention, ...]
+    threads_touched: tuple[str, ...]
+
+
+class Store:
+    """All database reads and writes, over one connection."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self.conn: sqlite3.Connection = db.conn
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        return cls(connect(path))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def ensure_sources(self, specs: Iterable[Any]) -> None:
+        with self.transaction():
+            for spec in specs:
+                self.conn.execute(
+                    "INSERT INTO sources(name, kind, url) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, url = excluded.url",
+                    (spec.name, spec.kind, spec.url),
+                )
+
+    def load_source_state(self, name: str) -> SourceState:
+        row = self.conn.execute(
+            "SELECT etag, last_modified, body_hash, cursor, consecutive_failures FROM sources "
+            "WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return SourceState()
+        etag, last_modified, body_hash, cursor, failures = row
+        return SourceState(
+            validators=Validators(etag=etag, last_modified=last_modified),
+            body_hash=body_hash,
+            cursor=json.loads(cursor) if cursor else {},
+            consecutive_failures=failures or 0,
+        )
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM sources ORDER BY name"))
+
+    # --- items -----------------------------------------------------------------------------
+
+    def lookup_keys(self, keys: Sequence[str]) -> dict[str, KnownItem]:
+        """Which of these identity keys belong to stored items."""
+        found: dict[str, KnownItem] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, item_id, content_hash, source, relevant in self.conn.execute(
+                "SELECT k.key, i.id, i.content_hash, i.source, i.relevant FROM item_keys k "
+                f"JOIN items i ON i.id = k.item_id WHERE k.key IN ({marks})",
+                chunk,
+            ):
+                found[key] = KnownItem(item_id, content_hash, source, bool(relevant))
+        return found
+
+    def brand_threads(self, keys: Iterable[str]) -> set[str]:
+        """Which of these thread keys are conversations known to be about a brand."""
+        keys = list(dict.fromkeys(k for k in keys if k))
+        out: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                k
+                for (k,) in self.conn.execute(
+                    f"SELECT key FROM threads WHERE key IN ({marks}) AND brands IS NOT NULL", chunk
+                )
+            )
+        return out
+
+    def save_poll(
+        self,
+        source: str,
+        kind: str,
+        processed: Sequence[ProcessedItem],
+        responses: Sequence[Response],
+        *,
+        now: datetime,
+        error: str | None,
+        validators: Validators | None = None,
+        body_hash: str | None = None,
+        cursor: Mapping[str, Any] | None = None,
+        next_poll_at: datetime | None = None,
+        thread_replies_url: Mapping[str, str] | None = None,
+    ) -> SaveResult:
+        """Everything one source poll learnt, in one transaction."""
+        now_s = iso(now)
+        new_items = updated = 0
+        new_mentions: list[Mention] = []
+        threads: dict[str, None] = {}
+        c = self.conn
+        with self.transaction():
+            for p in processed:
+                it = p.item
+                batch_twin = self._stored_id(p.keys) if p.known is None else None
+                if batch_twin is not None:
+                    # An earlier item of this same poll already is this story (a feed listing
+                    # it twice, or a copy under another URL): one more sighting of it.
+                    item_id = batch_twin
+                    p = replace(p, changed=False)
+                elif p.known is None:
+                    item_id = self._insert_item(p, now_s)
+                    new_items += 1
+                elif p.changed:
+                    item_id = p.known.item_id
+                    self._update_item(item_id, p, now_s)
+                    updated += 1
+                else:
+                    item_id = p.known.item_id
+                    c.execute(
+                        "UPDATE items SET last_seen_at = ? WHERE id = ?", (now_s, item_id)
+                    )
+                c.executemany(
+                    "INSERT OR IGNORE INTO item_keys(key, item_id) VALUES (?, ?)",
+                    [(k, item_id) for k in p.keys],
+                )
+                cur = c.execute(
+                    "INSERT INTO sightings(item_id, source, url, first_seen_at, last_seen_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at",
+                    (item_id, source, it.raw_url or it.url, now_s, now_s),
+                )
+                if cur.rowcount and not p.changed:
+                    c.execute(
+                        "UPDATE items SET sightings = (SELECT count(*) FROM sightings WHERE item_id = ?) "
+                        "WHERE id = ?",
+                        (item_id, item_id),
+                    )
+                if p.changed:
+                    new_mentions.extend(self._save_mentions(item_id, p, kind, now_s))
+                if p.relevant and it.thread_key:
+                    threads[it.thread_key] = None
+            for response in responses:
+                c.execute(
+                    "INSERT INTO fetches(source, url, started_at, status, duration_ms, bytes, attempts, "
+                    "items, new_items, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        source,
+                        response.url,
+                        now_s,
+                        response.status,
+                        round(response.duration_ms, 1),
+                        len(response.body),
+                        response.attempts,
+                        len(processed),
+                        new_items,
+                        response.error,
+                    ),
+                )
+            self._update_threads(threads, processed, thread_replies_url or {}, now_s)
+            self._update_source(
+                source,
+                now_s,
+                error=error,
+                status=responses[-1].status if responses else None,
+                validators=validators,
+                body_hash=body_hash,
+                cursor=cursor,
+                next_poll_at=iso(next_poll_at),
+                items=new_items,
+                mentions=len(new_mentions),
+            )
+        return SaveResult(new_items, updated, tuple(new_mentions), tuple(threads))
+
+    def _stored_id(self, keys: Sequence[str]) -> int | None:
+        if not keys:
+            return None
+        row = self.conn.execute(
+            f"SELECT item_id FROM item_keys WHERE key IN ({','.join('?' * len(keys))}) LIMIT 1", keys
+        ).fetchone()
+        return row[0] if row else None
+
+    def _item_values(self, p: ProcessedItem) -> dict[str, Any]:
+        it = p.item
+        return {
+            "url": it.url,
+            "title": it.title,
+            "text": it.text if p.relevant else None,
+            "author": it.author,
+            "published_at": iso(it.published_at),
+            "updated_at": iso(it.updated_at),
+            "native_id": it.native_id,
+            "thread_key": it.thread_key,
+            "parent_key": it.parent_key,
+            "is_reply": int(it.is_reply),
+            "content_hash": p.content_hash,
+            "fingerprint": p.fingerprint,
+            "relevant": int(p.relevant),
+            "compound": p.score.compound if p.score else None,
+            "label": self._item_label(p),
+        }
+
+    @staticmethod
+    def _item_label(p: ProcessedItem) -> str | None:
+        if p.mentions:
+            return min(p.mentions, key=lambda m: m.score.compound).score.label
+        return p.score.label if p.score else None
+
+    def _insert_item(self, p: ProcessedItem, now_s: str | None) -> int:
+        values = self._item_values(p)
+        values.update(first_seen_at=now_s, last_seen_at=now_s, source=p.item.source)
+        cols = ",".join(values)
+        cur = self.conn.execute(
+            f"INSERT INTO items({cols}) VALUES ({','.join('?' * len(values))})",
+            list(values.values()),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def _update_item(self, item_id: int, p: ProcessedItem, now_s: str | None) -> None:
+        values = self._item_values(p)
+        values["last_seen_at"] = now_s
+        sets = ",".join(f"{k} = ?" for k in values)
+        self.conn.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), item_id])
+
+    def _save_mentions(
+        self, item_id: int, p: ProcessedItem, kind: str, now_s: str | None
+    ) -> list[Mention]:
+        """Upsert an item's mentions; return those that are new. Corrections stay as they were."""
+        c = self.conn
+        existing = {
+            brand: mid
+            for mid, brand in c.execute("SELECT id, brand FROM mentions WHERE item_id = ?", (item_id,))
+        }
+        new: list[Mention] = []
+        for m in p.mentions:
+            it = m.item
+            row = {
+                "item_id": item_id,
+                "brand": m.brand,
+                "product": m.product,
+                "url": it.url,
+                "title": it.title,
+                "source": it.source,
+                "kind": kind,
+                "author": it.author,
+                "published_at": iso(it.published_at),
+                "updated_at": now_s,
+                "thread_key": it.thread_key,
+                "terms": ", ".join(m.terms),
+                "snippet": m.snippet,
+                "compound": m.score.compound,
+                "pos": m.score.pos,
+                "neu": m.score.neu,
+                "neg": m.score.neg,
+                "auto_label": m.score.label,
+                "item_compound": m.item_score.compound if m.item_score else None,
+                "explanation": json.dumps(list(m.score.explanation), ensure_ascii=False),
+                "lexicon_version": m.item.extra.get("lexicon_version"),
+            }
+            if m.brand in existing:
+                sets = ",".join(f"{k} = ?" for k in row)
+                c.execute(
+                    f"UPDATE mentions SET {sets}, label = coalesce(label_override, ?) WHERE id = ?",
+                    [*row.values(), m.score.label, existing.pop(m.brand)],
+                )
+            else:
+                row["first_seen_at"] = now_s
+                row["label"] = m.score.label
+                cols = ",".join(row)
+                c.execute(
+                    f"INSERT INTO mentions({cols}) VALUES ({','.join('?' * len(row))})",
+                    list(row.values()),
+                )
+                new.append(m)
+        # An edit that no longer names a brand leaves its old mention: the brand was named once,
+        # and a correction may hang on it. Its text is refreshed so the record stays true.
+        return new
+
+    def _update_threads(
+        self,
+        keys: Mapping[str, None],
+        processed: Sequence[ProcessedItem],
+        replies_urls: Mapping[str, str],
+        now_s: str | None,
+    ) -> None:
+        c = self.conn
+        roots: dict[str, Item] = {}
+        for p in processed:
+            if p.item.thread_key in keys and (
+                not p.item.is_reply or p.item.thread_key not in roots
+            ):
+                roots.setdefault(p.item.thread_key, p.item)
+        for key in keys:
+            root = roots.get(key)
+            c.execute(
+                "INSERT INTO threads(key, title, url, source, replies_url, first_seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "title = coalesce(threads.title, excluded.title), "
+                "url = coalesce(threads.url, excluded.url), "
+                "replies_url = coalesce(excluded.replies_url, threads.replies_url)",
+                (
+                    key,
+                    root.title if root else None,
+                    root.url if root else None,
+                    root.source if root else None,
+                    replies_urls.get(key) or (root.thread_url if root else None),
+                    now_s,
+                ),
+            )
+            self.refresh_thread(key)
+
+    def refresh_thread(self, key: str) -> None:
+        """Recompute a thread's aggregates from its stored items and (corrected) mention labels."""
+        self.conn.execute(
+            """
+            UPDATE threads SET
+              posts = agg.posts, negative_posts = agg.negative_posts,
+              mean_compound = agg.mean_compound, worst_compound = agg.worst_compound,
+              first_seen_at = agg.first_seen, last_seen_at = agg.last_seen,
+              brands = agg.brands
+            FROM (
+              SELECT count(*) AS posts,
+                     coalesce(sum(i.label = 'negative'), 0) AS negative_posts,
+                     round(avg(i.compound), 4) AS mean_compound,
+                     min(i.compound) AS worst_compound,
+                     min(i.first_seen_at) AS first_seen,
+                     max(i.first_seen_at) AS last_seen,
+                     (SELECT group_concat(DISTINCT m.brand) FROM mentions m
+                       WHERE m.thread_key = :key AND m.not_relevant = 0) AS brands
+              FROM items i
+              WHERE i.thread_key = :key AND i.relevant = 1 AND i.compound IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM mentions m WHERE m.item_id = i.id AND m.not_relevant = 1)
+            ) AS agg
+            WHERE threads.key = :key
+            """,
+            {"key": key},
+        )
+
+    def _update_source(
+        self,
+        name: str,
+        now_s: str | None,
+        *,
+        error: str | None,
+        status: int | None,
+        validators: Validators | None,
+        body_hash: str | None,
+        cursor: Mapping[str, Any] | None,
+        next_poll_at: str | None,
+        items: int,
+        mentions: int,
+    ) -> None:
+        sets = [
+            "last_attempt_at = :now",
+            "last_status = :status",
+            "next_poll_at = :next",
+            "items_seen = items_seen + :items",
+            "mentions_found = mentions_found + :mentions",
+        ]
+        if error:
+            sets += ["last_error = :error", "consecutive_failures = consecutive_failures + 1"]
+        else:
+            sets += ["last_success_at = :now", "consecutive_failures = 0", "last_error = NULL"]
+        if validators is not None:
+            sets += ["etag = :etag", "last_modified = :last_modified"]
+        if body_hash is not None:
+            sets.append("body_hash = :body_hash")
+        if cursor is not None:
+            sets.append("cursor = :cursor")
+        self.conn.execute(
+            f"UPDATE sources SET {', '.join(sets)} WHERE name = :name",
+            {
+                "now": now_s,
+                "status": status,
+                "next": next_poll_at,
+                "items": items,
+                "mentions": mentions,
+                "error": error,
+                "etag": validators.etag if validators else None,
+                "last_modified": validators.last_modified if validators else None,
+                "body_hash": body_hash,
+                "cursor": json.dumps(cursor) if cursor is not None else None,
+                "name": name,
+            },
+        )
+
+    # --- corrections -----------------------------------------------------------------------
+
+    def set_label(self, mention_id: int, label: str | None, *, not_relevant: bool | None = None) -> bool:
+        row = self.conn.execute(
+            "SELECT thread_key, item_id FROM mentions WHERE id = ?", (mention_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        thread_key, item_id = row
+        with self.transaction():
+            if label is not None:
+                self.conn.execute(
+                    "UPDATE mentions SET label_override = ?, label = ? WHERE id = ?",
+                    (label, label, mention_id),
+                )
+            if not_relevant is not None:
+                self.conn.execute(
+                    "UPDATE mentions SET not_relevant = ? WHERE id = ?", (int(not_relevant), mention_id)
+                )
+            self.conn.execute(
+                "UPDATE items SET label = (SELECT label FROM mentions WHERE item_id = :i "
+                "AND not_relevant = 0 ORDER BY compound LIMIT 1) WHERE id = :i "
+                "AND EXISTS (SELECT 1 FROM mentions WHERE item_id = :i AND not_relevant = 0)",
+                {"i": item_id},
+            )
+            if thread_key:
+                self.refresh_thread(thread_key)
+        return True
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, list[tuple[Any, ...]]]:
+        q = self.conn.execute
+        return {
+            "by_brand": q(
+                "SELECT brand, count(*), sum(label='positive'), sum(label='neutral'), "
+                "sum(label='negative') FROM mentions WHERE not_relevant = 0 "
+                "GROUP BY brand ORDER BY count(*) DESC"
+            ).fetchall(),
+            "by_source": q(
+                "SELECT source, count(*), sum(label='negative') FROM mentions WHERE not_relevant = 0 "
+                "GROUP BY source ORDER BY count(*) DESC"
+            ).fetchall(),
+            "by_label": q(
+                "SELECT label, count(*) FROM mentions WHERE not_relevant = 0 GROUP BY label "
+                "ORDER BY count(*) DESC"
+            ).fetchall(),
+        }

@@ -1,0 +1,170 @@
+"""`listener poll` end to end: sources.yaml -> loopback feeds -> a deduplicated, scored database."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import rss, write_config
+
+from listener.cli import cli
+from listener.config import load_config
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+
+NEGATIVE = "Acme support never answered and the app keeps crashing. I want a refund."
+POSITIVE = "I love my new Rocket Skates, Acme did a fantastic job. Great product!"
+NEUTRAL_GLOBEX = "Globex announced its quarterly results on Tuesday."
+
+
+def poll(config_path: Path, *names: str) -> PollSummary:
+    config = load_config(config_path, env={})
+
+    async def main() -> PollSummary:
+        async with open_runtime(config) as rt:
+            specs = [s for s in config.sources if not names or s.name in names]
+            return await poll_sources(specs, rt)
+
+    return asyncio.run(main())
+
+
+def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
+    conn = sqlite3.connect(tmp_path / "mentions.db")
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def blog(httpd):
+    entries = [
+        {"title": "Day one with Acme", "link": "https://blog.example.com/2026/acme-one?utm_source=rss", "guid": "p1", "body": f"<p>{NEGATIVE}</p><script>alert('x')</script>"},
+        {"title": "Skating", "link": "https://blog.example.com/2026/skates", "guid": "p2", "body": f"<p>{POSITIVE}</p>"},
+        {"title": "Markets", "link": "https://blog.example.com/2026/markets", "guid": "p3", "body": f"<p>{NEUTRAL_GLOBEX} Also Acme shipped a patch.</p>"},
+        {"title": "Bricks", "link": "https://blog.example.com/2026/bricks", "guid": "p4", "body": "<p>We bought Acme Brick pavers for the garden.</p>"},
+        {"title": "Unrelated", "link": "https://blog.example.com/2026/cats", "guid": "p5", "body": "<p>Our cat sleeps all day.</p>"},
+    ]
+    httpd.add("/feed", rss(entries), etag='"v1"')
+    return httpd
+
+
+def test_first_poll_builds_the_mention_database(tmp_path, blog):
+    cfg = write_config(tmp_path, [("blog", blog.url("/feed"))])
+    summary = poll(cfg)
+    assert summary.ok == 1 and summary.items == 5 and summary.new_items == 5
+    mentions = rows(
+        tmp_path,
+        "SELECT title, brand, product, label, url, source, snippet, compound FROM mentions ORDER BY title, brand",
+    )
+    by = {(m[0], m[1]): m for m in mentions}
+    # The excluded phrase and the off-topic post are not mentions; two brands give two mentions.
+    assert set(by) == {("Day one with Acme", "Acme"), ("Skating", "Acme"), ("Markets", "Acme"), ("Markets", "Globex")}
+    assert by[("Day one with Acme", "Acme")][3] == "negative"
+    assert by[("Skating", "Acme")][3] == "positive" and by[("Skating", "Acme")][2] == "Rocket Skates"
+    assert by[("Markets", "Globex")][3] == "neutral"
+    # Canonical URL without tracking parameters; snippet is text, not markup.
+    assert by[("Day one with Acme", "Acme")][4] == "https://blog.example.com/2026/acme-one"
+    assert "<script>" not in by[("Day one with Acme", "Acme")][6] and "alert" not in by[("Day one with Acme", "Acme")][6]
+    assert all(-1 <= m[7] <= 1 for m in mentions)
+
+
+def test_second_poll_adds_nothing_and_uses_conditional_get(tmp_path, blog):
+    cfg = write_config(tmp_path, [("blog", blog.url("/feed"))])
+    poll(cfg)
+    before = rows(tmp_path, "SELECT count(*) FROM mentions")[0][0]
+    summary = poll(cfg)
+    assert summary.new_items == 0 and summary.reports[0].not_modified
+    assert rows(tmp_path, "SELECT count(*) FROM mentions")[0][0] == before
+    assert blog.requests_for("/feed")[-1].headers.get("if-none-match") == '"v1"'
+    assert rows(tmp_path, "SELECT etag, consecutive_failures FROM sources") == [('"v1"', 0)]
+
+
+def test_server_without_validators_is_not_reparsed(tmp_path, httpd):
+    httpd.add("/plain", rss([{"title": "Acme news", "link": "https://x.example/a", "body": "Acme is fine."}]))
+    cfg = write_config(tmp_path, [("plain", httpd.url("/plain"))])
+    poll(cfg)
+    second = poll(cfg)
+    assert second.reports[0].not_modified and second.new_items == 0
+    assert rows(tmp_path, "SELECT count(*) FROM items") == [(1,)]
+
+
+def test_syndicated_copies_across_sources_are_one_mention_with_sightings(tmp_path, httpd):
+    body = f"<p>{NEGATIVE} " + "More words about the product experience here. " * 6 + "</p>"
+    httpd.add("/a", rss([{"title": "Acme outage", "link": "https://news.example.com/story/1", "guid": "a-1", "body": body}]))
+    httpd.add("/b", rss([{"title": "Acme outage", "link": "http://www.news.example.com/story/1/?utm_source=feed&utm_medium=rss", "guid": "b-77", "body": body}]))
+    httpd.add("/c", rss([{"title": "ACME OUTAGE", "link": "https://mirror.example.org/copy/1", "guid": "c-9", "body": body.replace("  ", " ")}]))
+    cfg = write_config(tmp_path, [("a", httpd.url("/a")), ("b", httpd.url("/b")), ("c", httpd.url("/c"))])
+    poll(cfg)
+    assert rows(tmp_path, "SELECT count(*) FROM mentions") == [(1,)]
+    assert rows(tmp_path, "SELECT count(*) FROM items") == [(1,)]
+    assert sorted(r[0] for r in rows(tmp_path, "SELECT source FROM sightings")) == ["a", "b", "c"]
+    poll(cfg)
+    assert rows(tmp_path, "SELECT count(*) FROM mentions") == [(1,)]
+
+
+def test_edited_entry_updates_its_row(tmp_path, httpd):
+    httpd.add("/f", rss([{"title": "Acme review", "link": "https://r.example/1", "guid": "r1", "body": "Acme is great, I love it."}]), etag='"1"')
+    cfg = write_config(tmp_path, [("f", httpd.url("/f"))])
+    poll(cfg)
+    assert rows(tmp_path, "SELECT label FROM mentions") == [("positive",)]
+    httpd.add("/f", rss([{"title": "Acme review (update)", "link": "https://r.example/1", "guid": "r1", "body": "Update: Acme broke after a week, terrible, awful."}]), etag='"2"')
+    summary = poll(cfg)
+    assert summary.reports[0].updated_items == 1
+    assert rows(tmp_path, "SELECT title, label FROM mentions") == [("Acme review (update)", "negative")]
+    assert rows(tmp_path, "SELECT count(*) FROM items") == [(1,)]
+
+
+def test_html_page_instead_of_feed_is_a_source_failure(tmp_path, httpd, blog):
+    httpd.add("/login", "<!doctype html><html><head><title>Sign in</title></head><body>Log in</body></html>", content_type="text/html")
+    cfg = write_config(tmp_path, [("login", httpd.url("/login")), ("blog", blog.url("/feed"))])
+    summary = poll(cfg)
+    by = {r.source: r for r in summary.reports}
+    assert not by["login"].ok and "HTML" in by["login"].error
+    assert by["blog"].ok and by["blog"].new_items == 5
+    (status,) = rows(tmp_path, "SELECT consecutive_failures, last_error FROM sources WHERE name='login'")
+    assert status[0] == 1 and "HTML" in status[1]
+
+
+def test_failures_are_recorded_and_the_rest_goes_on(tmp_path, httpd, blog):
+    httpd.add("/gone", "nope", status=404, content_type="text/plain")
+    httpd.add("/broken", "<rss><channel><item><title>Acme & co", content_type="application/rss+xml")
+    cfg = write_config(tmp_path, [("gone", httpd.url("/gone")), ("broken", httpd.url("/broken")), ("blog", blog.url("/feed"))])
+    summary = poll(cfg)
+    by = {r.source: r for r in summary.reports}
+    assert not by["gone"].ok and "404" in by["gone"].error
+    assert by["blog"].ok
+    log = rows(tmp_path, "SELECT source, status, error FROM fetches WHERE source='gone'")
+    assert log and log[0][1] == 404
+
+
+def test_cli_poll_summary_and_stats(tmp_path, blog):
+    cfg = write_config(tmp_path, [("blog", blog.url("/feed"))])
+    runner = CliRunner()
+    result = runner.invoke(cli, ["-c", str(cfg), "poll"])
+    assert result.exit_code == 0, result.output
+    assert "sources: 1 ok, 0 failed" in result.output
+    assert "new mentions: 4 (1 negative, 2 neutral, 1 positive)" in result.output
+    stats = runner.invoke(cli, ["-c", str(cfg), "stats"])
+    assert stats.exit_code == 0 and "Acme" in stats.output and "blog" in stats.output
+
+
+def test_cli_bad_config_exits_2_naming_the_key(tmp_path):
+    cfg = write_config(tmp_path, [("blog", "https://example.com/feed")])
+    cfg.write_text(cfg.read_text().replace("every: 15m", "evry: 15m"))
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "check"])
+    assert result.exit_code == 2
+    assert "sources[0].evry: unknown key" in result.output
+
+
+def test_cli_init_writes_a_config_that_checks(tmp_path):
+    target = tmp_path / "sources.yaml"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", str(target)]).exit_code == 0
+    again = runner.invoke(cli, ["init", str(target)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    check = runner.invoke(cli, ["-c", str(target), "check"])
+    assert check.exit_code == 0 and "acme-blog" in check.output

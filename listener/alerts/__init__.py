@@ -1,0 +1,1 @@
+"""Alerting: rules that decide, an outbox that remembers, channels that deliver."""

@@ -1,0 +1,433 @@
+"""Deliver one alert (or digest) to one channel: Slack incoming webhook, SMTP email, JSON webhook.
+
+`send_alert` never raises for a delivery problem: it answers a `Delivery` that tells the outbox
+whether the alert went out, and if not whether trying again can help (`permanent`) and when
+(`retry_after_s`). Error texts name the channel, never its secrets (webhook URLs carry a token,
+and errors end up in the outbox table that Datasette shows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import smtplib
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from listener.alerts.message import AlertMessage, Digest, digest_to_dict, message_to_dict
+from listener.alerts.render import clean_text, render_email, render_slack, truncate
+
+log = logging.getLogger(__name__)
+
+ERROR_BODY_MAX = 200
+
+
+@dataclass(frozen=True)
+class SlackChannel:
+    name: str
+    webhook_url: str = field(repr=False)  # the URL is the credential
+    digest: str | None = None  # None (send at once) | "hourly" | "daily"
+
+
+@dataclass(frozen=True)
+class EmailChannel:
+    name: str
+    host: str
+    port: int
+    from_addr: str
+    to: tuple[str, ...]
+    starttls: bool = False
+    ssl: bool = False  # implicit TLS (port 465); wins over starttls
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout_s: float = 20
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookChannel:
+    name: str
+    url: str = field(repr=False)  # may carry a token in its query
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
+    digest: str | None = None
+
+
+Channel = SlackChannel | EmailChannel | WebhookChannel
+
+
+@dataclass(frozen=True)
+class Delivery:
+    ok: bool
+    error: str | None = None
+    retry_after_s: float | None = None  # what the receiver asked for (429 Retry-After)
+    # Retrying the same message will not help (bad credentials, webhook gone, address rejected):
+    # the outbox should stop and a person must fix the channel.
+    permanent: bool = False
+
+
+# ------------------------------------------------------------------------------ rate limiting
+
+
+class SlackRateLimiter:
+    """At most one message per `interval_s` per webhook URL (Slack allows about 1/s).
+
+    Each caller reserves the next free slot before it sleeps, so concurrent senders queue up in
+    order without a lock (and the limiter is not tied to one event loop). `clock` and `sleep` are
+    injectable so tests need not wait.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._sleep = sleep
+        self._next: dict[str, float] = {}
+
+    async def wait(self, key: str) -> float:
+        """Wait for `key`'s next slot; returns the seconds waited (0 when the slot was free)."""
+        now = self._clock()
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + self.interval_s
+        delay = slot - now
+        if delay > 0:
+            await self._sleep(delay)
+        return delay
+
+
+# Used when the caller does not pass one, so the limit holds across calls in one process.
+DEFAULT_SLACK_LIMITER = SlackRateLimiter()
+
+
+# ---------------------------------------------------------------------------------- send_alert
+
+
+async def send_alert(
+    channel: Channel,
+    message: AlertMessage | Digest,
+    *,
+    http: httpx.AsyncClient,
+    limiter: SlackRateLimiter | None = None,
+) -> Delivery:
+    """Deliver `message` on `channel`. Never raises for delivery problems.
+
+    `http` is used for Slack and webhooks (redirects are never followed: a POST must not turn into
+    a GET elsewhere); email goes through stdlib smtplib in a worker thread. `limiter` spaces Slack
+    messages per webhook URL (default: one shared process-wide limiter).
+    """
+    if isinstance(message, Digest) and not message.messages:
+        log.debug("channel %s: empty digest, nothing to send", channel.name)
+        return Delivery(ok=True)
+    try:
+        if isinstance(channel, SlackChannel):
+            result = await _send_slack(channel, message, http, limiter or DEFAULT_SLACK_LIMITER)
+        elif isinstance(channel, WebhookChannel):
+            result = await _send_webhook(channel, message, http)
+        elif isinstance(channel, EmailChannel):
+            result = await asyncio.to_thread(_send_email, channel, render_email(message, channel))
+        else:
+            return Delivery(False, f"unknown channel type {type(channel).__name__}", permanent=True)
+    except Exception as exc:
+        # A bug in rendering or an unexpected library error: keep the outbox loop alive and the
+        # alert pending (a fixed version can deliver it), and leave the traceback in the log.
+        log.exception("channel %s: unexpected error while sending", channel.name)
+        return Delivery(False, f"{channel.name}: unexpected {type(exc).__name__} (see log)")
+    if result.ok:
+        log.debug("channel %s: delivered %s", channel.name, _message_key(message))
+    else:
+        log.log(
+            logging.WARNING if result.permanent else logging.INFO,
+            "channel %s: not delivered (%s): %s",
+            channel.name,
+            "permanent" if result.permanent else "will retry",
+            result.error,
+        )
+    return result
+
+
+def _message_key(message: AlertMessage | Digest) -> str:
+    return message.digest_id if isinstance(message, Digest) else message.alert_id
+
+
+def _short(text: str | bytes | None, limit: int = ERROR_BODY_MAX) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return truncate(clean_text(text), limit)
+
+
+def _redact(text: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<url>")
+    return text
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / infinity (a mean over nothing) are not JSON: send them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------- HTTP
+
+
+def parse_retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds or HTTP date) or a JSON
+    `retry_after` field; None when the receiver did not say."""
+    value = response.headers.get("retry-after", "").strip()
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    try:
+        data = json.loads(response.content[:10_000])
+    except ValueError:
+        return None
+    seconds = data.get("retry_after") if isinstance(data, dict) else None
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds)
+    return None
+
+
+# What Slack's incoming webhooks answer, and what a person should do about it.
+_SLACK_HINTS = {
+    "invalid_token": "authentication failed: the webhook's token is invalid or was revoked; "
+    "create a new incoming webhook and update webhook_url",
+    "no_service": "the webhook was removed or disabled; create a new one and update webhook_url",
+    "no_team": "the Slack workspace no longer exists or the app was removed",
+    "team_disabled": "the Slack workspace is disabled",
+    "channel_not_found": "the webhook's channel no longer exists",
+    "channel_is_archived": "the webhook's channel is archived",
+    "action_prohibited": "a workspace admin restricted posting to this channel",
+    "posting_to_general_channel_denied": "only admins may post to this channel",
+    "invalid_payload": "Slack rejected the message format (a listener bug: please report it)",
+    "user_not_found": "the webhook's user no longer exists",
+}
+
+
+def _http_outcome(kind: str, channel_name: str, response: httpx.Response) -> Delivery:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Delivery(ok=True)
+    body = _short(response.text)
+    detail = f": {body}" if body else ""
+    where = f"{kind} {channel_name}: HTTP {status}{detail}"
+    if status == 429:
+        retry_after = parse_retry_after(response)
+        wait = f" (retry after {retry_after:g} s)" if retry_after is not None else ""
+        return Delivery(False, f"{kind} {channel_name}: rate limited, HTTP 429{wait}", retry_after)
+    if status >= 500 or status in (408, 425):
+        return Delivery(False, where + " (server side, will retry)", parse_retry_after(response))
+    if 300 <= status < 400:
+        return Delivery(False, where + " (redirect: update the URL to its new home)", None, True)
+    hint = _SLACK_HINTS.get(body) if kind == "Slack" else None
+    if hint is None and status in (401, 403):
+        hint = "authentication failed: check the URL's token / the configured headers"
+    if hint is None and status in (404, 410):
+        hint = "the receiver does not exist (any more): check the URL"
+    return Delivery(False, where + (f" — {hint}" if hint else ""), None, True)
+
+
+def _transport_failure(
+    kind: str, channel_name: str, exc: Exception, secret_url: str | None
+) -> Delivery:
+    what = _redact(_short(str(exc)) or type(exc).__name__, secret_url)
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return Delivery(False, f"{kind} {channel_name}: bad URL in config ({what})", None, True)
+    if isinstance(exc, httpx.TimeoutException):
+        # The receiver may have got it: webhooks dedupe on Idempotency-Key, Slack cannot.
+        return Delivery(False, f"{kind} {channel_name}: timed out ({type(exc).__name__})")
+    return Delivery(False, f"{kind} {channel_name}: {type(exc).__name__}: {what}")
+
+
+async def _post(
+    kind: str,
+    channel_name: str,
+    http: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> Delivery:
+    content = json.dumps(_json_safe(body), ensure_ascii=False, allow_nan=False).encode()
+    try:
+        response = await http.post(
+            url,
+            content=content,
+            headers={**headers, "Content-Type": "application/json; charset=utf-8"},
+            follow_redirects=False,
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return _transport_failure(kind, channel_name, exc, url)
+    return _http_outcome(kind, channel_name, response)
+
+
+async def _send_slack(
+    channel: SlackChannel,
+    message: AlertMessage | Digest,
+    http: httpx.AsyncClient,
+    limiter: SlackRateLimiter,
+) -> Delivery:
+    payload = render_slack(message)
+    await limiter.wait(channel.webhook_url)
+    return await _post("Slack", channel.name, http, channel.webhook_url, payload, {})
+
+
+def _bad_header(name: str, value: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in name + value) or not name.strip()
+
+
+async def _send_webhook(
+    channel: WebhookChannel, message: AlertMessage | Digest, http: httpx.AsyncClient
+) -> Delivery:
+    if isinstance(message, Digest):
+        body = {"type": "listener.digest", **digest_to_dict(message)}
+    else:
+        body = {"type": "listener.alert", **message_to_dict(message)}
+    ours = {"content-type", "idempotency-key"}
+    headers = {k: v for k, v in channel.headers.items() if k.lower() not in ours}
+    bad = [k for k, v in headers.items() if _bad_header(k, v)]
+    if bad:
+        return Delivery(
+            False,
+            f"webhook {channel.name}: header {_short(bad[0], 60)!r} has control characters",
+            permanent=True,
+        )
+    # Same key on every attempt: a receiver that honours it ignores the retry of a send that
+    # timed out after it had already arrived.
+    headers["Idempotency-Key"] = _message_key(message)
+    return await _post("webhook", channel.name, http, channel.url, body, headers)
+
+
+# -------------------------------------------------------------------------------------- email
+
+
+def _smtp_text(message: bytes | str) -> str:
+    return _short(message, ERROR_BODY_MAX)
+
+
+def _smtp_reply(where: str, what: str, code: int, text: bytes | str) -> Delivery:
+    """4xx (and unknown codes) are transient by RFC 5321; 5xx are final."""
+    error = f"{where}: {what} refused with {code} {_smtp_text(text)}".rstrip()
+    return Delivery(False, error, permanent=500 <= code < 600)
+
+
+def _send_email(channel: EmailChannel, msg: EmailMessage) -> Delivery:
+    """Blocking: one SMTP session. Run it in a thread."""
+    where = f"email {channel.name} ({channel.host}:{channel.port})"
+    smtp: smtplib.SMTP | None = None
+    sent = False
+    try:
+        if channel.ssl:
+            smtp = smtplib.SMTP_SSL(
+                channel.host,
+                channel.port,
+                timeout=channel.timeout_s,
+                context=ssl.create_default_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_s)
+        if channel.starttls and not channel.ssl:
+            smtp.starttls(context=ssl.create_default_context())
+        if channel.username:
+            smtp.login(channel.username, channel.password or "")
+        refused = smtp.send_message(msg, from_addr=channel.from_addr, to_addrs=list(channel.to))
+        sent = True
+    except smtplib.SMTPNotSupportedError as exc:
+        hint = (
+            "the server does not offer STARTTLS: set ssl: true for port 465 or check the port"
+            if "STARTTLS" in str(exc)
+            else "the server does not offer AUTH (often only after STARTTLS: set starttls: true)"
+        )
+        return Delivery(False, f"{where}: {hint}", permanent=True)
+    except smtplib.SMTPAuthenticationError as exc:
+        reply = f"{exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+        if 400 <= exc.smtp_code < 500:
+            return Delivery(False, f"{where}: authentication temporarily failed: {reply}")
+        return Delivery(
+            False,
+            f"{where}: authentication failed for user {channel.username!r}: {reply}"
+            " — check username and password",
+            permanent=True,
+        )
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        listed = "; ".join(
+            f"{_short(rcpt, 80)}: {code} {_smtp_text(text)}"
+            for rcpt, (code, text) in exc.recipients.items()
+        )
+        permanent = all(500 <= code < 600 for code in codes)
+        return Delivery(False, f"{where}: every recipient refused ({listed})", permanent=permanent)
+    except smtplib.SMTPSenderRefused as exc:
+        return _smtp_reply(where, f"sender {_short(exc.sender, 80)}", exc.smtp_code, exc.smtp_error)
+    except smtplib.SMTPDataError as exc:
+        return _smtp_reply(where, "message", exc.smtp_code, exc.smtp_error)
+    except smtplib.SMTPResponseException as exc:  # connect / HELO / other command replies
+        return _smtp_reply(where, "session", exc.smtp_code, exc.smtp_error)
+    except ssl.SSLCertVerificationError as exc:
+        return Delivery(
+            False,
+            f"{where}: TLS certificate check failed: {_short(exc.verify_message)}",
+            None,
+            True,
+        )
+    except ssl.SSLError as exc:
+        # Usually TLS spoken to a plain port or the reverse: a config problem, not a blip.
+        return Delivery(
+            False,
+            f"{where}: TLS failed ({_short(exc.reason or str(exc))}): check port, ssl and starttls",
+            permanent=True,
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        # Refused, reset, timed out, DNS failure, server hung up: the server may be back later.
+        reason = _short(str(exc)) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"timed out after {channel.timeout_s:g} s"
+        return Delivery(False, f"{where}: {type(exc).__name__}: {reason}")
+    finally:
+        if smtp is not None:
+            _end_session(smtp, polite=sent)
+    if refused:
+        # The others have it: retrying would send them a second copy.
+        listed = "; ".join(f"{_short(r, 80)}: {c} {_smtp_text(t)}" for r, (c, t) in refused.items())
+        log.warning("%s: some recipients refused: %s", where, listed)
+        return Delivery(True, f"some recipients refused ({listed})")
+    return Delivery(ok=True)
+
+
+def _end_session(smtp: smtplib.SMTP, *, polite: bool) -> None:
+    """QUIT after a sent message (a failing QUIT must not turn a sent mail into a retry); after a
+    failure just close, as the connection may be the thing that is broken."""
+    if polite:
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError) as exc:
+            log.debug("SMTP QUIT failed after the message was accepted: %s", exc)
+    smtp.close()

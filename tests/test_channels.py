@@ -1,0 +1,589 @@
+"""Alert delivery against real peers: aiosmtpd on loopback for email, the loopback HTTP server
+standing in for Slack and for a webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
+from httpd import LoopbackServer, RequestInfo, unused_port_url
+
+from listener.alerts.channels import (
+    Delivery,
+    EmailChannel,
+    SlackChannel,
+    SlackRateLimiter,
+    WebhookChannel,
+    send_alert,
+)
+from listener.alerts.message import AlertMessage, Digest, Evidence
+from listener.alerts.render import (
+    SLACK_HEADER_MAX,
+    SLACK_MAX_BLOCKS,
+    SLACK_SECTION_MAX,
+    escape_slack,
+    render_slack,
+    slack_link,
+)
+
+HOSTILE = (
+    "Acme support is a joke <!channel> <!here> <!everyone> ping <@U123ABC> "
+    "<http://evil.example|click here> *bold* `code`"
+)
+
+
+def make_message(**changes: Any) -> AlertMessage:
+    message = AlertMessage(
+        alert_id="thread-42:1",
+        rule="negative_thread",
+        level=1,
+        brand="Acme",
+        title="Rocket Skates exploded on first use",
+        url="https://forum.example.com/t/rocket-skates/42",
+        why="4 negative posts in 6 h (mean compound -0.62)",
+        evidence=(
+            Evidence(
+                text="These skates are dangerous, worst purchase ever",
+                compound=-0.91,
+                url="https://forum.example.com/t/rocket-skates/42#post-3",
+                author="wile",
+                published_at="2026-11-20T08:15:00+00:00",
+            ),
+            Evidence(
+                text="Support never answered me",
+                compound=-0.55,
+                url=None,
+                author=None,
+                published_at=None,
+            ),
+        ),
+        counts={"posts": 9, "negative_posts": 4, "mean_compound": -0.6234},
+        source="acme-forum",
+        created_at="2026-11-20T09:00:00+00:00",
+    )
+    return replace(message, **changes)
+
+
+def send(channel: Any, message: AlertMessage | Digest, **kwargs: Any) -> Delivery:
+    async def go() -> Delivery:
+        async with httpx.AsyncClient(trust_env=False, timeout=kwargs.pop("timeout", 5)) as http:
+            return await send_alert(channel, message, http=http, **kwargs)
+
+    if isinstance(channel, SlackChannel):
+        # No pacing between sends unless a test is about pacing.
+        kwargs.setdefault("limiter", SlackRateLimiter(0))
+    return asyncio.run(go())
+
+
+# ------------------------------------------------------------------------------------ SMTP peer
+
+
+@dataclass
+class SmtpRecorder:
+    """aiosmtpd handler: keeps every accepted message; can refuse recipients with a given reply."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    refuse_rcpt: str | None = None  # e.g. "550 5.1.1 no such user"
+    logins: list[tuple[str, str]] = field(default_factory=list)  # (mechanism, user)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse_rcpt:
+            return self.refuse_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if (user, password) == ("alerts", "s3cret"):
+                self.logins.append((mechanism, user))
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def received(self) -> EmailMessage:
+        assert len(self.envelopes) == 1, f"expected one message, got {len(self.envelopes)}"
+        raw = self.envelopes[0].original_content or self.envelopes[0].content
+        assert isinstance(raw, bytes)
+        msg = email.message_from_bytes(raw, policy=default_policy)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+def _free_port() -> int:
+    # aiosmtpd 1.4's Controller cannot bind port 0 (it connects to its own port to start).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def start_smtp() -> Iterator[Callable[..., tuple[SmtpRecorder, int]]]:
+    """Starts real SMTP servers on 127.0.0.1; `auth=True` offers AUTH (minus `exclude`)."""
+    controllers: list[Controller] = []
+
+    def start(*, auth: bool = False, exclude: tuple[str, ...] = ()) -> tuple[SmtpRecorder, int]:
+        recorder = SmtpRecorder()
+        options: dict[str, Any] = {}
+        if auth:
+            options = {
+                "authenticator": recorder.authenticate,
+                "auth_require_tls": False,  # no certificates in tests; the client code is the same
+                "auth_exclude_mechanism": list(exclude),
+            }
+        port = _free_port()
+        controller = Controller(recorder, hostname="127.0.0.1", port=port, **options)
+        controller.start()
+        controllers.append(controller)
+        return recorder, port
+
+    try:
+        yield start
+    finally:
+        for controller in controllers:
+            controller.stop()
+
+
+@pytest.fixture
+def smtp_server(start_smtp: Callable[..., tuple[SmtpRecorder, int]]) -> tuple[SmtpRecorder, int]:
+    return start_smtp()
+
+
+def email_channel(port: int, **changes: Any) -> EmailChannel:
+    channel = EmailChannel(
+        name="marketing-email",
+        host="127.0.0.1",
+        port=port,
+        from_addr="Listener <listener@example.com>",
+        to=("marketing@example.com", "cs@example.com"),
+        timeout_s=5,
+    )
+    return replace(channel, **changes)
+
+
+# ---------------------------------------------------------------------------------------- email
+
+
+def test_email_arrives_as_text_and_html_with_brand_and_title_in_subject(smtp_server) -> None:
+    recorder, port = smtp_server
+    result = send(email_channel(port), make_message())
+    assert result == Delivery(ok=True)
+
+    envelope = recorder.envelopes[0]
+    assert envelope.mail_from == "listener@example.com"
+    assert sorted(envelope.rcpt_tos) == ["cs@example.com", "marketing@example.com"]
+
+    msg = recorder.received()
+    assert msg["Subject"] == (
+        "[listener] Acme: negative conversation — Rocket Skates exploded on first use"
+    )
+    assert msg["From"] == "Listener <listener@example.com>"
+    assert msg["To"] == "marketing@example.com, cs@example.com"
+    assert msg["Date"] is not None
+    assert msg["Message-ID"].endswith("@example.com>")
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    plain = text.get_content()
+    assert "Rocket Skates exploded on first use" in plain
+    assert "https://forum.example.com/t/rocket-skates/42" in plain
+    assert "4 negative posts in 6 h" in plain
+    assert "-0.91" in plain and "These skates are dangerous" in plain
+    assert '<a href="https://forum.example.com/t/rocket-skates/42">' in html.get_content()
+
+
+def test_retried_email_keeps_its_message_id(smtp_server) -> None:
+    recorder, port = smtp_server
+    channel = email_channel(port)
+    assert send(channel, make_message()).ok
+    assert send(channel, make_message()).ok
+    other = send(channel, make_message(alert_id="thread-43:1"))
+    assert other.ok
+    ids = [
+        email.message_from_bytes(e.content, policy=default_policy)["Message-ID"]
+        for e in recorder.envelopes
+    ]
+    assert ids[0] == ids[1]  # receivers can drop the duplicate of a retried send
+    assert ids[2] != ids[0]
+
+
+def test_hostile_title_cannot_inject_email_headers(smtp_server) -> None:
+    recorder, port = smtp_server
+    message = make_message(
+        title="Acme outage\r\nBcc: victim@example.com\r\n\r\n<script>alert(1)</script>",
+        brand="Acme\nX-Evil: 1",
+        why="bad\rnews",
+    )
+    assert send(email_channel(port), message).ok
+
+    envelope = recorder.envelopes[0]
+    assert sorted(envelope.rcpt_tos) == ["cs@example.com", "marketing@example.com"]
+    raw = envelope.original_content or envelope.content
+    assert isinstance(raw, bytes)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    names = [
+        line.split(b":", 1)[0].lower() for line in head.split(b"\r\n") if line[:1] not in b" \t"
+    ]
+    assert b"bcc" not in names and b"x-evil" not in names
+    msg = recorder.received()
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    assert "Acme outage Bcc: victim@example.com" in msg["Subject"]
+    html = msg.get_body(preferencelist=("html",))
+    assert html is not None
+    assert "<script>" not in html.get_content()
+    assert "&lt;script&gt;" in html.get_content()
+
+
+@pytest.mark.parametrize(("mechanism", "other"), [("PLAIN", "LOGIN"), ("LOGIN", "PLAIN")])
+def test_email_authenticates(start_smtp, mechanism: str, other: str) -> None:
+    recorder, port = start_smtp(auth=True, exclude=(other,))
+    result = send(email_channel(port, username="alerts", password="s3cret"), make_message())
+    assert result.ok, result.error
+    assert recorder.logins == [(mechanism, "alerts")]
+    assert len(recorder.envelopes) == 1
+
+
+def test_wrong_smtp_password_is_a_permanent_clear_error(start_smtp) -> None:
+    recorder, port = start_smtp(auth=True)
+    result = send(email_channel(port, username="alerts", password="wrong-pw"), make_message())
+    assert not result.ok
+    assert result.permanent
+    assert result.error is not None
+    assert "authentication failed" in result.error and "'alerts'" in result.error
+    assert "check username and password" in result.error
+    assert "wrong-pw" not in result.error
+    assert recorder.envelopes == []
+
+
+def test_smtp_connection_refused_is_retryable() -> None:
+    port = _free_port()  # nothing listens there any more
+    result = send(email_channel(port), make_message())
+    assert not result.ok
+    assert not result.permanent
+    assert result.error is not None and "ConnectionRefusedError" in result.error
+    assert f"127.0.0.1:{port}" in result.error
+
+
+@pytest.mark.parametrize(
+    ("reply", "permanent"),
+    [("550 5.1.1 <x>: no such user", True), ("451 4.3.0 try again later", False)],
+)
+def test_smtp_recipient_refusal_5xx_is_permanent_4xx_is_not(smtp_server, reply, permanent) -> None:
+    recorder, port = smtp_server
+    recorder.refuse_rcpt = reply
+    result = send(email_channel(port), make_message())
+    assert not result.ok
+    assert result.permanent is permanent
+    assert result.error is not None and reply.split()[0] in result.error
+    assert recorder.envelopes == []
+
+
+def test_email_digest_lists_every_alert(smtp_server) -> None:
+    recorder, port = smtp_server
+    digest = Digest(
+        channel="marketing-email",
+        period="daily",
+        messages=(
+            make_message(),
+            make_message(alert_id="t-2", brand="Globex", title="Globex billing is broken"),
+        ),
+    )
+    assert send(email_channel(port), digest).ok
+    msg = recorder.received()
+    assert msg["Subject"] == "[listener] 2 alerts (daily digest) — Acme, Globex"
+    text = msg.get_body(preferencelist=("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert "Rocket Skates exploded on first use" in body and "Globex billing is broken" in body
+
+
+# ---------------------------------------------------------------------------------------- slack
+
+
+def slack_ok(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "text/plain"}, b"ok"
+
+
+def slack_channel(httpd: LoopbackServer, path: str = "/services/T000/B000/XXXX") -> SlackChannel:
+    return SlackChannel(name="marketing-slack", webhook_url=httpd.url(path))
+
+
+def test_slack_message_has_text_and_blocks(httpd: LoopbackServer) -> None:
+    httpd.add("/services/T000/B000/XXXX", handler=slack_ok)
+    assert send(slack_channel(httpd), make_message()) == Delivery(ok=True)
+
+    (request,) = httpd.requests
+    assert request.method == "POST"
+    assert request.headers["content-type"].startswith("application/json")
+    payload = json.loads(request.body)
+    assert "Acme: negative conversation" in payload["text"]
+    assert "Rocket Skates exploded on first use" in payload["text"]
+    types = [b["type"] for b in payload["blocks"]]
+    assert types == ["header", "section", "section", "context"]
+    assert payload["blocks"][0]["text"]["text"] == "🔻 Acme: negative conversation"
+    main = payload["blocks"][1]["text"]["text"]
+    assert (
+        "<https://forum.example.com/t/rocket-skates/42|Rocket Skates exploded on first use>" in main
+    )
+    assert "4 negative posts in 6 h (mean compound -0.62)" in main
+    evidence = payload["blocks"][2]["text"]["text"]
+    assert "-0.91" in evidence and "These skates are dangerous" in evidence
+    context = " ".join(e["text"] for e in payload["blocks"][3]["elements"])
+    assert "negative posts 4" in context and "acme-forum" in context
+    assert payload["unfurl_links"] is False
+
+
+def test_slack_hostile_text_arrives_escaped(httpd: LoopbackServer) -> None:
+    httpd.add("/services/T000/B000/XXXX", handler=slack_ok)
+    message = make_message(
+        title=HOSTILE,
+        why=HOSTILE,
+        brand="Acme <!channel>",
+        url="javascript:alert(1)",
+        evidence=(Evidence(HOSTILE, -0.8, "https://x.example/p|<!channel>", "<!here>", None),),
+        source="<!everyone>",
+    )
+    assert send(slack_channel(httpd), message).ok
+    body = httpd.requests[0].body.decode()
+    for forbidden in ("<!channel>", "<!here>", "<!everyone>", "<@U123ABC>", "<http://evil"):
+        assert forbidden not in body
+    assert "<javascript" not in body
+    # The words are still there for a person to read, just inert.
+    assert "&lt;!channel&gt;" in body and "&lt;http://evil.example|click here&gt;" in body
+    payload = json.loads(body)
+    texts = [payload["text"]] + [b.get("text", {}).get("text", "") for b in payload["blocks"]]
+    # Every "<" left is the start of a link listener built itself, to an http(s) URL.
+    for text in texts:
+        for chunk in text.split("<")[1:]:
+            assert chunk.startswith(("http://", "https://")), chunk
+    assert "<https://x.example/p%7C%3C!channel%3E|open>" in body
+
+
+def test_slack_429_reports_retry_after(httpd: LoopbackServer) -> None:
+    httpd.add("/hook", body="rate_limited", status=429, retry_after="7", content_type="text/plain")
+    result = send(slack_channel(httpd, "/hook"), make_message())
+    assert not result.ok and not result.permanent
+    assert result.retry_after_s == 7
+
+
+def test_slack_429_retry_after_from_json_body(httpd: LoopbackServer) -> None:
+    httpd.add(
+        "/hook", body='{"ok": false, "retry_after": 3}', status=429, content_type="application/json"
+    )
+    result = send(slack_channel(httpd, "/hook"), make_message())
+    assert not result.ok and result.retry_after_s == 3
+
+
+def test_slack_500_is_retryable(httpd: LoopbackServer) -> None:
+    httpd.add("/hook", body="rollup_error", status=500, content_type="text/plain")
+    result = send(slack_channel(httpd, "/hook"), make_message())
+    assert not result.ok
+    assert not result.permanent
+    assert result.error is not None and "500" in result.error
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "hint"),
+    [
+        (404, "no_service", "removed or disabled"),
+        (403, "invalid_token", "authentication failed"),
+        (410, "channel_is_archived", "archived"),
+    ],
+)
+def test_slack_4xx_is_permanent_and_says_why(httpd: LoopbackServer, status, body, hint) -> None:
+    httpd.add("/services/T000/B000/XXXX", body=body, status=status, content_type="text/plain")
+    channel = slack_channel(httpd)
+    result = send(channel, make_message())
+    assert not result.ok and result.permanent
+    assert result.error is not None
+    assert str(status) in result.error and body in result.error and hint in result.error
+    assert "marketing-slack" in result.error
+    assert "XXXX" not in result.error  # the webhook URL is a secret: never in errors
+
+
+def test_slack_unreachable_is_retryable() -> None:
+    channel = SlackChannel(name="marketing-slack", webhook_url=unused_port_url("/services/x"))
+    result = send(channel, make_message())
+    assert not result.ok and not result.permanent
+    assert result.error is not None and "ConnectError" in result.error
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_slack_rate_limiter_spaces_sends_per_webhook(httpd: LoopbackServer) -> None:
+    clock = FakeClock()
+    arrived: list[tuple[str, float]] = []
+
+    def record(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        arrived.append((request.route, clock.now))
+        return 200, {}, b"ok"
+
+    httpd.add("/hook-a", handler=record)
+    httpd.add("/hook-b", handler=record)
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    a, b = slack_channel(httpd, "/hook-a"), slack_channel(httpd, "/hook-b")
+
+    async def burst() -> list[Delivery]:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            results = []
+            for channel in (a, a, b, a):
+                results.append(
+                    await send_alert(channel, make_message(), http=http, limiter=limiter)
+                )
+            return results
+
+    assert all(r.ok for r in asyncio.run(burst()))
+    times_a = [t for route, t in arrived if route == "/hook-a"]
+    assert len(times_a) == 3
+    assert times_a[1] - times_a[0] >= 1.0 and times_a[2] - times_a[1] >= 1.0
+    # Another webhook has its own budget: it did not wait behind /hook-a.
+    assert [t for route, t in arrived if route == "/hook-b"] == [times_a[1]]
+    assert clock.sleeps == [1.0, 1.0]
+
+
+def test_slack_rate_limiter_queues_concurrent_senders() -> None:
+    clock = FakeClock()
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+
+    async def send_one() -> float:
+        await limiter.wait("https://hooks.example/a")
+        return clock.now  # when this sender got its slot
+
+    async def three_at_once() -> list[float]:
+        return list(await asyncio.gather(*(send_one() for _ in range(3))))
+
+    assert asyncio.run(three_at_once()) == [1000.0, 1001.0, 1002.0]
+
+
+def test_slack_respects_block_kit_limits() -> None:
+    huge = "&<>" * 3000 + "x" * 10_000
+    message = make_message(
+        brand="B" * 500,
+        title=huge,
+        why=huge,
+        url="https://example.com/" + "a" * 900,
+        evidence=tuple(
+            Evidence(huge, -0.9, "https://example.com/" + "&" * 150, "a" * 500, None)
+            for _ in range(20)
+        ),
+    )
+    payload = render_slack(message)
+    assert len(payload["blocks"]) <= SLACK_MAX_BLOCKS
+    assert len(payload["blocks"][0]["text"]["text"]) <= SLACK_HEADER_MAX
+    sections = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+    assert all(len(s) <= SLACK_SECTION_MAX for s in sections)
+    assert 1 <= sections[1].count("\n> ") <= 5  # at most five snippets
+    assert "&amp;&lt;&gt;" in sections[1]  # a long snippet is cut, not dropped
+    # A cut never leaves half an entity or an unclosed link behind.
+    for text in sections:
+        unquoted = text.replace("\n> ", "\n")
+        assert unquoted.count("<") == unquoted.count(">")
+        assert "&am…" not in text and "&l…" not in text
+
+    digest = Digest("marketing-slack", "hourly", tuple(make_message() for _ in range(120)))
+    blocks = render_slack(digest)["blocks"]
+    assert len(blocks) <= SLACK_MAX_BLOCKS
+    assert "and 72 more alerts" in blocks[-1]["elements"][0]["text"]
+
+
+def test_escape_slack_and_links() -> None:
+    assert escape_slack("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert "*" not in escape_slack("*bold* and ~gone~ and `code`")
+    assert "`" not in escape_slack("*bold* and ~gone~ and `code`")
+    assert escape_slack("snake_case a*b") == "snake_case a*b"  # nothing to format there
+    assert escape_slack("line\nbreak\u202eevil") == "line breakevil"
+    assert escape_slack("x" * 50, 10) == "x" * 9 + "…"
+    assert slack_link("javascript:alert(1)", "<b>") == "&lt;b&gt;"
+    assert slack_link("https://a.example/?q=1&r=2|x", "A|B") == (
+        "<https://a.example/?q=1&amp;r=2%7Cx|A|B>"
+    )
+
+
+# -------------------------------------------------------------------------------------- webhook
+
+
+def test_webhook_posts_json_with_the_same_idempotency_key_on_retry(
+    httpd: LoopbackServer,
+) -> None:
+    httpd.add("/alerts", body="{}", content_type="application/json", fail_times=1, fail_status=503)
+    channel = WebhookChannel(
+        name="ops-webhook", url=httpd.url("/alerts"), headers={"Authorization": "Bearer t0k"}
+    )
+    message = make_message(counts={"posts": 3, "mean_compound": float("nan")})
+
+    first = send(channel, message)
+    assert not first.ok and not first.permanent
+    assert first.error is not None and "503" in first.error
+    second = send(channel, message)
+    assert second.ok
+
+    requests = httpd.requests_for("/alerts")
+    assert [r.headers["idempotency-key"] for r in requests] == ["thread-42:1", "thread-42:1"]
+    assert requests[0].body == requests[1].body
+    assert all(r.headers["authorization"] == "Bearer t0k" for r in requests)
+    body = json.loads(requests[1].body)
+    assert body["type"] == "listener.alert"
+    assert body["alert_id"] == "thread-42:1"
+    assert body["brand"] == "Acme" and body["rule"] == "negative_thread"
+    assert body["evidence"][0]["compound"] == -0.91
+    assert body["counts"] == {"posts": 3, "mean_compound": None}
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, True), (429, False)])
+def test_webhook_status_classes(httpd: LoopbackServer, status: int, permanent: bool) -> None:
+    httpd.add("/alerts", body="nope", status=status, content_type="text/plain")
+    result = send(WebhookChannel(name="ops", url=httpd.url("/alerts")), make_message())
+    assert not result.ok and result.permanent is permanent
+
+
+def test_webhook_does_not_follow_redirects(httpd: LoopbackServer) -> None:
+    httpd.add("/old", redirect_to=httpd.url("/new"), status=302)
+    httpd.add("/new", body="{}")
+    result = send(WebhookChannel(name="ops", url=httpd.url("/old")), make_message())
+    assert not result.ok and result.permanent
+    assert result.error is not None and "redirect" in result.error
+    assert httpd.requests_for("/new") == []
+
+
+def test_webhook_timeout_is_retryable(httpd: LoopbackServer) -> None:
+    httpd.add("/slow", body="{}", delay=2)
+    result = send(WebhookChannel(name="ops", url=httpd.url("/slow")), make_message(), timeout=0.2)
+    assert not result.ok and not result.permanent
+    assert result.error is not None and "timed out" in result.error
+
+
+def test_webhook_digest_carries_every_alert(httpd: LoopbackServer) -> None:
+    httpd.add("/alerts", body="{}")
+    digest = Digest("ops", "hourly", (make_message(), make_message(alert_id="t-2")))
+    assert send(WebhookChannel(name="ops", url=httpd.url("/alerts")), digest).ok
+    request = httpd.requests[0]
+    body = json.loads(request.body)
+    assert body["type"] == "listener.digest"
+    assert [m["alert_id"] for m in body["messages"]] == ["thread-42:1", "t-2"]
+    assert request.headers["idempotency-key"] == body["digest_id"]

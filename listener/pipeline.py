@@ -159,8 +159,9 @@ def process_items(
 def score_item(item: Item, rt: Runtime, *, in_brand_thread: bool) -> tuple[list[Mention], Score | None]:
     """Find the brands an item names and score each on the sentences around it."""
     text = f"{item.title}\n{item.text}" if item.title else item.text
-    links = [item.raw_url] if item.raw_url else []
-    matches = rt.matcher.match(text, links=links)
+    # The item's own URL is not a mention: a brand's own blog would otherwise mention it in every
+    # post. Links inside the text that name a brand's domain are matched as text.
+    matches = rt.matcher.match(text)
     if not matches and not in_brand_thread:
         return [], None
     all_terms = [t for m in matches for t in rt.matcher.neutral_terms(m.brand)]

@@ -1,0 +1,656 @@
+"""Find brand and product mentions in text, and cut the text a mention is shown and scored with.
+
+`Matcher.from_brands` compiles every brand's terms, product terms and domains once: a regex per
+kind of word boundary (at most five; each an alternation of its terms, longest first, one capture
+group per distinct term) and a few prefilter keys (case-folded pieces of the terms: "acme" stands
+for "Acme", "Acme Corp" and "@acme"). Most texts name no brand, so `Matcher.match` first looks for
+the keys with str.find, a few µs for 1.5 KB, and tries the regexes only where a key was found.
+
+Word boundaries are Unicode-aware: a term that starts or ends with a letter, digit or combining mark
+needs a non-word neighbour on that side ("Acme" matches "Acme's", "#acme", "(Acme)", "pre-acme",
+"Acme-powered", not "Acmeville", "acme_corp"); a term edge that is punctuation ("@acme", "C++")
+needs nothing; scripts written without spaces (CJK, Thai, ...) need no boundary and do not count
+as a word neighbour for a Latin term ("我喜欢Acme产品"). Domains ("acme.com", from `Brand.domains`
+or a term that looks like one) match case-insensitively with hostname boundaries (a hyphen or a
+further ".label" continues a hostname: "not-acme.com" and "acme.com.au" are not acme.com) and
+against the host of each link. Matching is case- but not accent-insensitive: list "Nestle" as an
+alias of "Nestlé" if people write it so.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from urllib.parse import urlsplit
+
+from listener.models import Brand, Match
+from listener.text import split_sentences
+
+log = logging.getLogger(__name__)
+
+# Scripts written without spaces between words: no word boundary is required next to them.
+_NO_SPACE = (
+    "\u0e00-\u0eff"  # Thai, Lao
+    "\u1000-\u109f"  # Myanmar
+    "\u1100-\u11ff"  # Hangul Jamo
+    "\u1780-\u17ff"  # Khmer
+    "\u2e80-\u2fff"  # CJK radicals, Kangxi
+    "\u3000-\u9fff"  # CJK punctuation, kana, Bopomofo, Hangul compat, CJK ext A, CJK unified
+    "\ua000-\ua4cf"  # Yi
+    "\ua960-\ua97f"  # Hangul Jamo ext A
+    "\uac00-\ud7ff"  # Hangul syllables, Jamo ext B
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\uff66-\uffdc"  # half-width kana and Hangul
+    "\U00020000-\U0003ffff"  # CJK ext B..H
+)
+_NO_SPACE_RE = re.compile(f"[{_NO_SPACE}]")
+# A word character that is not from a no-space script. Marks are added separately (see _marks).
+_WORD = f"[^\\W{_NO_SPACE}]"
+_APOSTROPHES = "'’ʼ"
+_APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
+_SPACE = re.compile(r"\s")
+# Something that reads as a hostname: labels of letters/digits/hyphens, an alphabetic last label.
+_DOMAIN_RE = re.compile(r"(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,}")
+
+
+@cache
+def _marks() -> str:
+    """A character-class body for combining marks outside the no-space scripts.
+
+    `\\w` does not include marks (Python's \\w is str.isalnum), so without this "Cafe" would match
+    the NFD spelling of "Café" and a Devanagari term would match inside a longer word. Built once
+    (~30 ms) instead of a hand-kept table that would drift from the Unicode database.
+    """
+    ranges: list[tuple[int, int]] = []
+    for cp in (*range(0x300, 0x1F000), *range(0xE0100, 0xE01F0)):
+        ch = chr(cp)
+        if unicodedata.category(ch)[0] != "M" or _NO_SPACE_RE.match(ch):
+            continue
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in ranges
+    )
+
+
+def _is_wordish(ch: str) -> bool:
+    return ch.isalnum() or ch == "_" or unicodedata.category(ch)[0] == "M"
+
+
+def _needs_boundary(ch: str) -> bool:
+    """Whether a term edge `ch` needs a non-word neighbour: letters, digits, marks do, unless from a
+    script written without spaces; punctuation ("@acme", "C++") does not."""
+    return _is_wordish(ch) and not _NO_SPACE_RE.match(ch)
+
+
+# Boundary kinds: "" none, "w" word, "d" hostname. The lookarounds hold large Unicode classes
+# (~5 ms each to compile), so they are written once per kind around an alternation of all the
+# terms of that kind, not once per term.
+def _left(kind: str) -> str:
+    if kind == "d":
+        return f"(?<!{_WORD})(?<![{_marks()}\\-])"
+    return f"(?<!{_WORD})(?<![{_marks()}])" if kind == "w" else ""
+
+
+def _right(kind: str) -> str:
+    if kind == "d":
+        return f"(?!{_WORD}|[{_marks()}\\-]|\\.(?:{_WORD}|-))"
+    return f"(?!{_WORD}|[{_marks()}])" if kind == "w" else ""
+
+
+def _body(term: str) -> str:
+    """The term as a regex, one text character per term character, so that a hit starts exactly
+    where its prefilter key was found minus the key's offset: a space matches any one whitespace
+    character (NBSP, a line break), an apostrophe any apostrophe ("Macy's" / "Macy’s")."""
+    out: list[str] = []
+    for ch in term:
+        if ch.isspace():
+            out.append(r"\s")
+        elif ch in _APOSTROPHES:
+            out.append(f"[{_APOSTROPHES}]")
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
+
+
+def _canon(s: str) -> str:
+    """The spelling a case-sensitive term is compared in: whitespace and apostrophes unified."""
+    return _APOSTROPHE_RE.sub("'", " ".join(s.split()))
+
+
+def _looks_like_domain(term: str) -> bool:
+    return _DOMAIN_RE.fullmatch(term) is not None
+
+
+def _normalise_domain(value: str) -> str:
+    """'https://www.Acme.com/x' -> 'acme.com' (a link to any subdomain counts: "www." is noise)."""
+    host = value.strip().lower()
+    if "//" not in host:
+        host = "//" + host
+    try:
+        host = (urlsplit(host).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+    return host.removeprefix("www.")
+
+
+def _host_forms(domain: str) -> tuple[str, ...]:
+    """The domain as it may appear in a link's host: as written and in IDNA (punycode) form."""
+    try:
+        ascii_form = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return (domain,)
+    return tuple(dict.fromkeys((domain, ascii_form)))
+
+
+def _prefilter_key(term: str, *, case_sensitive: bool) -> tuple[str, int]:
+    """(key, offset): the longest piece of `term` that any text the regex matches must contain
+    verbatim (case-folded unless `case_sensitive`), and where it starts in the term.
+
+    The key is cut at whitespace and apostrophes (they vary between term and text), at characters
+    whose case fold is not one character (ß, İ: offsets would shift) and at U+0307 (see
+    Matcher._candidate_starts). ("", 0) when no character is safe.
+    """
+    best, best_at = "", 0
+    current: list[str] = []
+    for i, ch in enumerate((*term, " ")):
+        folded = ch if case_sensitive else ch.casefold()
+        if ch.isspace() or ch in _APOSTROPHES or len(folded) != 1 or folded == "\u0307":
+            if len(current) > len(best):
+                best, best_at = "".join(current), i - len(current)
+            current = []
+        else:
+            current.append(folded)
+    return best, best_at
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    brand: int  # index into Matcher._names
+    product: str | None
+    spelling: str | None  # canonical spelling required (case-sensitive owner); None = any case
+
+
+@dataclass(slots=True)
+class _Group:
+    """One distinct term (up to case) and every brand/product that lists it."""
+
+    length: int
+    domain: bool
+    spellings: dict[str, str] = field(default_factory=dict)  # canonical spelling -> term as given
+    owners: list[_Owner] = field(default_factory=list)
+
+    @property
+    def kind(self) -> tuple[str, str]:
+        """Boundary kinds (left, right), see _left/_right."""
+        if self.domain:
+            return ("d", "d")
+        first = next(iter(self.spellings.values()))
+        return ("w" if _needs_boundary(first[0]) else "", "w" if _needs_boundary(first[-1]) else "")
+
+    def pattern(self) -> str:
+        terms = list(self.spellings.values())
+        if any(o.spelling is None for o in self.owners):
+            return f"(?i:{_body(terms[0])})"
+        return "|".join(_body(t) for t in terms)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    start: int
+    end: int
+    text: str
+    owners: tuple[_Owner, ...]
+
+
+# A prefilter key and the offsets, within the terms it stands for, at which it occurs.
+_Keys = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    """One exclude phrase. Its word boundaries are checked in Python (see _needs_boundary):
+    exclusions are only looked at around a hit, and this avoids compiling the large boundary
+    classes once more per brand."""
+
+    pattern: re.Pattern[str]
+    length: int
+    left: bool
+    right: bool
+
+    def covers(self, text: str, start: int, end: int) -> bool:
+        """Whether an occurrence of the phrase contains text[start:end]."""
+        for pos in range(max(0, end - self.length), start + 1):
+            m = self.pattern.match(text, pos)
+            if (
+                m is not None
+                and m.end() >= end
+                and not (self.left and pos > 0 and _needs_boundary(text[pos - 1]))
+                and not (self.right and m.end() < len(text) and _needs_boundary(text[m.end()]))
+            ):
+                return True
+        return False
+
+
+class Matcher:
+    """Every configured brand compiled once; `match` is a pure function of text and links.
+
+    How a text is searched: each prefilter key is looked for with str.find (in the case-folded
+    text for case-insensitive terms); a text without any costs only that. Every occurrence of a key
+    gives the exact start of the term(s) it stands for (terms match one text character per term
+    character), and the regex is tried only there (`regex.match(text, start)` returns the longest
+    term at that start). If case folding changed the text's length (ß, İ), offsets do not carry
+    over and the regex scans the whole text instead.
+    """
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        regexes: tuple[tuple[re.Pattern[str], tuple[_Group, ...]], ...],
+        excludes: tuple[tuple[_Phrase, ...], ...],
+        fold_keys: _Keys,
+        exact_keys: _Keys,
+        always_scan: bool,
+        link_domains: dict[str, tuple[int, ...]],
+        neutral: dict[str, tuple[str, ...]],
+    ) -> None:
+        # Use from_brands(); the constructor only stores what it compiled.
+        self._names = names
+        self._regexes = regexes
+        self._excludes = excludes
+        self._fold_keys = fold_keys
+        self._exact_keys = exact_keys
+        self._always_scan = always_scan
+        self._link_domains = link_domains
+        self._neutral = neutral
+
+    @classmethod
+    def from_brands(cls, brands: Sequence[Brand]) -> Matcher:
+        names = tuple(b.name for b in brands)
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"brand names must be unique; repeated: {', '.join(dupes)}")
+
+        groups: dict[tuple[str, bool], _Group] = {}
+        fold_keys: dict[str, set[int]] = {}
+        exact_keys: dict[str, set[int]] = {}
+        always_scan = False
+        link_domains: dict[str, list[int]] = {}
+        neutral: dict[str, tuple[str, ...]] = {}
+
+        def add(term: str, owner_brand: int, product: str | None, *, cs: bool, dom: bool) -> None:
+            nonlocal always_scan
+            # Text may arrive in NFC or NFD; both spellings are compiled so either matches.
+            for variant in dict.fromkeys(
+                (unicodedata.normalize("NFC", term), unicodedata.normalize("NFD", term))
+            ):
+                canon = _canon(variant)
+                group = groups.setdefault(
+                    (canon.lower(), dom), _Group(length=len(canon), domain=dom)
+                )
+                group.spellings.setdefault(canon, variant)
+                owner = _Owner(owner_brand, product, canon if cs else None)
+                if owner not in group.owners:
+                    group.owners.append(owner)
+                key, offset = _prefilter_key(variant, case_sensitive=cs)
+                if not key:
+                    always_scan = True
+                else:
+                    (exact_keys if cs else fold_keys).setdefault(key, set()).add(offset)
+
+        excludes: list[tuple[_Phrase, ...]] = []
+        for index, brand in enumerate(brands):
+            cs = brand.case_sensitive
+            entries: list[tuple[str, str | None]] = [(t, None) for t in brand.terms]
+            for product in brand.products:
+                entries += [(t, product.name) for t in product.terms]
+            for raw, product_name in entries:
+                term = " ".join(raw.split())
+                if not term:
+                    where = f"product {product_name!r} of " if product_name else ""
+                    raise ValueError(f"{where}brand {brand.name!r} has an empty term")
+                if _looks_like_domain(term):
+                    # Hostnames are case-insensitive whatever the brand's setting.
+                    add(term, index, product_name, cs=False, dom=True)
+                    link_domains.setdefault(_normalise_domain(term), []).append(index)
+                else:
+                    add(term, index, product_name, cs=cs, dom=False)
+            for raw in brand.domains:
+                domain = _normalise_domain(raw)
+                if not _looks_like_domain(domain):
+                    raise ValueError(f"brand {brand.name!r}: {raw!r} is not a domain")
+                add(domain, index, None, cs=False, dom=True)
+                link_domains.setdefault(domain, []).append(index)
+            excludes.append(_compile_exclusions(brand.exclude, case_sensitive=cs))
+            neutral[brand.name] = tuple(
+                dict.fromkeys(
+                    [brand.name, *brand.terms, *brand.domains]
+                    + [x for p in brand.products for x in (p.name, *p.terms)]
+                )
+            )
+
+        by_kind: dict[tuple[str, str], list[_Group]] = {}
+        for group in sorted(groups.values(), key=lambda g: -g.length):  # stable: config order
+            by_kind.setdefault(group.kind, []).append(group)
+        regexes = []
+        for (left, right), kind_groups in by_kind.items():
+            alternation = "|".join(f"({g.pattern()})" for g in kind_groups)
+            pattern = re.compile(f"{_left(left)}(?:{alternation}){_right(right)}")
+            regexes.append((pattern, tuple(kind_groups)))
+        fold, exact = _minimal_keys(fold_keys, exact_keys)
+        by_host: dict[str, tuple[int, ...]] = {}
+        for domain, owners in link_domains.items():
+            for form in _host_forms(domain):
+                by_host[form] = tuple(dict.fromkeys(by_host.get(form, ()) + tuple(owners)))
+        log.debug(
+            "compiled %d brands: %d distinct terms, prefilter keys %s%s",
+            len(names),
+            len(groups),
+            [k for k, _ in fold + exact],
+            " (some terms have no usable key: every text is scanned)" if always_scan else "",
+        )
+        return cls(
+            names=names,
+            regexes=tuple(regexes),
+            excludes=tuple(excludes),
+            fold_keys=fold,
+            exact_keys=exact,
+            always_scan=always_scan,
+            link_domains=by_host,
+            neutral=neutral,
+        )
+
+    def neutral_terms(self, brand: str) -> tuple[str, ...]:
+        """The brand's name, terms and domains and its products' names and terms, as configured:
+        words the sentiment scorer must not score ("Joy", "Best Buy" are names here)."""
+        try:
+            return self._neutral[brand]
+        except KeyError:
+            known = ", ".join(self._names)
+            raise KeyError(f"unknown brand {brand!r}; configured: {known}") from None
+
+    def match(self, text: str, *, links: Sequence[str] = ()) -> list[Match]:
+        """One Match per brand named in `text` (by term, product term or domain) or linked to in
+        `links`, in order of first appearance in the text; link-only brands come last (no spans,
+        the linked domain as their term)."""
+        hits = self._find(text) if text and self._regexes else []
+        linked = self._linked(links) if links else {}
+        if not hits and not linked:
+            return []
+
+        spans: dict[int, list[tuple[int, int]]] = {}
+        terms: dict[int, dict[str, None]] = {}
+        product: dict[int, str | None] = {}
+        for hit in hits:
+            for owner in hit.owners:
+                brand_spans = spans.setdefault(owner.brand, [])
+                if not brand_spans or brand_spans[-1] != (hit.start, hit.end):
+                    brand_spans.append((hit.start, hit.end))
+                terms.setdefault(owner.brand, {})[hit.text] = None
+                if product.get(owner.brand) is None:
+                    product[owner.brand] = owner.product
+        for brand, domains in linked.items():
+            seen = {t.casefold() for t in terms.get(brand, {})}
+            for domain in domains:
+                if domain not in seen:
+                    terms.setdefault(brand, {})[domain] = None
+            spans.setdefault(brand, [])
+        return [
+            Match(
+                brand=self._names[b],
+                product=product.get(b),
+                terms=tuple(terms[b]),
+                spans=tuple(spans[b]),
+            )
+            for b in spans  # insertion order: first text hit first, then link-only brands
+        ]
+
+    def _candidate_starts(self, text: str) -> set[int] | None:
+        """Where a term may start; None: scan the whole text."""
+        starts: set[int] = set()
+        for key, offsets in self._exact_keys:
+            at = text.find(key)
+            while at != -1:
+                starts.update(at - o for o in offsets)
+                at = text.find(key, at + 1)
+        if not self._fold_keys:
+            return starts
+        folded = text.casefold()
+        if len(folded) != len(text):
+            # Offsets no longer line up. casefold("İ") is "i" + U+0307 where the regex (simple
+            # case folding) matches "İ" to "i"; keys never hold U+0307, so dropping it only
+            # makes the probe more permissive.
+            folded = folded.replace("\u0307", "")
+            hit = any(key in folded for key, _ in self._fold_keys)
+            return None if hit else starts
+        for key, offsets in self._fold_keys:
+            at = folded.find(key)
+            while at != -1:
+                starts.update(at - o for o in offsets)
+                at = folded.find(key, at + 1)
+        return starts
+
+    def _find(self, text: str) -> list[_Hit]:
+        """Non-overlapping hits, longest first where two overlap, then in text order."""
+        starts = None if self._always_scan else self._candidate_starts(text)
+        if starts is None:
+            starts = self._scan_starts(text)
+        candidates: list[_Hit] = []
+        for start in sorted(starts):
+            if start < 0:
+                continue
+            # The longest term starting here: each regex gives its longest, the longest of those.
+            best: tuple[re.Match[str], _Group] | None = None
+            for regex, groups in self._regexes:
+                m = regex.match(text, start)
+                if m is not None and (best is None or m.end() > best[0].end()):
+                    best = (m, groups[(m.lastindex or 1) - 1])  # one group per alternative
+            if best is None:
+                continue
+            m, group = best
+            written = m.group()
+            canon = _canon(written) if any(o.spelling for o in group.owners) else written
+            owners = tuple(
+                o
+                for o in group.owners
+                if (o.spelling is None or o.spelling == canon)
+                and not any(p.covers(text, m.start(), m.end()) for p in self._excludes[o.brand])
+            )
+            if owners:
+                candidates.append(_Hit(m.start(), m.end(), written, owners))
+        if len(candidates) > 1:
+            candidates.sort(key=lambda h: (h.start - h.end, h.start))
+            kept: list[_Hit] = []
+            for hit in candidates:
+                if all(hit.end <= k.start or hit.start >= k.end for k in kept):
+                    kept.append(hit)
+            candidates = sorted(kept, key=lambda h: h.start)
+        return candidates
+
+    def _scan_starts(self, text: str) -> set[int]:
+        """Every position where some term may start, found by scanning the whole text: each
+        regex's hits and every position inside them (finditer resumes after a hit, so a longer
+        term starting inside one, "Big Acme" / "Acme Rocket Skates", would go unseen; no term
+        starts between hits, or finditer would have returned it)."""
+        starts: set[int] = set()
+        for regex, _ in self._regexes:
+            for m in regex.finditer(text):
+                starts.update(range(m.start(), max(m.end(), m.start() + 1)))
+        return starts
+
+    def _linked(self, links: Sequence[str]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for link in links:
+            host = _link_host(link)
+            while host:
+                for brand in self._link_domains.get(host, ()):
+                    if host not in out.setdefault(brand, []):
+                        out[brand].append(host)
+                _, _, host = host.partition(".")
+        return out
+
+
+def _link_host(link: str) -> str:
+    link = link.strip()
+    if "//" not in link:
+        link = "//" + link  # "acme.com/x" as written in a post
+    try:
+        host = urlsplit(link).hostname or ""
+    except ValueError:  # e.g. an invalid IPv6 literal: not a link to anyone's brand
+        return ""
+    return host.rstrip(".")
+
+
+def _compile_exclusions(raw: Sequence[str], *, case_sensitive: bool) -> tuple[_Phrase, ...]:
+    phrases = {unicodedata.normalize(f, " ".join(p.split())) for p in raw for f in ("NFC", "NFD")}
+    flags = 0 if case_sensitive else re.IGNORECASE
+    return tuple(
+        _Phrase(
+            pattern=re.compile(_body(phrase), flags),
+            length=len(phrase),
+            left=_needs_boundary(phrase[0]),
+            right=_needs_boundary(phrase[-1]),
+        )
+        for phrase in sorted(phrases - {""})
+    )
+
+
+def _minimal_keys(fold: dict[str, set[int]], exact: dict[str, set[int]]) -> tuple[_Keys, _Keys]:
+    """Fewer probes: a key containing a shorter key is replaced by it, offsets shifted ("acme corp"
+    at 0 and "@acme" at 1 both become "acme", at 0 and 1)."""
+    fold_min: dict[str, set[int]] = {
+        k: set() for k in fold if not any(o != k and o in k for o in fold)
+    }
+    for key, offsets in fold.items():
+        short = next(o for o in fold_min if o in key)
+        fold_min[short].update(off + key.index(short) for off in offsets)
+    exact_min: dict[str, set[int]] = {}
+    for key in sorted(exact, key=len):
+        folded = key.casefold()
+        # Only when folding keeps offsets: then the fold probe finds this key's hits too.
+        covering = (
+            next((o for o in fold_min if o in folded), None) if len(folded) == len(key) else None
+        )
+        if covering is not None:
+            fold_min[covering].update(off + folded.index(covering) for off in exact[key])
+            continue
+        shorter = next((o for o in exact_min if o in key), None)
+        if shorter is not None:
+            exact_min[shorter].update(off + key.index(shorter) for off in exact[key])
+        else:
+            exact_min[key] = set(exact[key])
+
+    def freeze(keys: dict[str, set[int]]) -> _Keys:
+        return tuple((k, tuple(sorted(v))) for k, v in sorted(keys.items()))
+
+    return freeze(fold_min), freeze(exact_min)
+
+
+# --- sentences, snippets, scoring text ---------------------------------------------------------
+
+
+def _clean(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _check_spans(text: str, spans: Sequence[tuple[int, int]]) -> None:
+    for start, end in spans:
+        if not 0 <= start <= end <= len(text):
+            raise ValueError(f"span {(start, end)} is outside a text of {len(text)} characters")
+
+
+def _sentence_index(sentences: list[tuple[int, int]], pos: int) -> int:
+    """The sentence containing `pos`, else the first one after it, else the last one."""
+    for i, (_, end) in enumerate(sentences):
+        if pos < end:
+            return i
+    return len(sentences) - 1
+
+
+def snippet_around(text: str, spans: Sequence[tuple[int, int]], *, max_chars: int = 320) -> str:
+    """What a person reads next to a mention: the sentence holding the first match, then whole
+    neighbouring sentences (next, previous, alternately) while they fit; a match sentence longer
+    than `max_chars` is cut at word boundaries around the match, with "…" where it was cut.
+    Whitespace is collapsed. Never longer than `max_chars`. No spans: the start of the text."""
+    if max_chars < 1:
+        raise ValueError("max_chars must be at least 1")
+    _check_spans(text, spans)
+    sentences = split_sentences(text)
+    if not sentences:
+        return ""
+    first = min(spans) if spans else (sentences[0][0], sentences[0][0])
+    lo = _sentence_index(sentences, first[0])
+    hi = max(lo, _sentence_index(sentences, max(first[1] - 1, first[0])))
+    start, end = sentences[lo][0], sentences[hi][1]
+    if len(_clean(text[start:end])) > max_chars:
+        return _trim_window(text, start, end, first, max_chars)
+    grew = True
+    while grew:
+        grew = False
+        if hi + 1 < len(sentences) and len(_clean(text[start : sentences[hi + 1][1]])) <= max_chars:
+            hi += 1
+            end = sentences[hi][1]
+            grew = True
+        if lo > 0 and len(_clean(text[sentences[lo - 1][0] : end])) <= max_chars:
+            lo -= 1
+            start = sentences[lo][0]
+            grew = True
+    return _clean(text[start:end])
+
+
+def _trim_window(text: str, start: int, end: int, span: tuple[int, int], max_chars: int) -> str:
+    a, b = max(span[0], start), min(span[1], end)
+    budget = max_chars - 2  # room for an ellipsis at each end
+    if budget < 1 or b - a >= budget:
+        return _clean(text[a:end])[:max_chars]
+    extra = budget - (b - a)
+    ws = max(start, a - extra // 2)
+    we = min(end, ws + budget)
+    ws = max(start, we - budget)
+    if ws > start and not text[ws - 1].isspace():
+        # Cut mid-word: start at the next word instead, but never after the match.
+        nxt = _SPACE.search(text, ws, a)
+        ws = nxt.end() if nxt else a
+    if we < end and not text[we].isspace() and not text[we - 1].isspace():
+        # Cut mid-word: end at the previous space instead, but never before the match.
+        spaces = [m.start() for m in _SPACE.finditer(text, b, we)]
+        we = spaces[-1] if spaces else b
+    piece = _clean(text[ws:we])
+    return ("…" if ws > start else "") + piece + ("…" if we < end else "")
+
+
+def scoring_text(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """What sentiment is scored on: the sentences holding the matches, joined, so a post's off-topic
+    sentence ("traffic was awful") does not colour the brand's score. A match sentence that is
+    very short (at most one word besides the matched terms: a title, "Re: Acme") brings the next
+    sentence along. No spans (a link-only mention): the whole text."""
+    _check_spans(text, spans)
+    sentences = split_sentences(text)
+    if not spans or not sentences:
+        return _clean(text)
+    chosen: dict[int, None] = {}
+    for start, end in sorted(spans):
+        first = _sentence_index(sentences, start)
+        last = max(first, _sentence_index(sentences, max(end - 1, start)))
+        for i in range(first, last + 1):
+            chosen[i] = None
+            if i + 1 < len(sentences) and _is_very_short(text, sentences[i], spans):
+                chosen[i + 1] = None
+    return " ".join(_clean(text[s:e]) for s, e in (sentences[i] for i in sorted(chosen)))
+
+
+def _is_very_short(text: str, sentence: tuple[int, int], spans: Sequence[tuple[int, int]]) -> bool:
+    s, e = sentence
+    chars = list(text[s:e])
+    for a, b in spans:
+        for i in range(max(a, s), min(b, e)):
+            chars[i - s] = " "
+    words = [w for w in "".join(chars).split() if any(c.isalnum() for c in w)]
+    return len(words) <= 1

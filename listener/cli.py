@@ -20,8 +20,9 @@ STARTER = Path(__file__).with_name("starter.yaml")
 
 
 class State:
-    def __init__(self, config: str | None) -> None:
+    def __init__(self, config: str | None, quiet: bool = False) -> None:
         self.config_arg = config
+        self.quiet = quiet
         self._config: Config | None = None
 
     @property
@@ -69,7 +70,7 @@ def cli(ctx: click.Context, config: str | None, verbose: int, quiet: bool) -> No
     """Social listening: find mentions of your brands in feeds and forums, score their
     sentiment, and alert when a conversation turns negative."""
     setup_logging(verbose, quiet)
-    ctx.obj = State(config)
+    ctx.obj = State(config, quiet)
 
 
 @cli.command()
@@ -99,11 +100,17 @@ def check(state: State) -> None:
         click.echo(f"  {b.name}: {', '.join(b.terms)}{products}")
     click.echo(f"sources ({len(config.sources)}):")
     for s in config.sources:
-        where = s.url or ", ".join(f"{k}={v}" for k, v in s.options.items() if k not in _SECRET_KEYS and v)
+        where = s.url or ", ".join(
+            f"{k}={v}" for k, v in s.options.items() if k not in _SECRET_KEYS and v
+        )
         flag = "" if s.enabled else "  [disabled]"
-        click.echo(f"  {s.name:<24} {s.kind:<12} every {format_duration(s.every_s):<6} {where}{flag}")
+        click.echo(
+            f"  {s.name:<24} {s.kind:<12} every {format_duration(s.every_s):<6} {where}{flag}"
+        )
     channels = config.alerts.channels
-    click.echo(f"alert channels ({len(channels)}): " + ", ".join(f"{c.name} ({c.kind})" for c in channels))
+    click.echo(
+        f"alert channels ({len(channels)}): " + ", ".join(f"{c.name} ({c.kind})" for c in channels)
+    )
 
 
 _SECRET_KEYS = {"token", "password", "app_password", "client_secret", "key", "api_key"}
@@ -119,7 +126,9 @@ def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:
 
 
 @cli.command()
-@click.option("--source", "sources", multiple=True, metavar="NAME", help="Poll only this source (repeatable).")
+@click.option(
+    "--source", "sources", multiple=True, metavar="NAME", help="Poll only this source (repeatable)."
+)
 @click.pass_obj
 def poll(state: State, sources: tuple[str, ...]) -> None:
     """Poll every source once (or only the named ones) and print a summary."""
@@ -131,7 +140,9 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
     if sources:
         unknown = [n for n in sources if n not in {s.name for s in config.sources}]
         if unknown:
-            click.echo(f"error: no source named {', '.join(map(repr, unknown))} in {config.path}", err=True)
+            click.echo(
+                f"error: no source named {', '.join(map(repr, unknown))} in {config.path}", err=True
+            )
             raise SystemExit(2)
         specs = [s for s in config.sources if s.name in sources]
     update, close = _progress(len(specs))
@@ -188,3 +199,160 @@ def main() -> None:
         cli.main(prog_name="listener", standalone_mode=True)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+@cli.command()
+@click.pass_obj
+def run(state: State) -> None:
+    """Run the service: poll each source on its schedule and deliver alerts, until SIGTERM/SIGINT."""
+    from .alerts.outbox import build_channels
+    from .daemon import AlreadyRunning, Service, instance_lock
+    from .runtime import open_runtime
+
+    config = state.config()
+    if logging.getLogger().level > logging.INFO and not state.quiet:
+        logging.getLogger().setLevel(logging.INFO)
+    specs = [s for s in config.sources if s.enabled]
+    if not specs:
+        click.echo(f"error: {config.path} has no enabled sources", err=True)
+        raise SystemExit(2)
+    try:
+        with instance_lock(config.database):
+
+            async def main() -> None:
+                async with open_runtime(config) as rt:
+                    await Service(rt, specs, build_channels(config.alerts.channels)).run()
+
+            asyncio.run(main())
+    except AlreadyRunning as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+
+
+@cli.command()
+@click.pass_obj
+def status(state: State) -> None:
+    """Each source's health (last success, last error, failures in a row, next poll) and the outbox."""
+    from .alerts.outbox import outbox_counts
+    from .store import Store
+
+    config = state.config()
+    if not config.database.exists():
+        click.echo(f"no database yet at {config.database}: run `listener poll` or `listener run`")
+        return
+    store = Store.open(config.database)
+    try:
+        rows = {r["name"]: r for r in store.source_rows()}
+        click.echo(
+            f"{'source':<24} {'health':<8} {'last success':<21} {'fails':>5}  {'next poll':<21} last error"
+        )
+        for spec in config.sources:
+            r = rows.get(spec.name)
+            if r is None:
+                click.echo(f"{spec.name:<24} {'new':<8} {'-':<21} {0:>5}  {'now':<21}")
+                continue
+            failures = r["consecutive_failures"] or 0
+            health = (
+                "ok"
+                if failures == 0 and r["last_success_at"]
+                else ("failing" if failures else "new")
+            )
+            if not spec.enabled:
+                health = "disabled"
+            click.echo(
+                f"{spec.name:<24} {health:<8} {r['last_success_at'] or 'never':<21} {failures:>5}  "
+                f"{r['next_poll_at'] or 'now':<21} {(r['last_error'] or '')[:80]}"
+            )
+        counts = outbox_counts(store)
+        click.echo(
+            f"outbox: {counts.get('pending', 0)} pending, {counts.get('sent', 0)} sent, "
+            f"{counts.get('failed', 0)} failed"
+        )
+        for channel, error, n in store.conn.execute(
+            "SELECT channel, last_error, count(*) FROM outbox WHERE status != 'sent' AND last_error "
+            "IS NOT NULL GROUP BY channel, last_error"
+        ):
+            click.echo(f"  {channel}: {n} not delivered: {error}")
+    finally:
+        store.close()
+
+
+@cli.group()
+def alerts() -> None:
+    """Test the alert channels, or deliver what the outbox holds."""
+
+
+@alerts.command("test")
+@click.pass_obj
+def alerts_test(state: State) -> None:
+    """Send a test alert through each channel and say which failed and why."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from .alerts.channels import send_alert
+    from .alerts.message import AlertMessage, Evidence
+    from .alerts.outbox import build_channels
+
+    config = state.config()
+    channels = build_channels(config.alerts.channels)
+    if not channels:
+        click.echo(f"no alert channels in {config.path} (see `alerts: channels:`)")
+        raise SystemExit(2)
+    now = datetime.now(UTC)
+    message = AlertMessage(
+        alert_id=f"test-{now:%Y%m%dT%H%M%S}",
+        rule="test",
+        level=1,
+        brand=config.brands[0].name,
+        title="Test alert from listener",
+        url=None,
+        why="This is a test: if you can read it, this channel works.",
+        evidence=(Evidence(text="Example of a negative post about the brand.", compound=-0.6),),
+        created_at=now.isoformat(timespec="seconds"),
+    )
+
+    async def main() -> list[tuple[str, Any]]:
+        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+            return [
+                (name, await send_alert(ch, message, http=http)) for name, ch in channels.items()
+            ]
+
+    failed = 0
+    for name, delivery in asyncio.run(main()):
+        if delivery.ok:
+            click.echo(f"  ok      {name}")
+        else:
+            failed += 1
+            click.echo(f"  FAILED  {name}: {delivery.error}")
+    raise SystemExit(1 if failed else 0)
+
+
+@alerts.command("flush")
+@click.pass_obj
+def alerts_flush(state: State) -> None:
+    """Deliver everything pending in the outbox now (digests included)."""
+    import httpx
+
+    from .alerts.outbox import build_channels, deliver_pending
+    from .pipeline import utc_now
+    from .store import Store
+
+    config = state.config()
+    store = Store.open(config.database)
+    channels = build_channels(config.alerts.channels)
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+            return await deliver_pending(store, channels, http=http, now=utc_now, force=True)
+
+    try:
+        report = asyncio.run(main())
+    finally:
+        store.close()
+    click.echo(
+        f"alerts: {report.sent} sent, {report.retrying} still pending, {report.failed} failed"
+    )
+    for error in report.errors:
+        click.echo(f"  {error}")
+    raise SystemExit(1 if report.retrying or report.failed else 0)

@@ -86,7 +86,10 @@ def _interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[s
 
         return _ENV_RE.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+        return {
+            k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     return value
@@ -174,7 +177,9 @@ class SentimentModel(_Strict):
             if not word.strip():
                 raise ValueError("an empty word")
             if not -4 <= valence <= 4:
-                raise ValueError(f"valence of {word!r} is {valence}: VADER valences run from -4 to 4")
+                raise ValueError(
+                    f"valence of {word!r} is {valence}: VADER valences run from -4 to 4"
+                )
         return v
 
     @field_validator("lexicon")
@@ -486,21 +491,30 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         try:
             src = SourceModel.model_validate(raw)
         except ValidationError as exc:
-            errors.extend((f"{where}.{_loc(e['loc'])}".rstrip("."), _describe(e)) for e in exc.errors())
+            errors.extend(
+                (f"{where}.{_loc(e['loc'])}".rstrip("."), _describe(e)) for e in exc.errors()
+            )
             continue
         if src.name in seen:
-            errors.append((f"{where}.name", f"{src.name!r} is already used by sources[{seen[src.name]}]"))
+            errors.append(
+                (f"{where}.name", f"{src.name!r} is already used by sources[{seen[src.name]}]")
+            )
         seen[src.name] = i
         if src.kind not in kind_names():
             errors.append(
-                (f"{where}.kind", f"unknown kind {src.kind!r}; known kinds: {', '.join(kind_names())}")
+                (
+                    f"{where}.kind",
+                    f"unknown kind {src.kind!r}; known kinds: {', '.join(kind_names())}",
+                )
             )
             continue
         extra = dict(src.model_extra or {})
         try:
             options = options_model(src.kind).model_validate(extra)
         except ValidationError as exc:
-            errors.extend((f"{where}.{_loc(e['loc'])}".rstrip("."), _describe(e)) for e in exc.errors())
+            errors.extend(
+                (f"{where}.{_loc(e['loc'])}".rstrip("."), _describe(e)) for e in exc.errors()
+            )
             continue
         opts = options.model_dump()
         url = opts.get("url")

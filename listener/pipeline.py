@@ -9,6 +9,7 @@ and the rest go on.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -16,12 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from .alerts.rules import Alerting, PollOutcome, evaluate
 from .fetch import Fetcher
 from .match import Matcher, scoring_text, snippet_around
 from .models import Item, Mention, Score, SourcePoll, SourceSpec
 from .sentiment import Scorer
 from .sources import PollContext, get_kind
-from .store import KnownItem, ProcessedItem, Store
+from .store import KnownItem, ProcessedItem, Store, iso
 from .text import content_fingerprint, content_hash, url_identity
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Runtime:
     matcher: Matcher
     scorer: Scorer
     now: Callable[[], datetime] = utc_now
+    alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class SourceReport:
     duration_s: float
     threads_touched: tuple[str, ...] = ()
     thread_items: int = 0
+    alerts: tuple[int, ...] = ()  # ids of alerts this poll fired
 
     @property
     def ok(self) -> bool:
@@ -140,9 +144,7 @@ def process_items(
         fp = next((k[3:] for k in keys if k.startswith("fp:")), None)
         match, same_entry = _matched_known(item, keys, known)
         if match is not None and (match.content_hash == chash or not same_entry):
-            out.append(
-                ProcessedItem(item, keys, chash, fp, match, False, match.relevant, None, ())
-            )
+            out.append(ProcessedItem(item, keys, chash, fp, match, False, match.relevant, None, ()))
             continue
         if lexicon_version:
             item = replace(item, extra={**item.extra, "lexicon_version": lexicon_version})
@@ -156,7 +158,9 @@ def process_items(
     return out
 
 
-def score_item(item: Item, rt: Runtime, *, in_brand_thread: bool) -> tuple[list[Mention], Score | None]:
+def score_item(
+    item: Item, rt: Runtime, *, in_brand_thread: bool
+) -> tuple[list[Mention], Score | None]:
     """Find the brands an item names and score each on the sentences around it."""
     text = f"{item.title}\n{item.text}" if item.title else item.text
     # The item's own URL is not a mention: a brand's own blog would otherwise mention it in every
@@ -237,18 +241,29 @@ def save_result(
         log.exception("%s: processing items failed", spec.name)
         error, processed = f"internal error: {exc!r}", []
     failures = rt.store.load_source_state(spec.name).consecutive_failures + 1 if error else 0
-    saved = rt.store.save_poll(
-        spec.name,
-        spec.kind,
-        processed,
-        result.responses,
-        now=now,
-        error=error if save_state else None,
-        validators=result.validators if save_state and not error else None,
-        body_hash=result.body_hash if save_state and not error else None,
-        cursor=result.cursor if save_state and not error else None,
-        next_poll_at=next_poll_time(spec, now, failures) if save_state else None,
-    )
+    alerts: list[int] = []
+    # The mentions and the alerts they cause are committed together, or not at all.
+    with rt.store.transaction():
+        saved = rt.store.save_poll(
+            spec.name,
+            spec.kind,
+            processed,
+            result.responses,
+            now=now,
+            error=error if save_state else None,
+            validators=result.validators if save_state and not error else None,
+            body_hash=result.body_hash if save_state and not error else None,
+            cursor=result.cursor if save_state and not error else None,
+            next_poll_at=next_poll_time(spec, now, failures) if save_state else None,
+        )
+        if rt.alerting is not None:
+            outcome = PollOutcome(
+                source=spec.name,
+                failed=bool(error) and save_state,
+                threads=saved.threads_touched,
+                new_mention_ids=saved.new_mention_ids,
+            )
+            alerts = evaluate(rt.store, rt.alerting, outcome, now)
     return SourceReport(
         source=spec.name,
         error=error,
@@ -259,23 +274,35 @@ def save_result(
         not_modified=result.not_modified,
         duration_s=time.perf_counter() - started,
         threads_touched=saved.threads_touched,
+        alerts=tuple(alerts),
     )
+
+
+# Conversations stay open for replies this long after their last post; at most this many are
+# re-read per poll of a source, newest first.
+FOLLOW_WINDOW = timedelta(days=7)
+FOLLOW_MAX_THREADS = 25
 
 
 async def follow_threads(
     spec: SourceSpec, rt: Runtime, ctx: PollContext, report: SourceReport
 ) -> SourceReport:
-    """Read the replies of brand threads this poll touched, as context for the conversation."""
+    """Read the replies of this source's brand threads: the ones this poll touched, and the recent
+    ones whose replies may have grown while the source's own feed stayed the same."""
     kind = get_kind(spec.kind)
-    if kind.fetch_thread is None or not report.threads_touched:
+    if kind.fetch_thread is None:
         return report
+    since = iso(rt.now() - FOLLOW_WINDOW)
+    touched = list(report.threads_touched)
     rows = rt.store.conn.execute(
-        "SELECT key, replies_url FROM threads WHERE key IN (%s) AND replies_url IS NOT NULL"
-        % ",".join("?" * len(report.threads_touched)),
-        report.threads_touched,
+        "SELECT key, replies_url FROM threads WHERE replies_url IS NOT NULL AND brands IS NOT NULL "
+        "AND (key IN (SELECT value FROM json_each(?)) OR (source = ? AND last_seen_at >= ?)) "
+        "ORDER BY last_seen_at DESC LIMIT ?",
+        (json.dumps(touched), spec.name, since, FOLLOW_MAX_THREADS),
     ).fetchall()
     extra_items = 0
     mentions = list(report.new_mentions)
+    alerts = list(report.alerts)
     for key, replies_url in rows:
         started = time.perf_counter()
         try:
@@ -284,11 +311,14 @@ async def follow_threads(
             log.exception("%s: reading thread %s failed", spec.name, key)
             result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
         if result.error:
-            log.warning("%s: could not read the replies of %s: %s", spec.name, replies_url, result.error)
+            log.warning(
+                "%s: could not read the replies of %s: %s", spec.name, replies_url, result.error
+            )
             continue
         items = [it if it.thread_key else replace(it, thread_key=key) for it in result.items]
         items = [
-            replace(it, thread_key=key, is_reply=True) if it.thread_key != key else it for it in items
+            replace(it, thread_key=key, is_reply=True) if it.thread_key != key else it
+            for it in items
         ]
         sub = save_result(
             spec,
@@ -300,11 +330,14 @@ async def follow_threads(
         )
         rt.store.conn.execute(
             "UPDATE threads SET last_followed_at = ? WHERE key = ?",
-            (rt.now().isoformat(timespec="seconds"), key),
+            (iso(rt.now()), key),
         )
         extra_items += sub.new_items
         mentions.extend(sub.new_mentions)
-    return replace(report, thread_items=extra_items, new_mentions=tuple(mentions))
+        alerts.extend(sub.alerts)
+    return replace(
+        report, thread_items=extra_items, new_mentions=tuple(mentions), alerts=tuple(alerts)
+    )
 
 
 async def poll_sources(

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import httpx
 
+from .alerts.rules import Alerting
 from .config import Config
 from .fetch import Fetcher
 from .match import Matcher
@@ -26,6 +27,14 @@ def build_scorer(config: Config) -> Scorer:
             phrases=dict(s.phrases),
             domain_lexicon=s.domain_lexicon,
         )
+    )
+
+
+def build_alerting(config: Config) -> Alerting:
+    return Alerting(
+        rules=config.alerts.rules,
+        channels=tuple(c.name for c in config.alerts.channels),
+        influential_sources=frozenset(s.name for s in config.sources if s.influential),
     )
 
 
@@ -52,6 +61,7 @@ async def open_runtime(
                 matcher=Matcher.from_brands(config.brands),
                 scorer=build_scorer(config),
                 now=now,
+                alerting=build_alerting(config),
             )
     finally:
         if own_store:

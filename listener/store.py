@@ -180,6 +180,45 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["mentions"].enable_fts(["title", "snippet"], create_triggers=True, tokenize="porter")
 
 
+@migrations()
+def m002_alerts(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- One row per alert that fired: a thread turning negative (again, at a higher level),
+        -- a very negative mention, a spike, a failing source. `key` makes firing idempotent.
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,          -- rule:subject:level
+            created_at TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            brand TEXT,
+            subject TEXT NOT NULL,             -- thread key, mention id, brand or source
+            thread_key TEXT,
+            title TEXT,
+            url TEXT,
+            why TEXT,
+            payload TEXT NOT NULL              -- JSON AlertMessage, rendered the same on every retry
+        );
+        CREATE INDEX alerts_rule_subject ON alerts(rule, subject, created_at);
+        CREATE INDEX alerts_created ON alerts(created_at);
+
+        -- One row per (alert, channel): delivery state, retried with backoff until sent.
+        CREATE TABLE outbox (
+            alert_id INTEGER NOT NULL REFERENCES alerts(id),
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            sent_at TEXT,
+            last_error TEXT,
+            PRIMARY KEY (alert_id, channel)
+        ) WITHOUT ROWID;
+        CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
+        """
+    )
+
+
 def connect(path: str | Path) -> sqlite_utils.Database:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -223,6 +262,7 @@ class SaveResult:
     updated_items: int
     new_mentions: tuple[Mention, ...]
     threads_touched: tuple[str, ...]
+    new_mention_ids: tuple[int, ...] = ()
 
 
 class Store:
@@ -324,6 +364,7 @@ class Store:
         now_s = iso(now)
         new_items = updated = 0
         new_mentions: list[Mention] = []
+        new_ids: list[int] = []
         threads: dict[str, None] = {}
         c = self.conn
         with self.transaction():
@@ -344,9 +385,7 @@ class Store:
                     updated += 1
                 else:
                     item_id = p.known.item_id
-                    c.execute(
-                        "UPDATE items SET last_seen_at = ? WHERE id = ?", (now_s, item_id)
-                    )
+                    c.execute("UPDATE items SET last_seen_at = ? WHERE id = ?", (now_s, item_id))
                 c.executemany(
                     "INSERT OR IGNORE INTO item_keys(key, item_id) VALUES (?, ?)",
                     [(k, item_id) for k in p.keys],
@@ -363,7 +402,9 @@ class Store:
                         (item_id, item_id),
                     )
                 if p.changed:
-                    new_mentions.extend(self._save_mentions(item_id, p, kind, now_s))
+                    for mention_id, mention in self._save_mentions(item_id, p, kind, now_s):
+                        new_ids.append(mention_id)
+                        new_mentions.append(mention)
                 if p.relevant and it.thread_key:
                     threads[it.thread_key] = None
             for response in responses:
@@ -396,13 +437,14 @@ class Store:
                 items=new_items,
                 mentions=len(new_mentions),
             )
-        return SaveResult(new_items, updated, tuple(new_mentions), tuple(threads))
+        return SaveResult(new_items, updated, tuple(new_mentions), tuple(threads), tuple(new_ids))
 
     def _stored_id(self, keys: Sequence[str]) -> int | None:
         if not keys:
             return None
         row = self.conn.execute(
-            f"SELECT item_id FROM item_keys WHERE key IN ({','.join('?' * len(keys))}) LIMIT 1", keys
+            f"SELECT item_id FROM item_keys WHERE key IN ({','.join('?' * len(keys))}) LIMIT 1",
+            keys,
         ).fetchone()
         return row[0] if row else None
 
@@ -451,14 +493,16 @@ class Store:
 
     def _save_mentions(
         self, item_id: int, p: ProcessedItem, kind: str, now_s: str | None
-    ) -> list[Mention]:
+    ) -> list[tuple[int, Mention]]:
         """Upsert an item's mentions; return those that are new. Corrections stay as they were."""
         c = self.conn
         existing = {
             brand: mid
-            for mid, brand in c.execute("SELECT id, brand FROM mentions WHERE item_id = ?", (item_id,))
+            for mid, brand in c.execute(
+                "SELECT id, brand FROM mentions WHERE item_id = ?", (item_id,)
+            )
         }
-        new: list[Mention] = []
+        new: list[tuple[int, Mention]] = []
         for m in p.mentions:
             it = m.item
             row = {
@@ -494,11 +538,11 @@ class Store:
                 row["first_seen_at"] = now_s
                 row["label"] = m.score.label
                 cols = ",".join(row)
-                c.execute(
+                cur = c.execute(
                     f"INSERT INTO mentions({cols}) VALUES ({','.join('?' * len(row))})",
                     list(row.values()),
                 )
-                new.append(m)
+                new.append((int(cur.lastrowid or 0), m))
         # An edit that no longer names a brand leaves its old mention: the brand was named once,
         # and a correction may hang on it. Its text is refreshed so the record stays true.
         return new
@@ -613,7 +657,9 @@ class Store:
 
     # --- corrections -----------------------------------------------------------------------
 
-    def set_label(self, mention_id: int, label: str | None, *, not_relevant: bool | None = None) -> bool:
+    def set_label(
+        self, mention_id: int, label: str | None, *, not_relevant: bool | None = None
+    ) -> bool:
         row = self.conn.execute(
             "SELECT thread_key, item_id FROM mentions WHERE id = ?", (mention_id,)
         ).fetchone()
@@ -628,7 +674,8 @@ class Store:
                 )
             if not_relevant is not None:
                 self.conn.execute(
-                    "UPDATE mentions SET not_relevant = ? WHERE id = ?", (int(not_relevant), mention_id)
+                    "UPDATE mentions SET not_relevant = ? WHERE id = ?",
+                    (int(not_relevant), mention_id),
                 )
             self.conn.execute(
                 "UPDATE items SET label = (SELECT label FROM mentions WHERE item_id = :i "

@@ -19,6 +19,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from httpd import LoopbackServer  # noqa: E402
+from smtp_peer import smtp_server, start_smtp  # noqa: E402, F401
 
 
 @pytest.fixture

@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from html import escape
 from pathlib import Path
 
 BASE_TIME = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
-def rss(entries: Sequence[dict[str, str]], *, title: str = "Example blog", link: str = "https://blog.example.com/") -> str:
+def rss(
+    entries: Sequence[dict[str, str]],
+    *,
+    title: str = "Example blog",
+    link: str = "https://blog.example.com/",
+) -> str:
     """An RSS 2.0 document; each entry: title, link, guid (optional), body (HTML), date offset hours."""
     items = []
     for i, e in enumerate(entries):
         published = BASE_TIME - timedelta(hours=float(e.get("hours_ago", i)))
-        guid = f"<guid isPermaLink=\"false\">{escape(e['guid'])}</guid>" if e.get("guid") else ""
+        guid = f'<guid isPermaLink="false">{escape(e["guid"])}</guid>' if e.get("guid") else ""
         comments = (
             f"<wfw:commentRss>{escape(e['comments'])}</wfw:commentRss>" if e.get("comments") else ""
         )
         items.append(
-            f"""<item><title>{escape(e['title'])}</title><link>{escape(e['link'])}</link>{guid}
+            f"""<item><title>{escape(e["title"])}</title><link>{escape(e["link"])}</link>{guid}
             <pubDate>{format_datetime(published)}</pubDate>{comments}
-            <description><![CDATA[{e.get('body', '')}]]></description></item>"""
+            <description><![CDATA[{e.get("body", "")}]]></description></item>"""
         )
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
@@ -42,7 +47,9 @@ def write_config(
     brands: str | None = None,
     extra: str = "",
 ) -> Path:
-    brands = brands or """\
+    brands = (
+        brands
+        or """\
       - name: Acme
         terms: [Acme, "Acme Corp", "@acme"]
         exclude: ["Acme Brick"]
@@ -52,8 +59,10 @@ def write_config(
       - name: Globex
         terms: [Globex]
     """
+    )
     src = "".join(
-        f"  - name: {name}\n    kind: feed\n    url: {url}\n    every: 15m\n" for name, url in sources
+        f"  - name: {name}\n    kind: feed\n    url: {url}\n    every: 15m\n"
+        for name, url in sources
     )
     text = (
         "database: mentions.db\nfetch:\n  retries: 1\n  read_timeout: 5s\n  total_timeout: 10s\n"

@@ -85,7 +85,9 @@ def test_unknown_key_named_with_its_place_and_line(tmp_path: Path) -> None:
 
 def test_missing_environment_variable_is_named(tmp_path: Path) -> None:
     msg = problems(tmp_path, GOOD, env={"SMTP_USER": "u", "SMTP_PASSWORD": "p"})
-    assert "alerts.channels[0].webhook_url: environment variable SLACK_WEBHOOK_URL is not set" in msg
+    assert (
+        "alerts.channels[0].webhook_url: environment variable SLACK_WEBHOOK_URL is not set" in msg
+    )
 
 
 def test_bad_duration_and_unknown_kind(tmp_path: Path) -> None:
@@ -98,7 +100,9 @@ def test_bad_duration_and_unknown_kind(tmp_path: Path) -> None:
 
 
 def test_duplicate_names_and_missing_url(tmp_path: Path) -> None:
-    text = GOOD.replace("name: forum\n    url: https://forum.example.com/latest.rss", "name: acme-blog")
+    text = GOOD.replace(
+        "name: forum\n    url: https://forum.example.com/latest.rss", "name: acme-blog"
+    )
     msg = problems(tmp_path, text)
     assert "sources[1].name: 'acme-blog' is already used by sources[0]" in msg
     assert "sources[1].url: required key is missing" in msg

@@ -42,11 +42,36 @@ def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
 @pytest.fixture
 def blog(httpd):
     entries = [
-        {"title": "Day one with Acme", "link": "https://blog.example.com/2026/acme-one?utm_source=rss", "guid": "p1", "body": f"<p>{NEGATIVE}</p><script>alert('x')</script>"},
-        {"title": "Skating", "link": "https://blog.example.com/2026/skates", "guid": "p2", "body": f"<p>{POSITIVE}</p>"},
-        {"title": "Markets", "link": "https://blog.example.com/2026/markets", "guid": "p3", "body": f"<p>{NEUTRAL_GLOBEX} Also Acme shipped a patch.</p>"},
-        {"title": "Bricks", "link": "https://blog.example.com/2026/bricks", "guid": "p4", "body": "<p>We bought Acme Brick pavers for the garden.</p>"},
-        {"title": "Unrelated", "link": "https://blog.example.com/2026/cats", "guid": "p5", "body": "<p>Our cat sleeps all day.</p>"},
+        {
+            "title": "Day one with Acme",
+            "link": "https://blog.example.com/2026/acme-one?utm_source=rss",
+            "guid": "p1",
+            "body": f"<p>{NEGATIVE}</p><script>alert('x')</script>",
+        },
+        {
+            "title": "Skating",
+            "link": "https://blog.example.com/2026/skates",
+            "guid": "p2",
+            "body": f"<p>{POSITIVE}</p>",
+        },
+        {
+            "title": "Markets",
+            "link": "https://blog.example.com/2026/markets",
+            "guid": "p3",
+            "body": f"<p>{NEUTRAL_GLOBEX} Also Acme shipped a patch.</p>",
+        },
+        {
+            "title": "Bricks",
+            "link": "https://blog.example.com/2026/bricks",
+            "guid": "p4",
+            "body": "<p>We bought Acme Brick pavers for the garden.</p>",
+        },
+        {
+            "title": "Unrelated",
+            "link": "https://blog.example.com/2026/cats",
+            "guid": "p5",
+            "body": "<p>Our cat sleeps all day.</p>",
+        },
     ]
     httpd.add("/feed", rss(entries), etag='"v1"')
     return httpd
@@ -62,13 +87,23 @@ def test_first_poll_builds_the_mention_database(tmp_path, blog):
     )
     by = {(m[0], m[1]): m for m in mentions}
     # The excluded phrase and the off-topic post are not mentions; two brands give two mentions.
-    assert set(by) == {("Day one with Acme", "Acme"), ("Skating", "Acme"), ("Markets", "Acme"), ("Markets", "Globex")}
+    assert set(by) == {
+        ("Day one with Acme", "Acme"),
+        ("Skating", "Acme"),
+        ("Markets", "Acme"),
+        ("Markets", "Globex"),
+    }
     assert by[("Day one with Acme", "Acme")][3] == "negative"
-    assert by[("Skating", "Acme")][3] == "positive" and by[("Skating", "Acme")][2] == "Rocket Skates"
+    assert (
+        by[("Skating", "Acme")][3] == "positive" and by[("Skating", "Acme")][2] == "Rocket Skates"
+    )
     assert by[("Markets", "Globex")][3] == "neutral"
     # Canonical URL without tracking parameters; snippet is text, not markup.
     assert by[("Day one with Acme", "Acme")][4] == "https://blog.example.com/2026/acme-one"
-    assert "<script>" not in by[("Day one with Acme", "Acme")][6] and "alert" not in by[("Day one with Acme", "Acme")][6]
+    assert (
+        "<script>" not in by[("Day one with Acme", "Acme")][6]
+        and "alert" not in by[("Day one with Acme", "Acme")][6]
+    )
     assert all(-1 <= m[7] <= 1 for m in mentions)
 
 
@@ -84,7 +119,10 @@ def test_second_poll_adds_nothing_and_uses_conditional_get(tmp_path, blog):
 
 
 def test_server_without_validators_is_not_reparsed(tmp_path, httpd):
-    httpd.add("/plain", rss([{"title": "Acme news", "link": "https://x.example/a", "body": "Acme is fine."}]))
+    httpd.add(
+        "/plain",
+        rss([{"title": "Acme news", "link": "https://x.example/a", "body": "Acme is fine."}]),
+    )
     cfg = write_config(tmp_path, [("plain", httpd.url("/plain"))])
     poll(cfg)
     second = poll(cfg)
@@ -94,10 +132,48 @@ def test_server_without_validators_is_not_reparsed(tmp_path, httpd):
 
 def test_syndicated_copies_across_sources_are_one_mention_with_sightings(tmp_path, httpd):
     body = f"<p>{NEGATIVE} " + "More words about the product experience here. " * 6 + "</p>"
-    httpd.add("/a", rss([{"title": "Acme outage", "link": "https://news.example.com/story/1", "guid": "a-1", "body": body}]))
-    httpd.add("/b", rss([{"title": "Acme outage", "link": "http://www.news.example.com/story/1/?utm_source=feed&utm_medium=rss", "guid": "b-77", "body": body}]))
-    httpd.add("/c", rss([{"title": "ACME OUTAGE", "link": "https://mirror.example.org/copy/1", "guid": "c-9", "body": body.replace("  ", " ")}]))
-    cfg = write_config(tmp_path, [("a", httpd.url("/a")), ("b", httpd.url("/b")), ("c", httpd.url("/c"))])
+    httpd.add(
+        "/a",
+        rss(
+            [
+                {
+                    "title": "Acme outage",
+                    "link": "https://news.example.com/story/1",
+                    "guid": "a-1",
+                    "body": body,
+                }
+            ]
+        ),
+    )
+    httpd.add(
+        "/b",
+        rss(
+            [
+                {
+                    "title": "Acme outage",
+                    "link": "http://www.news.example.com/story/1/?utm_source=feed&utm_medium=rss",
+                    "guid": "b-77",
+                    "body": body,
+                }
+            ]
+        ),
+    )
+    httpd.add(
+        "/c",
+        rss(
+            [
+                {
+                    "title": "ACME OUTAGE",
+                    "link": "https://mirror.example.org/copy/1",
+                    "guid": "c-9",
+                    "body": body.replace("  ", " "),
+                }
+            ]
+        ),
+    )
+    cfg = write_config(
+        tmp_path, [("a", httpd.url("/a")), ("b", httpd.url("/b")), ("c", httpd.url("/c"))]
+    )
     poll(cfg)
     assert rows(tmp_path, "SELECT count(*) FROM mentions") == [(1,)]
     assert rows(tmp_path, "SELECT count(*) FROM items") == [(1,)]
@@ -107,32 +183,73 @@ def test_syndicated_copies_across_sources_are_one_mention_with_sightings(tmp_pat
 
 
 def test_edited_entry_updates_its_row(tmp_path, httpd):
-    httpd.add("/f", rss([{"title": "Acme review", "link": "https://r.example/1", "guid": "r1", "body": "Acme is great, I love it."}]), etag='"1"')
+    httpd.add(
+        "/f",
+        rss(
+            [
+                {
+                    "title": "Acme review",
+                    "link": "https://r.example/1",
+                    "guid": "r1",
+                    "body": "Acme is great, I love it.",
+                }
+            ]
+        ),
+        etag='"1"',
+    )
     cfg = write_config(tmp_path, [("f", httpd.url("/f"))])
     poll(cfg)
     assert rows(tmp_path, "SELECT label FROM mentions") == [("positive",)]
-    httpd.add("/f", rss([{"title": "Acme review (update)", "link": "https://r.example/1", "guid": "r1", "body": "Update: Acme broke after a week, terrible, awful."}]), etag='"2"')
+    httpd.add(
+        "/f",
+        rss(
+            [
+                {
+                    "title": "Acme review (update)",
+                    "link": "https://r.example/1",
+                    "guid": "r1",
+                    "body": "Update: Acme broke after a week, terrible, awful.",
+                }
+            ]
+        ),
+        etag='"2"',
+    )
     summary = poll(cfg)
     assert summary.reports[0].updated_items == 1
-    assert rows(tmp_path, "SELECT title, label FROM mentions") == [("Acme review (update)", "negative")]
+    assert rows(tmp_path, "SELECT title, label FROM mentions") == [
+        ("Acme review (update)", "negative")
+    ]
     assert rows(tmp_path, "SELECT count(*) FROM items") == [(1,)]
 
 
 def test_html_page_instead_of_feed_is_a_source_failure(tmp_path, httpd, blog):
-    httpd.add("/login", "<!doctype html><html><head><title>Sign in</title></head><body>Log in</body></html>", content_type="text/html")
+    httpd.add(
+        "/login",
+        "<!doctype html><html><head><title>Sign in</title></head><body>Log in</body></html>",
+        content_type="text/html",
+    )
     cfg = write_config(tmp_path, [("login", httpd.url("/login")), ("blog", blog.url("/feed"))])
     summary = poll(cfg)
     by = {r.source: r for r in summary.reports}
     assert not by["login"].ok and "HTML" in by["login"].error
     assert by["blog"].ok and by["blog"].new_items == 5
-    (status,) = rows(tmp_path, "SELECT consecutive_failures, last_error FROM sources WHERE name='login'")
+    (status,) = rows(
+        tmp_path, "SELECT consecutive_failures, last_error FROM sources WHERE name='login'"
+    )
     assert status[0] == 1 and "HTML" in status[1]
 
 
 def test_failures_are_recorded_and_the_rest_goes_on(tmp_path, httpd, blog):
     httpd.add("/gone", "nope", status=404, content_type="text/plain")
     httpd.add("/broken", "<rss><channel><item><title>Acme & co", content_type="application/rss+xml")
-    cfg = write_config(tmp_path, [("gone", httpd.url("/gone")), ("broken", httpd.url("/broken")), ("blog", blog.url("/feed"))])
+    cfg = write_config(
+        tmp_path,
+        [
+            ("gone", httpd.url("/gone")),
+            ("broken", httpd.url("/broken")),
+            ("blog", blog.url("/feed")),
+        ],
+    )
     summary = poll(cfg)
     by = {r.source: r for r in summary.reports}
     assert not by["gone"].ok and "404" in by["gone"].error

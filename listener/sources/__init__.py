@@ -28,7 +28,7 @@ _KIND_MODULES = ("feed",)
 class SourceState:
     """Where the last poll of a source got to, as kept in the database."""
 
-    validators: Validators = Validators()
+    validators: Validators = field(default_factory=Validators)
     body_hash: str | None = None
     cursor: dict[str, Any] = field(default_factory=dict)
     consecutive_failures: int = 0
@@ -47,7 +47,9 @@ class PollFunction(Protocol):
 
 
 class ThreadFunction(Protocol):
-    def __call__(self, ctx: PollContext, thread_key: str, thread_url: str) -> Awaitable[SourcePoll]: ...
+    def __call__(
+        self, ctx: PollContext, thread_key: str, thread_url: str
+    ) -> Awaitable[SourcePoll]: ...
 
 
 @dataclass(frozen=True)

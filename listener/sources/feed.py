@@ -30,7 +30,9 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
     state = ctx.state
     response = await ctx.fetcher.get(url, validators=state.validators if conditional else None)
     if response.error or not response.ok:
-        return SourcePoll(items=[], responses=[response], error=response.error or f"HTTP {response.status}")
+        return SourcePoll(
+            items=[], responses=[response], error=response.error or f"HTTP {response.status}"
+        )
     if response.not_modified:
         return SourcePoll(
             items=[], responses=[response], validators=response.validators, not_modified=True
@@ -39,7 +41,10 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
     if conditional and digest == state.body_hash:
         # Servers without validators send the same bytes again: skip parsing them.
         return SourcePoll(
-            items=[], responses=[response], validators=response.validators, body_hash=digest,
+            items=[],
+            responses=[response],
+            validators=response.validators,
+            body_hash=digest,
             not_modified=True,
         )
     try:

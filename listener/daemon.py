@@ -1,0 +1,203 @@
+"""`listener run`: the service. Polls each source on its own schedule until told to stop.
+
+APScheduler (3.x, asyncio) runs one job per source. After each poll the job is scheduled again at
+the source's `next_poll_at`, which the pipeline computes from its interval, with jitter, and with a
+capped backoff after failures; so two polls of one source never overlap, and a restart resumes
+each source where the database says it was due (overdue sources poll at once). The outbox is
+flushed after every poll that fired alerts and on a short interval for retries and digests.
+One instance per database: a lock file next to it. SIGTERM/SIGINT stop new polls, let in-flight
+ones finish their writes (or cancels their network waits after a grace period) and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .alerts.channels import Channel, SlackRateLimiter
+from .alerts.outbox import deliver_pending
+from .models import SourceSpec
+from .pipeline import Runtime, log_report, poll_source
+from .store import iso, parse_iso
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 15.0
+STOP_GRACE_S = 5.0
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def instance_lock(database: Path) -> Iterator[IO[str]]:
+    """Hold an exclusive lock for this database, or raise AlreadyRunning naming the holder."""
+    path = database.with_name(database.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the life of the service
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AlreadyRunning(
+            f"another `listener run` (pid {holder}) is already using {database}; stop it first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield handle
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+class Service:
+    def __init__(
+        self,
+        rt: Runtime,
+        specs: list[SourceSpec],
+        channels: dict[str, Channel],
+        *,
+        flush_every_s: float = FLUSH_EVERY_S,
+        stop_grace_s: float = STOP_GRACE_S,
+    ) -> None:
+        self.rt = rt
+        self.specs = {s.name: s for s in specs}
+        self.channels = channels
+        self.flush_every_s = flush_every_s
+        self.stop_grace_s = stop_grace_s
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_lock = asyncio.Lock()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._limiter = SlackRateLimiter()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: finishing in-flight polls")
+            self._stop.set()
+
+    def _due(self, name: str, now: datetime) -> datetime:
+        row = self.rt.store.conn.execute(
+            "SELECT next_poll_at FROM sources WHERE name = ?", (name,)
+        ).fetchone()
+        due = parse_iso(row[0]) if row and row[0] else None
+        return max(due or now, now)
+
+    def _schedule(self, name: str) -> None:
+        if self._stop.is_set() or self._scheduler is None:
+            return
+        when = self._due(name, self.rt.now())
+        self._scheduler.add_job(
+            self._start_poll,
+            "date",
+            run_date=when,
+            args=[name],
+            id=f"poll:{name}",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _start_poll(self, name: str) -> None:
+        if self._stop.is_set():
+            return
+        task = asyncio.get_running_loop().create_task(self._poll(name), name=f"poll:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _poll(self, name: str) -> None:
+        spec = self.specs[name]
+        try:
+            report = await poll_source(spec, self.rt)
+            log_report(report)
+            if report.alerts:
+                await self.flush()
+        except Exception:
+            # A bug in one poll is logged with its traceback; the service goes on.
+            log.exception("%s: poll crashed; it will be retried on schedule", name)
+            self.rt.store.conn.execute(
+                "UPDATE sources SET next_poll_at = ? WHERE name = ?",
+                (iso(self.rt.now() + timedelta(seconds=spec.every_s)), name),
+            )
+        finally:
+            self._schedule(name)
+
+    async def flush(self) -> None:
+        if not self.channels or self._http is None:
+            return
+        async with self._flush_lock:
+            try:
+                report = await deliver_pending(
+                    self.rt.store,
+                    self.channels,
+                    http=self._http,
+                    now=self.rt.now,
+                    limiter=self._limiter,
+                )
+            except Exception:
+                log.exception("delivering alerts failed; will retry")
+                return
+        if report.sent or report.retrying or report.failed:
+            log.info(
+                "alerts: %d sent, %d to retry, %d failed",
+                report.sent,
+                report.retrying,
+                report.failed,
+            )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        self.rt.store.ensure_sources(self.specs.values())
+        self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
+        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+            self._http = http
+            for name in self.specs:
+                self._schedule(name)
+            if self.channels:
+                self._scheduler.add_job(
+                    self.flush,
+                    "interval",
+                    seconds=self.flush_every_s,
+                    id="outbox",
+                    max_instances=1,
+                    coalesce=True,
+                    next_run_time=self.rt.now(),
+                )
+            self._scheduler.start()
+            log.info(
+                "listening: %d sources, %d alert channels", len(self.specs), len(self.channels)
+            )
+            await self._stop.wait()
+            self._scheduler.shutdown(wait=False)
+            if self._tasks:
+                _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_grace_s)
+                for task in pending:
+                    # Only network waits can be cancelled: each save is one synchronous
+                    # transaction, so nothing half-written is left behind.
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush(), timeout=self.stop_grace_s)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")

@@ -205,7 +205,7 @@ def main() -> None:
 @click.pass_obj
 def run(state: State) -> None:
     """Run the service: poll each source on its schedule and deliver alerts, until SIGTERM/SIGINT."""
-    from .alerts.outbox import build_channels
+    from .alerts.outbox import Backoff, build_channels
     from .daemon import AlreadyRunning, Service, instance_lock
     from .runtime import open_runtime
 
@@ -221,7 +221,13 @@ def run(state: State) -> None:
 
             async def main() -> None:
                 async with open_runtime(config) as rt:
-                    await Service(rt, specs, build_channels(config.alerts.channels)).run()
+                    await Service(
+                        rt,
+                        specs,
+                        build_channels(config.alerts.channels),
+                        flush_every_s=config.alerts.flush_every,
+                        backoff=Backoff(config.alerts.retry_first, config.alerts.retry_max),
+                    ).run()
 
             asyncio.run(main())
     except AlreadyRunning as exc:

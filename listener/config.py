@@ -326,6 +326,12 @@ class RulesModel(_Strict):
 class AlertsModel(_Strict):
     channels: list[ChannelModel] = Field(default_factory=list)
     rules: RulesModel = Field(default_factory=RulesModel)
+    # How often the outbox is looked at, and how retries of an undelivered alert back off.
+    flush_every: float = 15.0
+    retry_first: float = 30.0
+    retry_max: float = 3600.0
+
+    _d = field_validator("flush_every", "retry_first", "retry_max", mode="before")(_duration_field)
 
     @field_validator("channels", mode="before")
     @classmethod

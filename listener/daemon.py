@@ -26,7 +26,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .alerts.channels import Channel, SlackRateLimiter
-from .alerts.outbox import deliver_pending
+from .alerts.outbox import Backoff, deliver_pending
 from .models import SourceSpec
 from .pipeline import Runtime, log_report, poll_source
 from .store import iso, parse_iso
@@ -76,7 +76,9 @@ class Service:
         *,
         flush_every_s: float = FLUSH_EVERY_S,
         stop_grace_s: float = STOP_GRACE_S,
+        backoff: Backoff | None = None,
     ) -> None:
+        self.backoff = backoff or Backoff()
         self.rt = rt
         self.specs = {s.name: s for s in specs}
         self.channels = channels
@@ -115,7 +117,8 @@ class Service:
             misfire_grace_time=None,
         )
 
-    def _start_poll(self, name: str) -> None:
+    async def _start_poll(self, name: str) -> None:
+        # A coroutine job, so APScheduler runs it on the event loop, not in a worker thread.
         if self._stop.is_set():
             return
         task = asyncio.get_running_loop().create_task(self._poll(name), name=f"poll:{name}")
@@ -140,8 +143,8 @@ class Service:
             self._schedule(name)
 
     async def flush(self) -> None:
-        if not self.channels or self._http is None:
-            return
+        if not self.channels or self._http is None or self._flush_lock.locked():
+            return  # a flush is already under way; it picks up what is due
         async with self._flush_lock:
             try:
                 report = await deliver_pending(
@@ -150,6 +153,7 @@ class Service:
                     http=self._http,
                     now=self.rt.now,
                     limiter=self._limiter,
+                    backoff=self.backoff,
                 )
             except Exception:
                 log.exception("delivering alerts failed; will retry")
@@ -178,7 +182,7 @@ class Service:
                     "interval",
                     seconds=self.flush_every_s,
                     id="outbox",
-                    max_instances=1,
+                    max_instances=2,
                     coalesce=True,
                     next_run_time=self.rt.now(),
                 )

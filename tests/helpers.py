@@ -9,7 +9,8 @@ from email.utils import format_datetime
 from html import escape
 from pathlib import Path
 
-BASE_TIME = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+# Entries are dated relative to now, so rules with time windows see them as recent.
+BASE_TIME = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def rss(

@@ -89,9 +89,14 @@ class FlushReport:
     errors: list[str] = field(default_factory=list)
 
 
-def backoff_s(attempts: int, retry_after: float | None) -> float:
-    delay = min(BACKOFF_FIRST_S * 2 ** max(attempts - 1, 0), BACKOFF_MAX_S)
-    return max(delay, retry_after or 0.0)
+@dataclass(frozen=True)
+class Backoff:
+    first_s: float = BACKOFF_FIRST_S
+    max_s: float = BACKOFF_MAX_S
+
+    def delay(self, attempts: int, retry_after: float | None) -> float:
+        delay = min(self.first_s * 2 ** max(attempts - 1, 0), self.max_s)
+        return max(delay, retry_after or 0.0)
 
 
 def _pending(store: Store, channel: str, now: datetime, force: bool) -> list[tuple[int, int, str]]:
@@ -113,6 +118,7 @@ def _record(
     d: Delivery,
     attempts: Sequence[int],
     now: datetime,
+    backoff: Backoff,
 ) -> str:
     with store.transaction():
         for alert_id, tried in zip(alert_ids, attempts, strict=True):
@@ -129,7 +135,7 @@ def _record(
                     (tried + 1, d.error, alert_id, channel),
                 )
             else:
-                later = now + timedelta(seconds=backoff_s(tried + 1, d.retry_after_s))
+                later = now + timedelta(seconds=backoff.delay(tried + 1, d.retry_after_s))
                 store.conn.execute(
                     "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? "
                     "WHERE alert_id = ? AND channel = ?",
@@ -164,9 +170,11 @@ async def deliver_pending(
     now: Callable[[], datetime],
     force: bool = False,
     limiter: SlackRateLimiter | None = None,
+    backoff: Backoff | None = None,
 ) -> FlushReport:
     """Send what is due; `force` sends everything pending now (digests included)."""
     report = FlushReport()
+    backoff = backoff or Backoff()
     for name, channel in channels.items():
         rows = _pending(store, name, now(), force)
         if not rows:
@@ -185,7 +193,7 @@ async def deliver_pending(
             batches = [(message_from_payload(p), [aid], [tried]) for aid, tried, p in rows]
         for message, ids, attempts in batches:
             delivery = await send_alert(channel, message, http=http, limiter=limiter)
-            outcome = _record(store, ids, name, delivery, attempts, now())
+            outcome = _record(store, ids, name, delivery, attempts, now(), backoff)
             if outcome == "sent":
                 report.sent += len(ids)
             elif outcome == "failed":

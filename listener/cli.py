@@ -362,3 +362,126 @@ def alerts_flush(state: State) -> None:
     for error in report.errors:
         click.echo(f"  {error}")
     raise SystemExit(1 if report.retrying or report.failed else 0)
+
+
+@cli.command()
+@click.argument("mention_id", type=int)
+@click.argument("label", required=False, type=click.Choice(["positive", "neutral", "negative"]))
+@click.option(
+    "--not-relevant",
+    "not_relevant",
+    flag_value=True,
+    default=None,
+    help="Not about the brand: left out of alerts and counts.",
+)
+@click.option("--relevant", "not_relevant", flag_value=False, help="Undo --not-relevant.")
+@click.option(
+    "--clear", is_flag=True, help="Drop the correction: the scorer's label applies again."
+)
+@click.pass_obj
+def label(
+    state: State, mention_id: int, label: str | None, not_relevant: bool | None, clear: bool
+) -> None:
+    """Correct a mention: set its LABEL, or mark it not relevant. Corrections survive rescoring."""
+    from .store import Store
+
+    if label is None and not_relevant is None and not clear:
+        click.echo(
+            "error: give a LABEL (positive, neutral, negative), --not-relevant, --relevant or --clear",
+            err=True,
+        )
+        raise SystemExit(2)
+    config = state.config()
+    store = Store.open(config.database)
+    try:
+        if clear:
+            found = store.clear_label(mention_id)
+        else:
+            found = store.set_label(mention_id, label, not_relevant=not_relevant)
+        if not found:
+            click.echo(f"error: no mention with id {mention_id} in {config.database}", err=True)
+            raise SystemExit(1)
+        row = store.conn.execute(
+            "SELECT brand, label, auto_label, not_relevant, title FROM mentions WHERE id = ?",
+            (mention_id,),
+        ).fetchone()
+    finally:
+        store.close()
+    brand, current, auto, nr, title = row
+    relevance = "not relevant" if nr else "relevant"
+    click.echo(
+        f"mention {mention_id} ({brand}: {title}): {current} (scorer said {auto}), {relevance}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Re-score every mention, not only those scored with another lexicon.",
+)
+@click.pass_obj
+def rescore(state: State, everything: bool) -> None:
+    """Re-score stored mentions after a lexicon or threshold change; report the labels that changed."""
+    from .match import Matcher
+    from .rescore import rescore_mentions
+    from .runtime import build_scorer
+    from .store import Store
+
+    config = state.config()
+    store = Store.open(config.database)
+    try:
+        result = rescore_mentions(
+            store, build_scorer(config), Matcher.from_brands(config.brands), everything=everything
+        )
+    finally:
+        store.close()
+    click.echo(
+        f"rescored {result.rescored} mentions: {result.changed} labels changed "
+        f"({result.corrected_kept} corrections kept as set)"
+    )
+    for (old, new), n in sorted(result.transitions.items()):
+        click.echo(f"  {old} -> {new}: {n}")
+
+
+@cli.command()
+@click.argument("text", nargs=-1)
+@click.option("--brand", help="Brand the text is about: its names are neutralised before scoring.")
+@click.pass_obj
+def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
+    """Score TEXT (or JSON lines {"text": ..., "brand": ...} on stdin): one JSON line out each."""
+    import json
+
+    from .match import Matcher
+    from .runtime import build_scorer
+    from .sentiment import Scorer, score_json_lines
+
+    try:
+        config: Config | None = (
+            state.config() if (state.config_arg or state.path.exists()) else None
+        )
+    except SystemExit:
+        raise
+    scorer = build_scorer(config) if config else Scorer()
+    matcher = Matcher.from_brands(config.brands) if config else None
+
+    def neutral_for(name: str | None) -> tuple[str, ...]:
+        if not name:
+            return ()
+        if matcher is not None:
+            try:
+                return matcher.neutral_terms(name)
+            except KeyError:
+                pass
+        return (name,)
+
+    if text:
+        lines = [json.dumps({"text": t, "brand": brand}) for t in text]
+    else:
+        lines = (line for line in sys.stdin)
+    failed = False
+    for out in score_json_lines(scorer, lines, neutral_for):
+        failed = failed or "error" in out
+        click.echo(json.dumps(out, ensure_ascii=False))
+    raise SystemExit(1 if failed else 0)

@@ -687,6 +687,21 @@ class Store:
                 self.refresh_thread(thread_key)
         return True
 
+    def clear_label(self, mention_id: int) -> bool:
+        """Drop a user's corrections: the scorer's label applies again, and the mention counts."""
+        row = self.conn.execute(
+            "SELECT thread_key, item_id FROM mentions WHERE id = ?", (mention_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE mentions SET label_override = NULL, label = auto_label, not_relevant = 0 "
+                "WHERE id = ?",
+                (mention_id,),
+            )
+        return self.set_label(mention_id, None)
+
     # --- reads -----------------------------------------------------------------------------
 
     def counts(self) -> dict[str, list[tuple[Any, ...]]]:

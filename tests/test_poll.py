@@ -285,3 +285,73 @@ def test_cli_init_writes_a_config_that_checks(tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
     check = runner.invoke(cli, ["-c", str(target), "check"])
     assert check.exit_code == 0 and "acme-blog" in check.output
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<rss version="2.0"><channel><title>&lol9;</title><item><title>Acme &lol9;</title>
+<link>https://laughs.example/1</link><description>Acme is great &lol9;</description></item></channel></rss>"""
+
+
+def test_hostile_and_broken_sources_are_recorded_and_the_rest_goes_on(tmp_path, httpd, blog):
+    import gzip
+
+    httpd.add(
+        "/bomb",
+        gzip.compress(b"\0" * (30 * 1024 * 1024)),
+        raw_body=True,
+        headers={"content-encoding": "gzip"},
+    )
+    httpd.add("/huge", b"<rss>" + b"x" * (3 * 1024 * 1024), content_type="application/rss+xml")
+    httpd.add("/laughs", BILLION_LAUGHS)
+    httpd.add("/loop-a", redirect_to="/loop-b", status=302)
+    httpd.add("/loop-b", redirect_to="/loop-a", status=302)
+    httpd.add(
+        "/slow", rss([{"title": "Acme", "link": "https://s.example/1", "body": "Acme"}]), delay=3
+    )
+    httpd.add(
+        "/busy",
+        rss([{"title": "Acme busy", "link": "https://b.example/1", "body": "Acme is fine."}]),
+        fail_times=1,
+        fail_status=429,
+        retry_after="1",
+    )
+    httpd.add("/down", "oops", status=500, content_type="text/plain")
+    names = ["bomb", "huge", "laughs", "loop-a", "slow", "busy", "down"]
+    cfg = write_config(
+        tmp_path, [(n, httpd.url(f"/{n}")) for n in names] + [("blog", blog.url("/feed"))]
+    )
+    cfg.write_text(
+        cfg.read_text()
+        .replace("fetch:\n", "fetch:\n  max_body: 1MB\n  max_redirects: 4\n")
+        .replace("read_timeout: 5s", "read_timeout: 1s")
+    )
+    summary = poll(cfg)
+    by = {r.source: r for r in summary.reports}
+    assert by["blog"].ok and by["blog"].new_items == 5
+    assert by["busy"].ok and by["busy"].new_items == 1  # waited for Retry-After, then fetched
+    assert "larger than" in by["bomb"].error and "larger than" in by["huge"].error
+    assert "redirect" in by["loop-a"].error
+    assert "timed out" in by["slow"].error
+    assert "500" in by["down"].error
+    # Entity expansion is never performed: either refused or parsed without the expansion.
+    laughs = rows(
+        tmp_path, "SELECT length(title) FROM items WHERE url LIKE 'https://laughs.example%'"
+    )
+    assert by["laughs"].error or (laughs and laughs[0][0] < 1000)
+    failing = dict(
+        rows(
+            tmp_path, "SELECT name, consecutive_failures FROM sources WHERE last_error IS NOT NULL"
+        )
+    )
+    assert {"bomb", "huge", "loop-a", "slow", "down"} <= set(failing)

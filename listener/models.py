@@ -45,7 +45,8 @@ class SourceSpec:
     enabled: bool = True
     follow_threads: bool = True
     influential: bool = False
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # May hold secrets (tokens, app passwords): never in a repr or a log line.
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

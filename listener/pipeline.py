@@ -253,7 +253,8 @@ def save_result(
             error=error if save_state else None,
             validators=result.validators if save_state and not error else None,
             body_hash=result.body_hash if save_state and not error else None,
-            cursor=result.cursor if save_state and not error else None,
+            # A kind may hand back its cursor with a failure (a rate limit's 'not before').
+            cursor=result.cursor if save_state else None,
             next_poll_at=next_poll_time(spec, now, failures) if save_state else None,
         )
         if rt.alerting is not None:

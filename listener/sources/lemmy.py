@@ -1,0 +1,349 @@
+"""`kind: lemmy`: posts and comments that match a search on a Lemmy instance (and, through it,
+on the communities it federates with), via `GET /api/v3/search`.
+
+How the API behaves (join-lemmy.org/api, lemmy-js-client types):
+
+- `/api/v3/search?q=&type_=All|Posts|Comments&sort=New&listing_type=All&limit=&page=` answers
+  `{type_, posts: [PostView], comments: [CommentView], communities, users}`; `limit` is at most
+  50 and applies to each list. There is no "since" parameter: we page through newest-first
+  results until we reach the newest `published` time seen before (kept in the cursor).
+- Lemmy 1.0 (beta since May 2026) brings API v4 but keeps a v3 compatibility layer for
+  browsing, search and comment listing, so v3 serves both 0.19 and 1.0 instances.
+- Anonymous reads are allowed; instances rate-limit search per IP (60 per 10 minutes by
+  default), so requests to an instance are spaced out.
+- Posts and comments carry `ap_id`, their ActivityPub id on the instance where they were
+  written. The same post seen through two instances has two local ids but one `ap_id`: we
+  use `ap_id` as the item's id and its URL, and derive the thread key from it when it has
+  Lemmy's `https://{host}/post/{id}` form, so copies collapse into one item and one thread.
+
+Thread key `lemmy:{host}:{post id}` (the post's home instance and id there); a matching
+post's comments are read from `/api/v3/comment/list?post_id=`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..models import Item, Response, SourcePoll
+from ..text import canonical_url, normalise_text, parse_datetime
+from . import PollContext, SourceKind, register
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://lemmy.world"
+# Depth of the comment tree read when following a thread (lemmy-ui's own default).
+COMMENT_DEPTH = 8
+_POST_AP_ID = re.compile(r"^https?://([^/]+)/post/(\d+)/?$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_interval(value: Any) -> Any:
+    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
+        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: API fields are never trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+class LemmyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str = Field(min_length=1)
+    # The instance to search through, e.g. https://lemmy.world or https://programming.dev.
+    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    type: Literal["All", "Posts", "Comments"] = "All"
+    # Only this community (`name` or `name@instance`).
+    community: str | None = None
+    limit: int = Field(50, ge=1, le=50)
+    max_pages: int = Field(5, ge=1, le=20)
+    request_interval: float = Field(1.0, ge=0)
+
+    _interval = field_validator("request_interval", mode="before")(parse_interval)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_api_path(cls, v: str) -> str:
+        v = v.rstrip("/")
+        if v.endswith("/api/v3"):
+            v = v[: -len("/api/v3")]
+        return v
+
+
+def _options(ctx: PollContext) -> LemmyOptions:
+    return LemmyOptions.model_validate(ctx.spec.options)
+
+
+def _pace(ctx: PollContext, opts: LemmyOptions) -> None:
+    host = urlsplit(opts.base_url).hostname
+    if host:
+        ctx.fetcher.set_host_interval(host, opts.request_interval)
+
+
+def _instance(opts: LemmyOptions) -> str:
+    return (urlsplit(opts.base_url).hostname or "").lower()
+
+
+def _iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # Lemmy before 0.19 wrote naive UTC times.
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def thread_key_for(post: dict[str, Any], instance: str) -> str:
+    """`lemmy:{home host}:{id there}` from the post's ap_id, else this instance's id."""
+    ap_id = post.get("ap_id")
+    if isinstance(ap_id, str):
+        m = _POST_AP_ID.match(ap_id)
+        if m:
+            return f"lemmy:{m.group(1).lower()}:{m.group(2)}"
+    return f"lemmy:{instance}:{post.get('id')}"
+
+
+def comments_url(opts: LemmyOptions, post_id: object) -> str:
+    params = {"post_id": post_id, "type_": "All", "sort": "New", "max_depth": COMMENT_DEPTH}
+    return f"{opts.base_url}/api/v3/comment/list?{urlencode(params)}"
+
+
+def _author(creator: Any) -> str | None:
+    """`name@home-instance`, the handle people use across the fediverse."""
+    if not isinstance(creator, dict) or not isinstance(creator.get("name"), str):
+        return None
+    actor = creator.get("actor_id")
+    host = urlsplit(actor).hostname if isinstance(actor, str) else None
+    return f"{creator['name']}@{host}" if host else creator["name"]
+
+
+def _gone(thing: dict[str, Any]) -> bool:
+    return bool(thing.get("deleted") or thing.get("removed"))
+
+
+def parse_post_view(view: Any, *, opts: LemmyOptions, source: str, now: datetime) -> Item | None:
+    if not isinstance(view, dict) or not isinstance(view.get("post"), dict):
+        return None
+    post = view["post"]
+    if _gone(post) or not isinstance(post.get("id"), int):
+        return None
+    instance = _instance(opts)
+    permalink = post.get("ap_id") if isinstance(post.get("ap_id"), str) else None
+    permalink = permalink or f"{opts.base_url}/post/{post['id']}"
+    link = post.get("url") if isinstance(post.get("url"), str) and post.get("url") else None
+    community = _dict(view.get("community"))
+    counts = _dict(view.get("counts"))
+    extra: dict[str, Any] = {
+        "ap_id": permalink,
+        "instance": instance,
+        "local_id": post["id"],
+        "community": community.get("name"),
+        "community_url": community.get("actor_id"),
+        "score": counts.get("score"),
+        "comments": counts.get("comments"),
+    }
+    if link:
+        extra["link"] = link
+    return Item(
+        source=source,
+        native_id=permalink,
+        # A link post is about the article it links: one item with the article's other
+        # sightings (a blog's feed, Hacker News, Reddit).
+        url=canonical_url(link or permalink),
+        title=normalise_text(str(post.get("name") or "")),
+        text=normalise_text(str(post.get("body") or "")),
+        author=_author(view.get("creator")),
+        published_at=parse_datetime(post.get("published"), now=now),
+        updated_at=parse_datetime(post.get("updated"), now=now),
+        thread_key=thread_key_for(post, instance),
+        thread_url=comments_url(opts, post["id"]),
+        raw_url=permalink,
+        extra=extra,
+    )
+
+
+def parse_comment_view(view: Any, *, opts: LemmyOptions, source: str, now: datetime) -> Item | None:
+    if not isinstance(view, dict) or not isinstance(view.get("comment"), dict):
+        return None
+    comment = view["comment"]
+    post = _dict(view.get("post"))
+    if _gone(comment) or not isinstance(comment.get("id"), int):
+        return None
+    instance = _instance(opts)
+    permalink = comment.get("ap_id") if isinstance(comment.get("ap_id"), str) else None
+    permalink = permalink or f"{opts.base_url}/comment/{comment['id']}"
+    key = thread_key_for(post, instance) if post.get("id") is not None else ""
+    # `path` is "0.<ancestor ids>.<own id>": a top-level comment answers the post itself.
+    path = [p for p in str(comment.get("path") or "").split(".") if p and p != "0"]
+    parent = f"lemmy:{instance}:comment:{path[-2]}" if len(path) >= 2 else key or None
+    return Item(
+        source=source,
+        native_id=permalink,
+        url=canonical_url(permalink),
+        title="",
+        text=normalise_text(str(comment.get("content") or "")),
+        author=_author(view.get("creator")),
+        published_at=parse_datetime(comment.get("published"), now=now),
+        updated_at=parse_datetime(comment.get("updated"), now=now),
+        thread_key=key,
+        parent_key=parent,
+        is_reply=True,
+        thread_url=comments_url(opts, post["id"]) if isinstance(post.get("id"), int) else None,
+        raw_url=permalink,
+        extra={
+            "ap_id": permalink,
+            "instance": instance,
+            "local_id": comment["id"],
+            "post_title": normalise_text(str(post.get("name") or "")),
+        },
+    )
+
+
+def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
+    if response.status == 0 or (response.error and not response.body):
+        return None, f"Lemmy instance unreachable: {response.error}"
+    body = response.body.lstrip()
+    if body[:1] == b"<":
+        return None, (
+            f"the Lemmy instance answered HTTP {response.status} with an HTML page instead of "
+            "JSON (not a Lemmy instance, a block page, or the wrong base_url)"
+        )
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        if not 200 <= response.status < 300:
+            return None, (
+                f"the Lemmy instance answered HTTP {response.status} without a JSON error "
+                "(not the API: check base_url)"
+            )
+        return None, (
+            f"the Lemmy instance answered HTTP {response.status} with a body that is not valid "
+            f"JSON (truncated or not the API): {exc}"
+        )
+    if not isinstance(data, dict):
+        return None, "the Lemmy instance answered with JSON that is not an API response"
+    if not 200 <= response.status < 300 or "error" in data:
+        code = str(data.get("error") or f"HTTP {response.status}")
+        if "rate_limit" in code or response.status == 429:
+            return None, (
+                f"the Lemmy instance rate-limited this IP ({code}); poll less often or use "
+                "fewer pages (max_pages)"
+            )
+        return None, f"the Lemmy instance answered HTTP {response.status}: {code}"
+    return data, None
+
+
+def _published(view: dict[str, Any], field: str) -> datetime | None:
+    return _iso(_dict(view.get(field)).get("published"))
+
+
+async def poll(ctx: PollContext) -> SourcePoll:
+    opts = _options(ctx)
+    _pace(ctx, opts)
+    now = ctx.now()
+    cursor = dict(ctx.state.cursor)
+    since = _iso(cursor.get("newest"))
+    newest = since
+    items: list[Item] = []
+    responses: list[Response] = []
+    seen_ap_ids: set[str] = set()
+    pages = opts.max_pages if since else 1
+    for page in range(1, pages + 1):
+        params: dict[str, Any] = {
+            "q": opts.query,
+            "type_": opts.type,
+            "sort": "New",
+            "listing_type": "All",
+            "limit": opts.limit,
+            "page": page,
+        }
+        if opts.community:
+            params["community_name"] = opts.community
+        url = f"{opts.base_url}/api/v3/search?{urlencode(params)}"
+        response = await ctx.fetcher.get(url, accept="application/json")
+        responses.append(response)
+        data, problem = _decode(response)
+        if problem is not None:
+            return SourcePoll(items=items, responses=responses, error=problem)
+        assert data is not None
+        done = True
+        for field, views, parse in (
+            ("post", data.get("posts"), parse_post_view),
+            ("comment", data.get("comments"), parse_comment_view),
+        ):
+            if not isinstance(views, list):
+                continue
+            reached_old = False
+            for view in views:
+                when = _published(view, field) if isinstance(view, dict) else None
+                if since is not None and when is not None and when <= since:
+                    reached_old = True
+                    continue
+                item = parse(view, opts=opts, source=ctx.spec.name, now=now)
+                if item is None or item.native_id in seen_ap_ids:
+                    continue
+                seen_ap_ids.add(item.native_id or "")
+                items.append(item)
+                if when is not None and (newest is None or when > newest):
+                    newest = when
+            if len(views) >= opts.limit and not reached_old:
+                done = False
+        if done:
+            break
+    else:
+        if since is not None:
+            log.warning(
+                "%s: more than %d pages of new results; older ones are skipped: raise "
+                "max_pages or poll more often",
+                ctx.spec.name,
+                opts.max_pages,
+            )
+    new_cursor = dict(cursor)
+    if newest is not None:
+        new_cursor["newest"] = newest.isoformat()
+    return SourcePoll(items=items, responses=responses, cursor=new_cursor)
+
+
+async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
+    """A post's comments (the tree to COMMENT_DEPTH), newest first."""
+    opts = _options(ctx)
+    _pace(ctx, opts)
+    now = ctx.now()
+    response = await ctx.fetcher.get(thread_url, accept="application/json")
+    data, problem = _decode(response)
+    if problem is not None:
+        return SourcePoll(items=[], responses=[response], error=problem)
+    assert data is not None
+    items = []
+    for view in data.get("comments") or []:
+        item = parse_comment_view(view, opts=opts, source=ctx.spec.name, now=now)
+        if item is not None:
+            items.append(item)
+    return SourcePoll(items=items, responses=[response])
+
+
+KIND = register(
+    SourceKind(
+        name="lemmy",
+        options_model=LemmyOptions,
+        poll=poll,
+        fetch_thread=fetch_thread,
+        description="Lemmy search (API v3) on one instance",
+    )
+)

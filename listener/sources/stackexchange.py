@@ -1,0 +1,459 @@
+"""`kind: stackexchange`: questions and answers that match a search on Stack Overflow and the
+other Stack Exchange sites, through the public API v2.3 `/search/excerpts`.
+
+How the API behaves (https://api.stackexchange.com/docs):
+
+- Every answer is the "common wrapper object": `items`, `has_more`, `quota_max`,
+  `quota_remaining`, and sometimes `backoff` (seconds to wait before calling the same method
+  again) or `error_id` / `error_name` / `error_message` (with HTTP 400). Bodies are always gzipped;
+  the shared Fetcher decodes them.
+- Quota: 300 requests a day per IP without a key, 10,000 with one (a key from stackapps.com is
+  not a secret, but we still read it from the environment like every credential). The quota is
+  kept in the cursor so `listener status` can show it, and a warning is logged when it runs low.
+- `backoff` is obeyed by storing a "not before" time in the cursor and skipping polls until then;
+  ignoring it gets the IP banned (`throttle_violation`, error 502).
+- `fromdate` is inclusive and filters on `creation_date`. The first poll reads only the newest
+  page; later polls read in ascending creation order from just after the newest creation date
+  seen, so a poll that stops at `max_pages` leaves no gap: the next one goes on from where it
+  stopped.
+
+Thread key `stackexchange:{site}:{question_id}`; a brand question's answers are read through
+`/questions/{id}/answers`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..models import Item, Response, SourcePoll
+from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
+from . import PollContext, SourceKind, register
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.stackexchange.com"
+API_VERSION = "2.3"
+# A quota below this share of the daily maximum gets a warning in the log.
+QUOTA_WARNING_SHARE = 0.1
+# Sites with their own domain; every other site lives under stackexchange.com.
+_OWN_DOMAINS = {
+    "stackoverflow": "stackoverflow.com",
+    "superuser": "superuser.com",
+    "serverfault": "serverfault.com",
+    "askubuntu": "askubuntu.com",
+    "stackapps": "stackapps.com",
+    "mathoverflow": "mathoverflow.net",
+}
+# "too many requests from this IP, more requests available in 3600 seconds"
+_AVAILABLE_IN = re.compile(r"available in (\d+) seconds?")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_interval(value: Any) -> Any:
+    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
+        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: API fields are never trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+class StackExchangeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str = Field(min_length=1)
+    # API site parameters ("stackoverflow", "superuser", "unix", ...) or domains.
+    sites: list[str] = Field(default_factory=lambda: ["stackoverflow"], min_length=1)
+    key: str | None = None
+    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    # A filter created on api.stackexchange.com/docs/filters, e.g. one that adds the owner.
+    filter: str | None = None
+    pagesize: int = Field(50, ge=1, le=100)
+    max_pages: int = Field(5, ge=1, le=50)
+    # The API treats more than 30 requests a second from one IP as abuse; we stay far below.
+    request_interval: float = Field(0.2, ge=0)
+
+    _interval = field_validator("request_interval", mode="before")(parse_interval)
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _one_site(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("sites")
+    @classmethod
+    def _site_names(cls, v: list[str]) -> list[str]:
+        for site in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", site.strip().lower()):
+                raise ValueError(
+                    f"{site!r} is not a Stack Exchange site: use its API name, e.g. "
+                    "stackoverflow, superuser, serverfault or unix"
+                )
+        return [s.strip().lower() for s in v]
+
+    @field_validator("key")
+    @classmethod
+    def _blank_key(cls, v: str | None) -> str | None:
+        return v.strip() or None if v is not None else None
+
+
+def site_host(site: str) -> str:
+    """The web host of a site given by its API name: `unix` -> `unix.stackexchange.com`."""
+    name = site.strip().lower()
+    if name.endswith((".com", ".net")):
+        return name
+    parts = name.split(".")
+    if parts[-1] in _OWN_DOMAINS:  # stackoverflow, meta.stackoverflow, es.stackoverflow
+        return ".".join([*parts[:-1], _OWN_DOMAINS[parts[-1]]])
+    if name == "meta":
+        return "meta.stackexchange.com"
+    if len(parts) == 2 and parts[0] == "meta":
+        return f"{parts[1]}.meta.stackexchange.com"
+    return f"{name}.stackexchange.com"
+
+
+def thread_key(site: str, question_id: object) -> str:
+    return f"stackexchange:{site}:{question_id}"
+
+
+def _api_url(base_url: str, path: str, params: dict[str, Any]) -> str:
+    clean = {k: v for k, v in params.items() if v is not None}
+    return f"{base_url.rstrip('/')}/{API_VERSION}/{path.lstrip('/')}?{urlencode(clean)}"
+
+
+def _without_key(url: str) -> str:
+    """The URL as recorded in the fetch log: the key stays in the environment only."""
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "key"])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def _recorded(response: Response) -> Response:
+    return replace(
+        response, url=_without_key(response.url), final_url=_without_key(response.final_url)
+    )
+
+
+def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
+    """The wrapper object, or an error that says what came back instead."""
+    if response.status == 0 or (response.error and not response.body):
+        return None, f"Stack Exchange API unreachable: {response.error}"
+    body = response.body.lstrip()
+    if body[:1] == b"<":
+        return None, (
+            f"Stack Exchange answered HTTP {response.status} with an HTML page instead of JSON "
+            "(a proxy, a block page or the wrong base_url)"
+        )
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        if not 200 <= response.status < 300:
+            return None, (
+                f"Stack Exchange answered HTTP {response.status} without a JSON error "
+                "(not the API: check base_url)"
+            )
+        return None, (
+            f"Stack Exchange answered HTTP {response.status} with a body that is not valid JSON "
+            f"(truncated or not the API): {exc}"
+        )
+    if not isinstance(data, dict):
+        return None, "Stack Exchange answered with JSON that is not the API's wrapper object"
+    return data, None
+
+
+def _api_error(data: dict[str, Any], status: int, now: datetime) -> tuple[str, datetime | None]:
+    """A message with the remedy for an `error_id` wrapper, and when to try again if throttled."""
+    error_id = data.get("error_id")
+    name = str(data.get("error_name") or "error")
+    message = normalise_text(html.unescape(str(data.get("error_message") or "")))
+    what = f"{name} {error_id}: {message}" if message else f"{name} {error_id}"
+    if error_id == 502 or name == "throttle_violation":
+        m = _AVAILABLE_IN.search(message)
+        wait = int(m.group(1)) if m else 600
+        resume = now + timedelta(seconds=wait)
+        return (
+            f"Stack Exchange is throttling this IP ({what}); no requests until "
+            f"{resume:%Y-%m-%d %H:%M} UTC. Poll less often, use fewer sites or pages, or add a key",
+            resume,
+        )
+    if name == "bad_parameter" and message.strip().lower() == "key":
+        return (
+            f"Stack Exchange rejected the API key ({what}): check the `key:` of this source "
+            "(e.g. key: ${SE_KEY}); keys come from registering an app on stackapps.com",
+            None,
+        )
+    if name == "bad_parameter" and "site" in message.lower():
+        return f"Stack Exchange does not know a site of this source ({what}): check `sites:`", None
+    if name in ("key_required", "access_denied", "access_token_required"):
+        return f"Stack Exchange refused the request ({what}): set a valid `key:`", None
+    if name in ("temporarily_unavailable", "internal_error"):
+        return f"Stack Exchange is having problems ({what}); will retry next poll", None
+    return f"Stack Exchange API error (HTTP {status}, {what})", None
+
+
+def _not_before(cursor: dict[str, Any]) -> datetime | None:
+    value = cursor.get("not_before")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _epoch(value: Any, now: datetime) -> datetime | None:
+    return parse_datetime(value, now=now) if isinstance(value, int | float) else None
+
+
+def parse_excerpt(raw: Any, *, site: str, source: str, base_url: str, now: datetime) -> Item | None:
+    """An `Item` from one `search_excerpt` (a question or an answer), or None if unusable."""
+    if not isinstance(raw, dict):
+        return None
+    kind = raw.get("item_type")
+    qid = raw.get("question_id")
+    aid = raw.get("answer_id")
+    if not isinstance(qid, int) or kind not in ("question", "answer"):
+        return None
+    if kind == "answer" and not isinstance(aid, int):
+        return None
+    host = site_host(site)
+    question_title = normalise_text(html.unescape(str(raw.get("title") or "")))
+    text = html_to_text(str(raw.get("body") or raw.get("excerpt") or ""))
+    owner = _dict(raw.get("owner"))
+    author = owner.get("display_name")
+    key = thread_key(site, qid)
+    link = f"https://{host}/questions/{qid}" if kind == "question" else f"https://{host}/a/{aid}"
+    return Item(
+        source=source,
+        native_id=f"{site}:q{qid}" if kind == "question" else f"{site}:a{aid}",
+        url=canonical_url(link),
+        # An answer's `title` is its question's: kept in extra, so the question's words do not
+        # count as the answer's own mention of a brand.
+        title=question_title if kind == "question" else "",
+        text=text,
+        author=normalise_text(html.unescape(author)) if isinstance(author, str) else None,
+        published_at=_epoch(raw.get("creation_date"), now),
+        updated_at=_epoch(raw.get("last_activity_date"), now),
+        thread_key=key,
+        parent_key=key if kind == "answer" else None,
+        is_reply=kind == "answer",
+        thread_url=answers_url(base_url, site, qid),
+        raw_url=link,
+        extra={
+            "site": site,
+            "item_type": kind,
+            "question_id": qid,
+            "answer_id": aid,
+            "question_title": question_title,
+            "score": raw.get("score"),
+            "tags": raw.get("tags") or [],
+            "is_accepted": raw.get("is_accepted"),
+        },
+    )
+
+
+def answers_url(base_url: str, site: str, question_id: object) -> str:
+    """Where a question's answers are read (without the key, which is added when fetching)."""
+    return _api_url(
+        base_url,
+        f"questions/{question_id}/answers",
+        {"site": site, "order": "asc", "sort": "creation", "filter": "withbody", "pagesize": 100},
+    )
+
+
+def _options(ctx: PollContext) -> StackExchangeOptions:
+    return StackExchangeOptions.model_validate(ctx.spec.options)
+
+
+def _pace(ctx: PollContext, opts: StackExchangeOptions) -> None:
+    host = urlsplit(opts.base_url).hostname
+    if host:
+        ctx.fetcher.set_host_interval(host, opts.request_interval)
+
+
+async def _get(ctx: PollContext, opts: StackExchangeOptions, url: str) -> Response:
+    if opts.key:
+        url += "&" + urlencode({"key": opts.key})
+    return await ctx.fetcher.get(url, accept="application/json")
+
+
+def _track_quota(
+    ctx: PollContext, data: dict[str, Any], quota: dict[str, Any], warned: list[bool]
+) -> None:
+    remaining, maximum = data.get("quota_remaining"), data.get("quota_max")
+    if isinstance(remaining, int):
+        quota["quota_remaining"] = remaining
+    if isinstance(maximum, int):
+        quota["quota_max"] = maximum
+    if (
+        isinstance(remaining, int)
+        and isinstance(maximum, int)
+        and remaining < maximum * QUOTA_WARNING_SHARE
+        and not warned[0]
+    ):
+        warned[0] = True
+        log.warning(
+            "%s: Stack Exchange quota low: %d of %d requests left today for this IP; "
+            "add a key (10,000 a day), poll less often or use fewer sites",
+            ctx.spec.name,
+            remaining,
+            maximum,
+        )
+
+
+async def poll(ctx: PollContext) -> SourcePoll:
+    opts = _options(ctx)
+    _pace(ctx, opts)
+    now = ctx.now()
+    cursor = dict(ctx.state.cursor)
+    not_before = _not_before(cursor)
+    if not_before is not None and now < not_before:
+        log.info(
+            "%s: Stack Exchange asked us to wait; next request after %s",
+            ctx.spec.name,
+            not_before.isoformat(timespec="seconds"),
+        )
+        return SourcePoll(items=[], responses=[], not_modified=True)
+
+    sites: dict[str, Any] = dict(cursor.get("sites") or {})
+    quota: dict[str, Any] = {k: cursor[k] for k in ("quota_remaining", "quota_max") if k in cursor}
+    warned = [False]
+    items: list[Item] = []
+    responses: list[Response] = []
+    wait_until: datetime | None = None
+    error: str | None = None
+
+    for site in opts.sites:
+        since = (sites.get(site) or {}).get("fromdate")
+        resuming = isinstance(since, int)
+        newest = since if resuming else None
+        complete = False
+        for page in range(1, (opts.max_pages if resuming else 1) + 1):
+            url = _api_url(
+                opts.base_url,
+                "search/excerpts",
+                {
+                    # Ascending from the cursor: stopping at max_pages leaves no gap.
+                    "order": "asc" if resuming else "desc",
+                    "sort": "creation",
+                    "q": opts.query,
+                    "site": site,
+                    "fromdate": since if resuming else None,
+                    "filter": opts.filter,
+                    "pagesize": opts.pagesize,
+                    "page": page,
+                },
+            )
+            response = await _get(ctx, opts, url)
+            responses.append(_recorded(response))
+            data, problem = _decode(response)
+            if data is not None and "error_id" in data:
+                problem, wait_until = _api_error(data, response.status, now)
+            elif data is not None and not isinstance(data.get("items"), list):
+                problem = f"Stack Exchange answered HTTP {response.status} without `items`" + (
+                    f" ({response.error})" if response.error else ""
+                )
+            if problem is not None:
+                error = problem
+                break
+            assert data is not None
+            _track_quota(ctx, data, quota, warned)
+            for raw in data["items"]:
+                item = parse_excerpt(
+                    raw, site=site, source=ctx.spec.name, base_url=opts.base_url, now=now
+                )
+                if item is None:
+                    continue
+                items.append(item)
+                created = raw.get("creation_date")
+                if isinstance(created, int) and (newest is None or created > newest):
+                    newest = created
+            backoff = data.get("backoff")
+            if isinstance(backoff, int | float) and backoff > 0:
+                wait_until = now + timedelta(seconds=float(backoff))
+                log.info("%s: Stack Exchange asked for a %gs backoff", ctx.spec.name, backoff)
+                break
+            if not data.get("has_more"):
+                complete = True
+                break
+        else:
+            if resuming:
+                log.warning(
+                    "%s: more than %d pages of new results on %s; the rest is read next poll",
+                    ctx.spec.name,
+                    opts.max_pages,
+                    site,
+                )
+        if newest is not None:
+            # Past the newest once everything was read; at it when a poll was cut short, as
+            # more posts of that second may follow on the next page.
+            sites[site] = {"fromdate": newest + 1 if complete else newest}
+        if error or wait_until:
+            break
+
+    new_cursor: dict[str, Any] = {**cursor, "sites": sites, **quota}
+    new_cursor.pop("not_before", None)
+    if wait_until is not None:
+        new_cursor["not_before"] = wait_until.isoformat(timespec="seconds")
+    if error:
+        # The pipeline keeps the old cursor on errors; the not-before time rides along for
+        # pipelines that save it, so a throttled IP is not hit again before it may be.
+        return SourcePoll(items=items, responses=responses, error=error, cursor=new_cursor)
+    return SourcePoll(items=items, responses=responses, cursor=new_cursor)
+
+
+async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
+    """A question's answers, oldest first (one page of up to 100, which covers nearly all)."""
+    opts = _options(ctx)
+    _pace(ctx, opts)
+    now = ctx.now()
+    not_before = _not_before(dict(ctx.state.cursor))
+    if not_before is not None and now < not_before:
+        return SourcePoll(items=[], responses=[], not_modified=True)
+    site = dict(parse_qsl(urlsplit(thread_url).query)).get("site", "")
+    response = await _get(ctx, opts, thread_url)
+    responses = [_recorded(response)]
+    data, problem = _decode(response)
+    if data is not None and "error_id" in data:
+        problem, _ = _api_error(data, response.status, now)
+    elif data is not None and not isinstance(data.get("items"), list):
+        problem = f"Stack Exchange answered HTTP {response.status} without `items`"
+    if problem is not None:
+        return SourcePoll(items=[], responses=responses, error=problem)
+    assert data is not None
+    items = []
+    for raw in data["items"]:
+        if isinstance(raw, dict):
+            raw = {**raw, "item_type": "answer"}
+        item = parse_excerpt(raw, site=site, source=ctx.spec.name, base_url=opts.base_url, now=now)
+        if item is not None:
+            items.append(replace(item, thread_key=thread_key, parent_key=thread_key))
+    return SourcePoll(items=items, responses=responses)
+
+
+KIND = register(
+    SourceKind(
+        name="stackexchange",
+        options_model=StackExchangeOptions,
+        poll=poll,
+        fetch_thread=fetch_thread,
+        description="Stack Overflow / Stack Exchange search (API v2.3)",
+    )
+)

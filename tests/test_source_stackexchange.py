@@ -1,0 +1,288 @@
+"""`kind: stackexchange` against a loopback server speaking the API v2.3 wrapper object (gzipped)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from helpers import write_config
+from httpd import RequestInfo
+
+from listener.config import ConfigError, load_config
+from listener.fetch import Fetcher
+from listener.models import SourceSpec
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+from listener.sources import PollContext, SourceState, get_kind
+from listener.sources.stackexchange import site_host
+
+FIXTURES = Path(__file__).parent / "fixtures" / "stackexchange"
+SEARCH = "/2.3/search/excerpts"
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def gzipped(name: str, status: int = 200) -> tuple[int, dict[str, str], bytes]:
+    """What the real API sends: always gzip, whatever the request asked for."""
+    return (
+        status,
+        {"Content-Type": "application/json; charset=utf-8", "Content-Encoding": "gzip"},
+        gzip.compress(fixture(name), mtime=0),
+    )
+
+
+def query(info: RequestInfo) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(info.path).query).items()}
+
+
+def config(tmp_path: Path, base_url: str, extra: str = "") -> Path:
+    source = (
+        "  - name: so\n    kind: stackexchange\n    query: acme\n"
+        f"    base_url: {base_url}\n    request_interval: 0\n    every: 10m\n" + extra
+    )
+    return write_config(tmp_path, [], extra=source)
+
+
+def run_poll(
+    cfg: Path, *, env: dict[str, str] | None = None, now: Callable[[], datetime] | None = None
+) -> PollSummary:
+    conf = load_config(cfg, env=env or {})
+
+    async def main() -> PollSummary:
+        async with open_runtime(conf, now=now or Clock()) as rt:
+            return await poll_sources(conf.sources, rt)
+
+    return asyncio.run(main())
+
+
+def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
+    conn = sqlite3.connect(tmp_path / "mentions.db")
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def cursor(tmp_path: Path) -> dict:
+    (value,) = rows(tmp_path, "SELECT cursor FROM sources WHERE name = 'so'")[0]
+    return json.loads(value) if value else {}
+
+
+@pytest.fixture
+def api(httpd):
+    httpd.add(SEARCH, handler=lambda info: gzipped("search_newest.json"))
+    httpd.add("/2.3/questions/79500101/answers", handler=lambda info: gzipped("answers.json"))
+    return httpd
+
+
+def test_gzipped_search_lands_questions_answers_and_thread_in_the_database(tmp_path, api):
+    cfg = config(tmp_path, api.base_url, "    key: ${SE_KEY}\n")
+    summary = run_poll(cfg, env={"SE_KEY": "k3y(("})
+    assert summary.failed == 0, summary.reports[0].error
+
+    mentions = rows(
+        tmp_path,
+        "SELECT url, title, label, thread_key, published_at FROM mentions ORDER BY published_at",
+    )
+    question, answer = mentions
+    # HTML entities in titles decoded; canonical links on the site's own domain.
+    assert question[:2] == (
+        "https://stackoverflow.com/questions/79500101",
+        "Acme SDK keeps timing out – what's wrong?",
+    )
+    assert question[2] == "negative"
+    assert question[3] == answer[3] == "stackexchange:stackoverflow:79500101"
+    assert question[4].startswith("2026-03-10T09:00:00")
+    assert answer[0] == "https://stackoverflow.com/a/79500112" and answer[2] == "positive"
+
+    # The brand question's answers were followed: the reply that never names Acme is kept as
+    # part of the conversation, with its author.
+    replies = rows(
+        tmp_path,
+        "SELECT author, is_reply, relevant FROM items WHERE native_id = 'stackoverflow:a79500190'",
+    )
+    assert replies == [("frustrated_dev", 1, 1)]
+    assert rows(tmp_path, "SELECT posts FROM threads")[0][0] == 3
+
+    (search,) = api.requests_for(SEARCH)
+    sent = query(search)
+    assert sent["q"] == "acme" and sent["site"] == "stackoverflow"
+    assert sent["sort"] == "creation" and sent["order"] == "desc" and sent["key"] == "k3y(("
+    assert "fromdate" not in sent  # nothing to resume from on the first poll
+    # The key is not written to the fetch log.
+    logged = [u for (u,) in rows(tmp_path, "SELECT url FROM fetches")]
+    assert logged and not any("k3y" in u for u in logged)
+    # Quota as of the search (thread reads cannot update the cursor).
+    assert cursor(tmp_path)["quota_remaining"] == 287
+
+
+def test_cursor_resumes_after_restart_without_duplicates(tmp_path, httpd):
+    httpd.add(SEARCH, handler=lambda info: gzipped("search_newest.json"))
+    httpd.add("/2.3/questions/79500101/answers", handler=lambda info: gzipped("answers.json"))
+    cfg = config(tmp_path, httpd.base_url)
+    run_poll(cfg)
+    assert cursor(tmp_path)["sites"] == {"stackoverflow": {"fromdate": 1773136800}}
+    items_before = rows(tmp_path, "SELECT count(*) FROM items")[0][0]
+
+    def pages(info: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        return gzipped(f"search_resume_page{query(info)['page']}.json")
+
+    httpd.add(SEARCH, handler=pages)
+    httpd.add("/2.3/questions/79500230/answers", handler=lambda info: gzipped("answers.json"))
+    httpd.reset()
+    summary = run_poll(cfg)  # a new runtime on the same database: a restart
+    assert summary.failed == 0, summary.reports[0].error
+
+    searches = [query(r) for r in httpd.requests_for(SEARCH)]
+    assert [(q["page"], q["fromdate"], q["order"]) for q in searches] == [
+        ("1", "1773136800", "asc"),
+        ("2", "1773136800", "asc"),
+    ]
+    # The boundary answer came back on page 1 and is still one item; two new ones arrived.
+    assert rows(tmp_path, "SELECT count(*) FROM items")[0][0] == items_before + 2
+    assert rows(
+        tmp_path, "SELECT count(*) FROM items WHERE native_id = 'stackoverflow:a79500112'"
+    ) == [(1,)]
+    # Everything was read: the next poll starts just after the newest post.
+    assert cursor(tmp_path)["sites"]["stackoverflow"]["fromdate"] == 1773142201
+    products = rows(tmp_path, "SELECT product FROM mentions WHERE product IS NOT NULL")
+    assert products == [("Rocket Skates",)]
+
+
+def test_backoff_is_obeyed_across_polls_and_low_quota_is_logged(tmp_path, httpd, caplog):
+    httpd.add(SEARCH, handler=lambda info: gzipped("search_backoff.json"))
+    cfg = config(tmp_path, httpd.base_url, "    max_pages: 3\n")
+    clock = Clock()
+    with caplog.at_level(logging.WARNING, logger="listener.sources.stackexchange"):
+        run_poll(cfg, now=clock)
+    assert any("quota low: 20 of 300" in r.getMessage() for r in caplog.records)
+    state = cursor(tmp_path)
+    assert state["not_before"] == (NOW + timedelta(seconds=120)).isoformat()
+    assert state["quota_remaining"] == 20 and state["quota_max"] == 300
+    assert len(httpd.requests_for(SEARCH)) == 1  # has_more, but the backoff stops paging
+
+    clock.now = NOW + timedelta(seconds=60)
+    summary = run_poll(cfg, now=clock)
+    assert summary.reports[0].ok and summary.reports[0].not_modified
+    assert len(httpd.requests_for(SEARCH)) == 1  # still waiting: nothing sent
+
+    clock.now = NOW + timedelta(seconds=121)
+    run_poll(cfg, now=clock)
+    assert len(httpd.requests_for(SEARCH)) == 2
+    assert (
+        "not_before" not in cursor(tmp_path)
+        or cursor(tmp_path)["not_before"] > clock.now.isoformat()
+    )
+
+
+def test_throttle_violation_is_a_source_error_with_a_resume_time(tmp_path, httpd):
+    httpd.add(SEARCH, handler=lambda info: gzipped("error_throttle.json", status=400))
+    cfg = config(tmp_path, httpd.base_url)
+    report = run_poll(cfg).reports[0]
+    assert not report.ok
+    assert "throttling this IP" in report.error and "2026-03-10 13:00 UTC" in report.error
+    assert rows(tmp_path, "SELECT consecutive_failures FROM sources") == [(1,)]
+
+
+def test_throttle_violation_asks_to_keep_a_not_before_time(httpd):
+    httpd.add(SEARCH, handler=lambda info: gzipped("error_throttle.json", status=400))
+    spec = SourceSpec(
+        name="so",
+        kind="stackexchange",
+        every_s=600,
+        options={"query": "acme", "base_url": httpd.base_url, "request_interval": 0},
+    )
+    state = SourceState(cursor={"sites": {"stackoverflow": {"fromdate": 1773000000}}})
+
+    async def main():
+        async with Fetcher() as fetcher:
+            ctx = PollContext(spec=spec, fetcher=fetcher, state=state, now=Clock())
+            return await get_kind("stackexchange").poll(ctx)
+
+    result = asyncio.run(main())
+    assert result.error and result.cursor is not None
+    # The old position is kept; the wait is added.
+    assert result.cursor["sites"] == {"stackoverflow": {"fromdate": 1773000000}}
+    assert result.cursor["not_before"] == "2026-03-10T13:00:00+00:00"
+
+
+def test_rejected_key_names_the_remedy(tmp_path, httpd):
+    httpd.add(SEARCH, handler=lambda info: gzipped("error_bad_key.json", status=400))
+    cfg = config(tmp_path, httpd.base_url, "    key: nope\n")
+    report = run_poll(cfg).reports[0]
+    assert not report.ok
+    assert "rejected the API key" in report.error and "stackapps.com" in report.error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        fixture("search_newest.json")[:700],  # cut off mid-stream
+        b"<!DOCTYPE html><html><body>Service Unavailable</body></html>",
+    ],
+    ids=["truncated", "html"],
+)
+def test_malformed_body_is_a_source_error_not_a_crash(tmp_path, httpd, body):
+    httpd.add(SEARCH, body, content_type="application/json", gzip=True)
+    cfg = config(tmp_path, httpd.base_url)
+    report = run_poll(cfg).reports[0]
+    assert not report.ok
+    assert "not valid JSON" in report.error or "HTML page" in report.error
+    assert "internal error" not in report.error
+    assert rows(tmp_path, "SELECT count(*) FROM items") == [(0,)]
+
+
+def test_several_sites_are_searched_each_with_its_own_cursor(tmp_path, httpd):
+    httpd.add(SEARCH, handler=lambda info: gzipped("search_newest.json"))
+    httpd.add("/2.3/questions/79500101/answers", handler=lambda info: gzipped("answers.json"))
+    cfg = config(tmp_path, httpd.base_url, "    sites: [stackoverflow, superuser]\n")
+    run_poll(cfg)
+    assert sorted(query(r)["site"] for r in httpd.requests_for(SEARCH)) == [
+        "stackoverflow",
+        "superuser",
+    ]
+    assert set(cursor(tmp_path)["sites"]) == {"stackoverflow", "superuser"}
+    urls = {u for (u,) in rows(tmp_path, "SELECT url FROM items")}
+    assert "https://superuser.com/questions/79500101" in urls
+
+
+def test_unknown_option_is_a_config_error(tmp_path, httpd):
+    cfg = config(tmp_path, httpd.base_url, "    tags: [python]\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.tags: unknown key"):
+        load_config(cfg, env={})
+
+
+@pytest.mark.parametrize(
+    ("site", "host"),
+    [
+        ("stackoverflow", "stackoverflow.com"),
+        ("superuser", "superuser.com"),
+        ("mathoverflow.net", "mathoverflow.net"),
+        ("unix", "unix.stackexchange.com"),
+        ("meta", "meta.stackexchange.com"),
+        ("meta.stackoverflow", "meta.stackoverflow.com"),
+        ("es.stackoverflow", "es.stackoverflow.com"),
+        ("meta.unix", "unix.meta.stackexchange.com"),
+    ],
+)
+def test_site_hosts(site, host):
+    assert site_host(site) == host

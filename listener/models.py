@@ -161,3 +161,14 @@ class SourcePoll:
     body_hash: str | None = None  # hash of the main body, to skip re-parsing an unchanged one
     error: str | None = None  # set when the poll failed as a whole
     not_modified: bool = False
+
+
+# Keys under which source kinds keep the title of the conversation a reply belongs to.
+THREAD_TITLE_KEYS = ("story_title", "post_title", "topic_title", "question_title", "thread_title")
+
+
+def thread_title(item: Item) -> str:
+    """A reply's own title, else the title of the conversation it belongs to."""
+    if item.title:
+        return item.title
+    return next((str(item.extra[k]) for k in THREAD_TITLE_KEYS if item.extra.get(k)), "")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from .alerts.rules import Alerting, PollOutcome, evaluate
 from .fetch import Fetcher
 from .match import Matcher, scoring_text, snippet_around
-from .models import Item, Mention, Score, SourcePoll, SourceSpec
+from .models import Item, Match, Mention, Score, SourcePoll, SourceSpec
 from .sentiment import Scorer
 from .sources import PollContext, get_kind
 from .store import KnownItem, ProcessedItem, Store, iso
@@ -105,9 +105,12 @@ def identity_keys(item: Item) -> tuple[str, ...]:
         keys.append(f"id:{item.source}:{item.native_id}")
     # A link with an anchor names a place in a page (a comment); where the item has its own id,
     # that id identifies it and the page URL does not.
-    anchored = bool(item.raw_url and "#" in item.raw_url)
-    if item.url and not (anchored and item.native_id):
+    fragment = item.raw_url.partition("#")[2] if item.raw_url else ""
+    if item.url and not fragment:
         keys.append(f"url:{url_identity(item.url)}")
+    elif item.url and not item.native_id:
+        # A comment known only by its link: the anchor is what tells it from its post.
+        keys.append(f"url:{url_identity(item.url)}#{fragment}")
     if len(item.text) >= FINGERPRINT_MIN_CHARS:
         keys.append(f"fp:{content_fingerprint(item.title, item.text)}")
     return tuple(keys)
@@ -132,53 +135,70 @@ def process_items(
     context_threads: set[str] | None = None,
     lexicon_version: str = "",
 ) -> list[ProcessedItem]:
-    """Dedupe against the store, then match and score only what is new or edited."""
+    """Dedupe against the store, then match and score only what is new or edited.
+
+    A reply that does not name a brand is kept and scored as context when its conversation is
+    about a brand: known from the store, or named by any item of this batch (a reply can come
+    before its root). A reply stored earlier as irrelevant is taken up again once its thread
+    becomes a brand thread.
+    """
     all_keys = [identity_keys(it) for it in items]
     known = rt.store.lookup_keys([k for keys in all_keys for k in keys])
     brand_threads = rt.store.brand_threads(it.thread_key for it in items)
     if context_threads:
         brand_threads |= context_threads
-    out: list[ProcessedItem] = []
-    for item, keys in zip(items, all_keys, strict=True):
+
+    todo: list[tuple[Item, tuple[str, ...], str, str | None, KnownItem | None, list[Match]]] = []
+    out: dict[int, ProcessedItem] = {}
+    for index, (item, keys) in enumerate(zip(items, all_keys, strict=True)):
         chash = content_hash(item.title, item.text)
         fp = next((k[3:] for k in keys if k.startswith("fp:")), None)
-        match, same_entry = _matched_known(item, keys, known)
-        if match is not None and (match.content_hash == chash or not same_entry):
-            out.append(ProcessedItem(item, keys, chash, fp, match, False, match.relevant, None, ()))
-            continue
+        found, same_entry = _matched_known(item, keys, known)
+        if found is not None and (found.content_hash == chash or not same_entry):
+            newly_context = not found.relevant and item.thread_key in brand_threads
+            if not newly_context:
+                out[index] = ProcessedItem(
+                    item, keys, chash, fp, found, False, found.relevant, None, ()
+                )
+                continue
+        matches = rt.matcher.match(item_text(item))
+        if matches and item.thread_key:
+            brand_threads.add(item.thread_key)
+        todo.append((item, keys, chash, fp, found, matches))
+        out[index] = None  # type: ignore[assignment]  # filled below, in order
+
+    pending = iter(todo)
+    for index in sorted(i for i, p in out.items() if p is None):
+        item, keys, chash, fp, found, matches = next(pending)
         if lexicon_version:
             item = replace(item, extra={**item.extra, "lexicon_version": lexicon_version})
-        mentions, score = score_item(item, rt, in_brand_thread=item.thread_key in brand_threads)
-        relevant = bool(mentions) or item.thread_key in brand_threads
-        if mentions and item.thread_key:
-            brand_threads.add(item.thread_key)
-        out.append(
-            ProcessedItem(item, keys, chash, fp, match, True, relevant, score, tuple(mentions))
+        in_thread = item.thread_key in brand_threads
+        mentions, score = score_item(item, rt, matches, in_brand_thread=in_thread)
+        relevant = bool(mentions) or in_thread
+        out[index] = ProcessedItem(
+            item, keys, chash, fp, found, True, relevant, score, tuple(mentions)
         )
-    return out
+    return [out[i] for i in range(len(items))]
+
+
+def item_text(item: Item) -> str:
+    return f"{item.title}\n{item.text}" if item.title else item.text
 
 
 def score_item(
-    item: Item, rt: Runtime, *, in_brand_thread: bool
+    item: Item, rt: Runtime, matches: Sequence[Match], *, in_brand_thread: bool
 ) -> tuple[list[Mention], Score | None]:
-    """Find the brands an item names and score each on the sentences around it."""
-    text = f"{item.title}\n{item.text}" if item.title else item.text
-    # The item's own URL is not a mention: a brand's own blog would otherwise mention it in every
-    # post. Links inside the text that name a brand's domain are matched as text.
-    matches = rt.matcher.match(text)
+    """Score each brand an item names on the sentences around it, and the item as a whole."""
     if not matches and not in_brand_thread:
         return [], None
+    text = item_text(item)
     all_terms = [t for m in matches for t in rt.matcher.neutral_terms(m.brand)]
     item_score = rt.scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms)
     mentions = []
     for m in matches:
         neutral = rt.matcher.neutral_terms(m.brand)
-        if m.spans:
-            snippet = snippet_around(text, m.spans)
-            score = rt.scorer.score(scoring_text(text, m.spans), neutralise=neutral)
-        else:  # named only through a link to its domain
-            snippet = snippet_around(text, [(0, min(len(text), 1))])
-            score = item_score
+        snippet = snippet_around(text, m.spans)
+        score = rt.scorer.score(scoring_text(text, m.spans), neutralise=neutral)
         mentions.append(
             Mention(
                 item=item,

@@ -21,7 +21,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from .models import Item, Mention, Response, Score, Validators
+from .models import Item, Mention, Response, Score, Validators, thread_title
 from .sources import SourceState
 
 log = logging.getLogger(__name__)
@@ -510,7 +510,7 @@ class Store:
                 "brand": m.brand,
                 "product": m.product,
                 "url": it.url,
-                "title": it.title,
+                "title": thread_title(it),
                 "source": it.source,
                 "kind": kind,
                 "author": it.author,
@@ -566,12 +566,12 @@ class Store:
             c.execute(
                 "INSERT INTO threads(key, title, url, source, replies_url, first_seen_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "title = coalesce(threads.title, excluded.title), "
+                "title = coalesce(nullif(threads.title, ''), excluded.title), "
                 "url = coalesce(threads.url, excluded.url), "
                 "replies_url = coalesce(excluded.replies_url, threads.replies_url)",
                 (
                     key,
-                    root.title if root else None,
+                    thread_title(root) if root else None,
                     root.url if root else None,
                     root.source if root else None,
                     replies_urls.get(key) or (root.thread_url if root else None),

@@ -1,0 +1,392 @@
+"""`kind: reddit` against Reddit's real Atom feed shapes, served on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from helpers import write_config
+from httpd import RequestInfo
+
+from listener.config import ConfigError, load_config
+from listener.fetch import Fetcher
+from listener.models import SourceSpec
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+from listener.sources import PollContext, SourceState
+from listener.sources import reddit as reddit_module
+from listener.sources.reddit import RedditOptions, feed_url, fetch_thread
+from listener.sources.reddit import poll as reddit_poll
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reddit"
+ATOM = "application/atom+xml; charset=UTF-8"
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def poll(config_path: Path, env: dict[str, str] | None = None) -> PollSummary:
+    config = load_config(config_path, env=env or {})
+
+    async def main() -> PollSummary:
+        async with open_runtime(config, now=lambda: NOW) as rt:
+            return await poll_sources(list(config.sources), rt)
+
+    return asyncio.run(main())
+
+
+def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
+    conn = sqlite3.connect(tmp_path / "mentions.db")
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def reddit_source(base_url: str, keys: str = "    query: acme\n") -> str:
+    return (
+        f"  - name: reddit\n    kind: reddit\n{keys}    base_url: {base_url}\n"
+        "    request_interval: 0\n"
+    )
+
+
+@pytest.fixture
+def reddit(httpd):
+    httpd.add("/search.rss", (FIXTURES / "search_link_post.atom").read_bytes(), content_type=ATOM)
+    httpd.add(
+        "/comments/1gx1abc/.rss",
+        (FIXTURES / "comments_1gx1abc.atom").read_bytes(),
+        content_type=ATOM,
+    )
+    return httpd
+
+
+def test_search_feed_posts_and_followed_comments_land_in_the_database(tmp_path, reddit):
+    cfg = write_config(tmp_path, [], extra=reddit_source(reddit.base_url))
+    summary = poll(cfg)
+    assert summary.failed == 0, [r.error for r in summary.reports]
+
+    (search,) = reddit.requests_for("/search.rss")
+    assert parse_qs(urlsplit(search.path).query) == {
+        "q": ["acme"],
+        "sort": ["new"],
+        "limit": ["100"],
+    }
+
+    items = {
+        r[0]: r[1:]
+        for r in rows(
+            tmp_path, "SELECT native_id, url, thread_key, is_reply, title, text, author FROM items"
+        )
+    }
+    # A link post is the article it links, under the article's canonical URL.
+    link_post = items["t3_1gx2k9a"]
+    assert link_post[:2] == ("https://news.example.com/2026/11/acme-recall", "reddit:1gx2k9a")
+    # A self post keeps its permalink; the "submitted by ... [link] [comments]" trailer is cut.
+    self_post = items["t3_1gx1abc"]
+    assert (
+        self_post[0]
+        == "https://www.reddit.com/r/acme/comments/1gx1abc/rocket_skates_broke_on_day_one"
+    )
+    assert self_post[4].endswith("Acme support is terrible and I want a refund.")
+    assert "submitted by" not in self_post[4] and "[comments]" not in self_post[4]
+    assert self_post[5] == "/u/road_runner"
+
+    # The matching self post's comments feed was read; its comments are replies in its thread,
+    # without the "/u/x on <post title>" title that would make them all mention Acme.
+    assert reddit.hits["/comments/1gx1abc/.rss"] == 1
+    assert items["t1_lz3q8k1"][1:4] == ("reddit:1gx1abc", 1, "")
+    assert items["t1_lz3r0aa"][1:4] == ("reddit:1gx1abc", 1, "")
+    assert rows(tmp_path, "SELECT replies_url FROM threads WHERE key = 'reddit:1gx1abc'") == [
+        (reddit.url("/comments/1gx1abc/.rss"),)
+    ]
+    labels = dict(
+        rows(
+            tmp_path, "SELECT i.native_id, m.label FROM mentions m JOIN items i ON i.id = m.item_id"
+        )
+    )
+    assert labels == {"t3_1gx2k9a": labels["t3_1gx2k9a"], "t3_1gx1abc": "negative"}
+    # The negative reply that does not name Acme counts in the thread's mood.
+    assert rows(tmp_path, "SELECT label FROM items WHERE native_id = 't1_lz3q8k1'") == [
+        ("negative",)
+    ]
+
+
+def test_a_restart_adds_nothing_and_a_new_post_is_added_once(tmp_path, reddit):
+    cfg = write_config(tmp_path, [], extra=reddit_source(reddit.base_url))
+    poll(cfg)
+    before = rows(tmp_path, "SELECT count(*) FROM items")[0][0]
+    again = poll(cfg)  # a new runtime on the same database
+    assert again.new_items == 0 and again.reports[0].not_modified
+    assert rows(tmp_path, "SELECT count(*) FROM items")[0][0] == before
+
+    body = (FIXTURES / "search_link_post.atom").read_text()
+    first_entry = body.index("<entry>")
+    new_entry = (
+        '<entry><author><name>/u/bugs</name></author><content type="html">&lt;div class=&quot;md'
+        "&quot;&gt;&lt;p&gt;Acme Rocket Skates are great now, the new brakes work.&lt;/p&gt;&lt;/div"
+        '&gt;</content><id>t3_1gx9zzz</id><link href="https://www.reddit.com/r/acme/comments/'
+        '1gx9zzz/new_brakes/" /><updated>2026-11-20T09:00:00+00:00</updated><published>'
+        "2026-11-20T09:00:00+00:00</published><title>New brakes</title></entry>"
+    )
+    reddit.add(
+        "/search.rss", body[:first_entry] + new_entry + body[first_entry:], content_type=ATOM
+    )
+    third = poll(cfg)
+    assert third.reports[0].new_items == 1
+    assert rows(tmp_path, "SELECT count(*) FROM items")[0][0] == before + 1
+    assert rows(tmp_path, "SELECT count(*) FROM items GROUP BY native_id HAVING count(*) > 1") == []
+
+
+def test_subreddit_and_query_read_the_subreddit_search_feed(tmp_path, httpd):
+    httpd.add(
+        "/r/acme/search.rss", (FIXTURES / "search_link_post.atom").read_bytes(), content_type=ATOM
+    )
+    keys = "    query: rocket skates\n    subreddit: r/acme\n    follow_threads: false\n"
+    cfg = write_config(tmp_path, [], extra=reddit_source(httpd.base_url, keys))
+    summary = poll(cfg)
+    assert summary.failed == 0
+    (request,) = httpd.requests_for("/r/acme/search.rss")
+    assert parse_qs(urlsplit(request.path).query) == {
+        "q": ["rocket skates"],
+        "restrict_sr": ["on"],
+        "sort": ["new"],
+        "limit": ["100"],
+    }
+
+
+def test_feed_urls():
+    assert (
+        feed_url(RedditOptions(subreddit="acme"))
+        == "https://www.reddit.com/r/acme/new/.rss?limit=100"
+    )
+    assert feed_url(RedditOptions(query="acme corp", limit=25)) == (
+        "https://www.reddit.com/search.rss?q=acme+corp&sort=new&limit=25"
+    )
+    assert feed_url(RedditOptions(subreddit="acme+acmesupport", query="x")).startswith(
+        "https://www.reddit.com/r/acme+acmesupport/search.rss?q=x&restrict_sr=on"
+    )
+
+
+def test_login_page_is_a_source_failure_that_says_so(tmp_path, httpd):
+    httpd.add(
+        "/search.rss",
+        status=302,
+        redirect_to="/login/?dest=https%3A%2F%2Fwww.reddit.com%2Fsearch.rss",
+    )
+    httpd.add(
+        "/login/", (FIXTURES / "login.html").read_bytes(), content_type="text/html; charset=utf-8"
+    )
+    cfg = write_config(tmp_path, [], extra=reddit_source(httpd.base_url))
+    (report,) = poll(cfg).reports
+    assert not report.ok
+    assert "login page" in report.error and "reddit.com: Log in" in report.error
+    assert rows(tmp_path, "SELECT consecutive_failures FROM sources") == [(1,)]
+    assert rows(tmp_path, "SELECT count(*) FROM items") == [(0,)]
+
+
+def test_403_is_a_source_failure_that_says_so(tmp_path, httpd):
+    httpd.add(
+        "/search.rss",
+        '{"message": "Forbidden", "error": 403}',
+        status=403,
+        content_type="application/json",
+    )
+    cfg = write_config(tmp_path, [], extra=reddit_source(httpd.base_url))
+    (report,) = poll(cfg).reports
+    assert not report.ok and "HTTP 403" in report.error and "anonymous access" in report.error
+    (error,) = rows(tmp_path, "SELECT last_error FROM sources")[0]
+    assert "403" in error
+
+
+@pytest.fixture
+def oauth(httpd):
+    """Reddit's token endpoint and OAuth API on loopback; tokens are `tok-1`, `tok-2`, ..."""
+    reddit_module._tokens.clear()
+    issued: list[str] = []
+    basic = "Basic " + base64.b64encode(b"app-id:app-secret").decode()
+    unauthorized = b'{"message": "Unauthorized", "error": 401}'
+
+    def token(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        if request.headers.get("authorization") != basic:
+            return 401, {"Content-Type": "application/json"}, unauthorized
+        form = parse_qs(request.body.decode())
+        if form.get("password") == ["wrong"]:
+            return 200, {"Content-Type": "application/json"}, b'{"error": "invalid_grant"}'
+        issued.append(f"tok-{len(issued) + 1}")
+        body = {
+            "access_token": issued[-1],
+            "token_type": "bearer",
+            "expires_in": 86400,
+            "scope": "*",
+        }
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    def api(name: str):
+        def handler(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+            if not issued or request.headers.get("authorization") != f"bearer {issued[-1]}":
+                return 401, {"Content-Type": "application/json"}, unauthorized
+            body = (FIXTURES / name).read_bytes()
+            return 200, {"Content-Type": "application/json; charset=UTF-8"}, body
+
+        return handler
+
+    httpd.add("/api/v1/access_token", handler=token)
+    httpd.add("/search", handler=api("oauth_search.json"))
+    httpd.add("/comments/1gx1abc", handler=api("oauth_comments_1gx1abc.json"))
+    yield httpd
+    reddit_module._tokens.clear()
+
+
+def oauth_source(base_url: str, extra: str = "") -> str:
+    keys = (
+        "    query: acme\n    client_id: app-id\n    client_secret: ${REDDIT_SECRET}\n"
+        f"    oauth_base_url: {base_url}\n{extra}"
+    )
+    return reddit_source(base_url, keys)
+
+
+def test_oauth_reads_the_api_with_the_same_items_as_the_feeds(tmp_path, oauth):
+    extra = "    username: bot\n    password: ${REDDIT_PASSWORD}\n"
+    cfg = write_config(tmp_path, [], extra=oauth_source(oauth.base_url, extra))
+    summary = poll(cfg, env={"REDDIT_SECRET": "app-secret", "REDDIT_PASSWORD": "hunter2"})
+    assert summary.failed == 0, [r.error for r in summary.reports]
+    # One token for the poll and the thread it followed, from a password grant.
+    (token_request,) = oauth.requests_for("/api/v1/access_token")
+    assert token_request.method == "POST"
+    assert parse_qs(token_request.body.decode()) == {
+        "grant_type": ["password"],
+        "username": ["bot"],
+        "password": ["hunter2"],
+    }
+    (search,) = oauth.requests_for("/search")
+    assert search.headers["authorization"] == "bearer tok-1"
+    assert parse_qs(urlsplit(search.path).query) == {
+        "q": ["acme"],
+        "sort": ["new"],
+        "type": ["link"],
+        "limit": ["100"],
+        "raw_json": ["1"],
+    }
+    items = {
+        r[0]: r[1:]
+        for r in rows(
+            tmp_path, "SELECT native_id, url, thread_key, is_reply, author, text FROM items"
+        )
+    }
+    # Same ids, URLs and thread keys as the Atom feeds give.
+    assert items["t3_1gx2k9a"][:2] == (
+        "https://news.example.com/2026/11/acme-recall",
+        "reddit:1gx2k9a",
+    )
+    assert items["t3_1gx1abc"][0] == (
+        "https://www.reddit.com/r/acme/comments/1gx1abc/rocket_skates_broke_on_day_one"
+    )
+    assert items["t3_1gx1abc"][3] == "/u/road_runner"
+    assert items["t3_1gx1abc"][4].endswith("Acme support is terrible and I want a refund.")
+    # The thread: nested replies flattened; "more" stubs and deleted comments skipped.
+    assert oauth.hits["/comments/1gx1abc"] == 1
+    assert oauth.requests_for("/comments/1gx1abc")[0].headers["authorization"] == "bearer tok-1"
+    assert items["t1_lz3q8k1"][1:3] == ("reddit:1gx1abc", 1)
+    assert items["t1_lz3r0aa"][1:3] == ("reddit:1gx1abc", 1)
+    assert "t1_lz3r9zz" not in items and "t1_lz3s111" not in items
+    assert rows(tmp_path, "SELECT parent_key FROM items WHERE native_id = 't1_lz3r0aa'") == [
+        ("t1_lz3q8k1",)
+    ]
+    # Secrets stay out of the database.
+    stored = rows(tmp_path, "SELECT * FROM fetches") + rows(tmp_path, "SELECT * FROM sources")
+    dump = "\n".join(str(r) for r in stored)
+    assert "hunter2" not in dump and "app-secret" not in dump and "tok-1" not in dump
+
+
+def test_an_expired_token_is_renewed_once(tmp_path, oauth):
+    reddit_module._tokens[(oauth.base_url, "app-id", "", "")] = (
+        "stale-token",
+        datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    cfg = write_config(
+        tmp_path, [], extra=oauth_source(oauth.base_url, "    follow_threads: false\n")
+    )
+    (report,) = poll(cfg, env={"REDDIT_SECRET": "app-secret"}).reports
+    assert report.ok and report.new_items == 2
+    # The stale token got a 401; a new one (app-only grant: no user) was fetched and used.
+    assert [r.headers["authorization"] for r in oauth.requests_for("/search")] == [
+        "bearer stale-token",
+        "bearer tok-1",
+    ]
+    (token_request,) = oauth.requests_for("/api/v1/access_token")
+    assert parse_qs(token_request.body.decode()) == {"grant_type": ["client_credentials"]}
+
+
+def test_refused_credentials_are_a_source_failure_with_the_remedy(tmp_path, oauth):
+    extra = "    username: bot\n    password: wrong\n"
+    cfg = write_config(tmp_path, [], extra=oauth_source(oauth.base_url, extra))
+    (report,) = poll(cfg, env={"REDDIT_SECRET": "app-secret"}).reports
+    assert not report.ok and "refused the OAuth credentials (invalid_grant)" in report.error
+    assert oauth.hits["/search"] == 0
+    bad_secret = write_config(tmp_path, [], extra=oauth_source(oauth.base_url))
+    (report,) = poll(bad_secret, env={"REDDIT_SECRET": "nope"}).reports
+    assert not report.ok and "refused the OAuth credentials (HTTP 401)" in report.error
+    assert "nope" not in report.error
+
+
+def test_oauth_options_are_checked(tmp_path):
+    both = "    query: acme\n    client_id: a\n    client_secret: b\n    username: u\n"
+    for keys, message in [
+        ("    query: acme\n    client_id: abc\n", "needs client_id and client_secret"),
+        (both, "go together"),
+        (both + "    password: p\n    refresh_token: r\n", "not both"),
+    ]:
+        cfg = write_config(tmp_path, [], extra=reddit_source("https://www.reddit.com", keys))
+        with pytest.raises(ConfigError, match=message):
+            load_config(cfg, env={})
+
+
+def test_a_source_needs_a_query_or_a_subreddit(tmp_path):
+    cfg = write_config(tmp_path, [], extra="  - name: r\n    kind: reddit\n")
+    with pytest.raises(ConfigError, match="needs `query:`, `subreddit:` or both"):
+        load_config(cfg, env={})
+    bad = write_config(
+        tmp_path, [], extra="  - name: r\n    kind: reddit\n    subreddit: 'acme corp'\n"
+    )
+    with pytest.raises(ConfigError, match="not a subreddit name"):
+        load_config(bad, env={})
+
+
+def test_requests_to_reddit_are_spaced_by_the_request_interval(httpd):
+    """Two requests in a row (poll, then a thread) wait the interval between them."""
+    httpd.add("/search.rss", (FIXTURES / "search_link_post.atom").read_bytes(), content_type=ATOM)
+    httpd.add(
+        "/comments/1gx1abc/.rss",
+        (FIXTURES / "comments_1gx1abc.atom").read_bytes(),
+        content_type=ATOM,
+    )
+    waits: list[float] = []
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    spec = SourceSpec(
+        name="reddit",
+        kind="reddit",
+        every_s=600,
+        options={"query": "acme", "base_url": httpd.base_url},  # default interval: 6 s
+    )
+
+    async def main() -> None:
+        async with Fetcher(sleep=sleep, clock=lambda: clock[0], transport="httpx") as fetcher:
+            ctx = PollContext(spec=spec, fetcher=fetcher, state=SourceState(), now=lambda: NOW)
+            first = await reddit_poll(ctx)
+            assert first.error is None and len(first.items) == 2
+            post = next(it for it in first.items if it.native_id == "t3_1gx1abc")
+            thread = await fetch_thread(ctx, "reddit:1gx1abc", post.thread_url or "")
+            assert thread.error is None and len(thread.items) == 3
+
+    asyncio.run(main())
+    assert waits == [6.0]

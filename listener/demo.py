@@ -1,0 +1,411 @@
+"""`listener demo`: the whole product on bundled sample data, offline, in one command.
+
+It serves the sample feeds in `demo_data/` (a fictional kettle maker, Brewly, its competitors, and
+a firmware update that goes badly) from a small HTTP server on 127.0.0.1, writes a config that
+points at them, polls them with the real pipeline (fetch, parse, dedupe, match, score, follow the
+comment threads, store), prints what it found and the alert it would send, then serves the
+database with `listener serve`'s Datasette.
+
+The sample dates are written relative to now when served, so the dashboard's "last 7 days" is
+always full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .alerts.message import AlertMessage, Evidence
+from .alerts.render import render_text
+from .views import ensure_views, existing_tables
+
+if TYPE_CHECKING:
+    from .pipeline import PollSummary
+
+# The pipeline, the store and Datasette are imported where used, so that registering this
+# command costs `listener --help` nothing.
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).with_name("demo_data")
+CONFIG_NAME = "sources.yaml"
+DATABASE_NAME = "demo.db"
+CONTENT_TYPES = {
+    ".rss": "application/rss+xml; charset=utf-8",
+    ".atom": "application/atom+xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
+}
+# (source name, file): the feeds a user would list in sources.yaml. The comment feeds are not
+# sources: the pipeline finds them through the blog posts' wfw:commentRss links.
+SOURCES = (
+    ("brewly-blog", "brewly-blog.rss"),
+    ("bean-counter-forum", "bean-counter-forum.atom"),
+    ("homebarista", "homebarista.rss"),
+    ("kitchen-tech-news", "kitchen-tech-news.json"),
+)
+
+CONFIG_TEMPLATE = """\
+# listener demo: sample feeds about Brewly, a fictional kettle maker, and its competitors.
+# The feed URLs below live only while `listener demo` runs; the database stays.
+# Explore it again with: listener -c {config} serve
+database: {database}
+every: 15m
+fetch:
+  retries: 0
+  connect_timeout: 5s
+  read_timeout: 10s
+  total_timeout: 20s
+brands:
+  - name: Brewly
+    terms: [Brewly, "@brewly", brewly.example]
+    products:
+      - name: Brewly Kettle
+        terms: ["Brewly Kettle"]
+      - name: Brewly Grinder
+        terms: ["Brewly Grinder"]
+  - name: Steamline
+    terms: [Steamline, "@steamline"]
+  - name: Kettlewise
+    terms: [Kettlewise, "@kettlewise"]
+sources:
+{sources}
+alerts:
+  channels: []
+"""
+
+_TOKEN = re.compile(r"\{(base|rfc822:[0-9.]+|iso:[0-9.]+)\}")
+
+
+def render_sample(text: str, *, base: str, now: datetime) -> str:
+    """Fill a sample file's `{base}`, `{rfc822:H}` and `{iso:H}` (H hours before `now`)."""
+    from .store import iso
+
+    def fill(m: re.Match[str]) -> str:
+        token = m.group(1)
+        if token == "base":
+            return base
+        kind, hours = token.split(":")
+        when = now - timedelta(hours=float(hours))
+        return format_datetime(when) if kind == "rfc822" else iso(when) or ""
+
+    return _TOKEN.sub(fill, text)
+
+
+def sample_files() -> dict[str, Path]:
+    """URL path -> file, for every sample feed (comment feeds included)."""
+    return {
+        "/" + p.relative_to(DATA_DIR).as_posix(): p
+        for p in sorted(DATA_DIR.rglob("*"))
+        if p.is_file() and p.suffix in CONTENT_TYPES
+    }
+
+
+class _SampleHandler(BaseHTTPRequestHandler):
+    server: _SampleServer
+
+    def do_GET(self) -> None:
+        body = self.server.pages.get(self.path.split("?", 1)[0])
+        if body is None:
+            self.send_error(404)
+            return
+        content, content_type = body
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("demo feeds: " + format, *args)
+
+
+class _SampleServer(ThreadingHTTPServer):
+    daemon_threads = True
+    pages: dict[str, tuple[bytes, str]]
+
+
+@contextmanager
+def serve_samples(now: datetime | None = None) -> Iterator[str]:
+    """Serve the sample feeds on 127.0.0.1:<free port>; yields the base URL."""
+    now = now or datetime.now(UTC)
+    server = _SampleServer(("127.0.0.1", 0), _SampleHandler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server.pages = {
+        path: (
+            render_sample(file.read_text(encoding="utf-8"), base=base, now=now).encode("utf-8"),
+            CONTENT_TYPES[file.suffix],
+        )
+        for path, file in sample_files().items()
+    }
+    thread = threading.Thread(target=server.serve_forever, name="demo-feeds", daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def write_demo_config(directory: Path, base: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CONFIG_NAME
+    sources = "".join(
+        f"  - name: {name}\n    kind: feed\n    url: {base}/{file}\n" for name, file in SOURCES
+    )
+    path.write_text(
+        CONFIG_TEMPLATE.format(config=path, database=DATABASE_NAME, sources=sources.rstrip("\n")),
+        encoding="utf-8",
+    )
+    return path
+
+
+# --------------------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class DemoThread:
+    key: str
+    title: str | None
+    url: str | None
+    source: str | None
+    brands: str | None
+    posts: int
+    negative_posts: int
+    mean_compound: float | None
+    worst: tuple[Evidence, ...]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    config_path: Path
+    database: Path
+    summary: PollSummary
+    by_label: dict[str, int]
+    by_brand: list[tuple[str, int, int]]  # brand, mentions, negative
+    items: int
+    threads: list[DemoThread]  # negative conversations, worst first
+    alerts: list[AlertMessage]  # every alert the rules fired, highest level first
+    alert: AlertMessage | None  # the one to show
+
+
+def load_negative_threads(conn: Any, limit: int = 5) -> list[DemoThread]:
+    rows = conn.execute(
+        "SELECT thread_key, title, url, source, brands, posts, negative_posts, mean_compound "
+        "FROM negative_threads ORDER BY negative_posts DESC, worst_compound LIMIT ?",
+        (limit,),
+    ).fetchall()
+    out = []
+    for key, title, url, source, brands, posts, negative, mean in rows:
+        worst = conn.execute(
+            "SELECT coalesce(nullif(text, ''), title), compound, url, author, published_at "
+            "FROM items WHERE thread_key = ? AND relevant = 1 AND label = 'negative' "
+            "ORDER BY compound LIMIT 3",
+            (key,),
+        ).fetchall()
+        out.append(
+            DemoThread(
+                key=key,
+                title=title,
+                url=url,
+                source=source,
+                brands=brands,
+                posts=posts,
+                negative_posts=negative,
+                mean_compound=mean,
+                worst=tuple(
+                    Evidence(text=t or "", compound=c, url=u, author=a, published_at=p)
+                    for t, c, u, a, p in worst
+                ),
+            )
+        )
+    return out
+
+
+def load_fired_alerts(conn: Any) -> list[AlertMessage]:
+    """The alerts the rules fired into the database, highest level and newest first."""
+    from .alerts.outbox import message_from_payload
+
+    if "alerts" not in existing_tables(conn):
+        return []
+    rows = conn.execute("SELECT payload FROM alerts ORDER BY level DESC, created_at DESC, id DESC")
+    out = []
+    for (payload,) in rows:
+        try:
+            out.append(message_from_payload(payload))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("an alert in the database could not be read: %s", exc)
+    return out
+
+
+def alert_for_thread(thread: DemoThread, *, now: datetime) -> AlertMessage:
+    """The negative-thread alert for `thread`, as the alert rules would word it."""
+    from .store import iso
+
+    mean = f"{thread.mean_compound:+.2f}" if thread.mean_compound is not None else "n/a"
+    brand = (thread.brands or "").split(",")[0] or None
+    return AlertMessage(
+        alert_id="demo-" + hashlib.sha256(thread.key.encode()).hexdigest()[:16],
+        rule="negative_thread",
+        level=1,
+        brand=brand,
+        title=thread.title or thread.key,
+        url=thread.url,
+        why=(
+            f"{thread.negative_posts} of {thread.posts} posts in this conversation are negative "
+            f"(mean sentiment {mean})"
+        ),
+        evidence=thread.worst,
+        counts={
+            "posts": thread.posts,
+            "negative_posts": thread.negative_posts,
+            "mean_compound": thread.mean_compound if thread.mean_compound is not None else 0.0,
+        },
+        source=thread.source,
+        created_at=iso(now) or "",
+    )
+
+
+def run_demo(directory: Path, *, now: datetime | None = None) -> DemoResult:
+    """Serve the samples, poll them into `directory`/demo.db, and report what was found."""
+    from .config import load_config
+    from .pipeline import poll_sources
+    from .runtime import open_runtime
+    from .store import connect
+
+    now = now or datetime.now(UTC)
+    with serve_samples(now) as base:
+        config_path = write_demo_config(directory, base)
+        config = load_config(config_path, env={})
+
+        async def poll() -> PollSummary:
+            async with open_runtime(config) as rt:
+                return await poll_sources([s for s in config.sources if s.enabled], rt)
+
+        summary = asyncio.run(poll())
+    db = connect(config.database)
+    try:
+        ensure_views(db)
+        conn = db.conn
+        by_label = dict.fromkeys(("negative", "neutral", "positive"), 0)
+        for label, n in conn.execute(
+            "SELECT label, count(*) FROM mentions WHERE not_relevant = 0 GROUP BY label"
+        ):
+            by_label[label] = n
+        by_brand = [
+            (b, n, neg or 0)
+            for b, n, neg in conn.execute(
+                "SELECT brand, count(*), sum(label = 'negative') FROM mentions "
+                "WHERE not_relevant = 0 GROUP BY brand ORDER BY count(*) DESC"
+            )
+        ]
+        items = conn.execute("SELECT count(*) FROM items WHERE relevant = 1").fetchone()[0]
+        threads = load_negative_threads(conn)
+        fired = load_fired_alerts(conn)
+    finally:
+        db.conn.close()
+    # The alert rules ran inside the poll (as in `listener run`); with no channel configured the
+    # alerts wait in the database. Show the worst conversation's, or word one the same way if the
+    # rules were switched off.
+    alert = next((a for a in fired if a.rule == "negative_thread"), None)
+    if alert is None and threads:
+        alert = alert_for_thread(threads[0], now=now)
+    return DemoResult(
+        config_path=config_path,
+        database=config.database,
+        summary=summary,
+        by_label=by_label,
+        by_brand=by_brand,
+        items=items,
+        threads=threads,
+        alerts=fired,
+        alert=alert,
+    )
+
+
+def format_report(result: DemoResult) -> str:
+    s = result.summary
+    lines = [
+        f"Polled {len(s.reports)} sample sources ({s.ok} ok, {s.failed} failed) and the comment "
+        f"threads they link to: {result.items} posts about the brands.",
+        "Mentions: "
+        + ", ".join(
+            f"{result.by_label[label]} {label}" for label in ("negative", "neutral", "positive")
+        ),
+    ]
+    for brand, n, neg in result.by_brand:
+        lines.append(f"  {brand:<12} {n:>3} mentions, {neg} negative")
+    for r in sorted(s.reports, key=lambda r: r.source):
+        if r.error:
+            lines.append(f"  failed: {r.source}: {r.error}")
+    lines.append("")
+    if result.threads:
+        lines.append("Conversations that turned negative:")
+        for t in result.threads:
+            mean = f"{t.mean_compound:+.2f}" if t.mean_compound is not None else "n/a"
+            lines.append(
+                f'  "{t.title or t.key}" ({t.source}): {t.negative_posts} of {t.posts} posts '
+                f"negative, mean sentiment {mean}"
+            )
+            for ev in t.worst[:2]:
+                text = " ".join(ev.text.split())
+                text = text if len(text) <= 110 else text[:109] + "…"
+                lines.append(f"      {ev.compound:+.2f} {ev.author or 'anonymous'}: {text}")
+    else:
+        lines.append("No conversation turned negative.")
+    if result.alert is not None:
+        more = len(result.alerts) - 1 if result.alert in result.alerts else len(result.alerts)
+        also = f" ({more} more alert{'s' if more != 1 else ''} in the database)" if more > 0 else ""
+        lines += ["", f"The alert listener would send to Slack and email{also}:", ""]
+        lines += ["    " + line if line else "" for line in render_text(result.alert).splitlines()]
+    lines += [
+        "",
+        f"Config:   {result.config_path}",
+        f"Database: {result.database}",
+    ]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the demo config and database (default: a new temporary directory).",
+)
+@click.option("--serve/--no-serve", default=True, help="Start the Datasette explorer afterwards.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
+)
+def demo(directory: Path | None, serve: bool, host: str, port: int, open_browser: bool) -> None:
+    """Try listener offline: poll bundled sample feeds into a demo database and explore it."""
+    from .web import run_server
+
+    directory = directory or Path(tempfile.mkdtemp(prefix="listener-demo-"))
+    click.echo(
+        "listener demo: sample blogs, a forum and comment threads about Brewly, a fictional "
+        "kettle maker, served on 127.0.0.1.\n"
+    )
+    result = run_demo(directory)
+    click.echo(format_report(result))
+    if result.summary.ok == 0:
+        raise SystemExit(1)
+    if serve:
+        click.echo("")
+        run_server(result.database, host=host, port=port, open_browser=open_browser)

@@ -1,0 +1,277 @@
+"""`listener serve`: Datasette on the mention database, shaped for people who do not write SQL.
+
+`datasette_metadata` describes the tables (titles, column descriptions, facets, sort orders,
+labels for foreign keys, full-text search, internal tables hidden) and carries the canned queries
+from `views.py`; `make_datasette` builds a Datasette with that metadata and listener's plugin (the
+`/-/dashboard` page). The database is opened as a normal, mutable file, never `immutable`: the
+daemon keeps writing, WAL lets Datasette read meanwhile, and new rows show on refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .views import available_queries, ensure_views, existing_tables
+
+# Datasette and the store are imported where used: `listener --help` and the other commands do
+# not pay for them.
+PLUGIN_NAME = "listener"  # the plugin's name in Datasette, and the key of its settings
+DASHBOARD_PATH = "/-/dashboard"
+
+log = logging.getLogger(__name__)
+
+# Marketing pages aggregate a week or more of mentions: Datasette's 1 s query and 200 ms facet
+# limits are made for public instances on shared hosts, not a team's own database.
+SETTINGS = {
+    "sql_time_limit_ms": 5000,
+    "facet_time_limit_ms": 1000,
+    "default_page_size": 50,
+    "truncate_cells_html": 300,
+}
+
+_MENTION_COLUMNS = {
+    "compound": "Sentiment: VADER compound, -1 very negative .. +1 very positive",
+    "label": "positive, neutral or negative; a person's correction (`listener label`) wins",
+    "thread_key": "The conversation it belongs to: click it to read the whole thread",
+    "published_at": "When it was posted (UTC); first_seen_at: when listener found it",
+    "not_relevant": "1 when a person marked it not about the brand: left out of every count",
+}
+
+
+def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
+    """Datasette metadata for the mention database at `db_path`: descriptions, facets, sort
+    orders, foreign-key labels, hidden internal tables, search, and the canned queries whose
+    tables exist in it."""
+    db_path = Path(db_path)
+    name = db_path.stem
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = existing_tables(conn)
+    finally:
+        conn.close()
+    table_meta: dict[str, Any] = {
+        "mentions": {
+            "description": (
+                "One row per post and brand it names, with its sentiment. Search the text, "
+                "filter with the facets, click a thread key for the whole conversation."
+            ),
+            "label_column": "title",
+            "sort_desc": "published_at",
+            "facets": [
+                "brand",
+                "label",
+                "product",
+                "source",
+                "kind",
+                {"date": "published_at"},
+            ],
+            "fts_table": "mentions_fts",
+            "fts_pk": "id",
+            "columns": _MENTION_COLUMNS,
+        },
+        "items": {
+            "description": (
+                "Every post kept (deduplicated: a story seen under several links or in several "
+                "sources is one row). Replies in a brand's conversation are kept even when they "
+                "do not name the brand."
+            ),
+            "label_column": "title",
+            "sort_desc": "published_at",
+            "facets": ["source", "label", "is_reply", {"date": "published_at"}],
+            "fts_table": "items_fts",
+            "fts_pk": "id",
+            "columns": {
+                "thread_key": "The conversation it belongs to",
+                "relevant": "1 when it names a brand or sits in a brand's conversation",
+                "compound": "Sentiment of the whole post, -1 .. +1",
+                "sightings": "How many places it was seen (syndicated copies, several sources)",
+            },
+        },
+        "threads": {
+            "description": (
+                "Conversations: a post and its comments, a forum topic, copies of one story. "
+                "Click posts or negative_posts for the posts themselves."
+            ),
+            "label_column": "title",
+            "sort_desc": "last_seen_at",
+            "facets": ["brands", "source"],
+            "columns": {
+                "brands": "Brands named in the conversation",
+                "posts": "Posts scored (the brand's posts and their replies)",
+                "negative_posts": "Posts scored negative",
+                "mean_compound": "Mean sentiment of the posts, -1 .. +1",
+                "worst_compound": "Sentiment of the worst post",
+            },
+        },
+        "sources": {
+            "description": "Each source's state: validators, last success and error, next poll.",
+            "label_column": "name",
+            "sort": "name",
+            "facets": ["kind", "consecutive_failures"],
+        },
+        "fetches": {
+            "description": "Every HTTP fetch: status, time, size, retries and error.",
+            "sort_desc": "started_at",
+            "facets": ["source", "status", {"date": "started_at"}],
+        },
+        "sightings": {
+            "description": "Where each post was seen: one row per source and link it appeared under.",
+            "sort_desc": "last_seen_at",
+            "facets": ["source"],
+        },
+        "item_keys": {"hidden": True},
+        "_sqlite_migrations": {"hidden": True},
+        "daily_sentiment": {
+            "description": "Mentions per brand per day, by sentiment (click a count for its mentions).",
+            "sort_desc": "day",
+            "facets": ["brand"],
+        },
+        "weekly_share_of_voice": {
+            "description": "Each brand's share of all mentions, per week starting Monday.",
+            "sort_desc": "week",
+            "facets": ["brand"],
+        },
+        "negative_threads": {
+            "description": (
+                "Conversations with a negative mood or three or more negative posts, with the "
+                "worst post of each."
+            ),
+            "sort_desc": "last_negative_at",
+            "facets": ["brands", "source"],
+        },
+        "source_health": {
+            "description": "Is each source working? Failing ones show their last error.",
+            "facets": ["health", "kind"],
+        },
+        "alert_outbox": {
+            "description": "Every alert and, per channel, whether it was sent, is pending or failed.",
+            "sort_desc": "created_at",
+            "facets": ["status", "rule", "channel", "brand"],
+        },
+        "alerts": {
+            "description": "Every alert that fired (a thread turning negative, a spike, …).",
+            "label_column": "title",
+            "sort_desc": "created_at",
+            "facets": ["rule", "brand", "level"],
+        },
+        "outbox": {
+            "description": "Delivery of each alert to each channel, retried with backoff.",
+            "sort_desc": "next_attempt_at",
+            "facets": ["status", "channel"],
+        },
+    }
+    return {
+        "title": "listener: brand mentions",
+        "description_html": (
+            f'<p><a href="{DASHBOARD_PATH}"><strong>Open the dashboard</strong></a>: this week\'s '
+            "conversations, sentiment over time and share of voice. Or search "
+            f'<a href="/{name}/mentions">every mention</a>, and find the canned questions '
+            f'(negative mentions, share of voice, source health, …) on the <a href="/{name}">'
+            "database page</a>.</p>"
+        ),
+        "databases": {
+            name: {
+                "description": (
+                    "Mentions of your brands found by listener, with their sentiment and "
+                    "conversations. The queries below answer the usual questions without SQL."
+                ),
+                "tables": {t: m for t, m in table_meta.items() if t in tables},
+                "queries": available_queries(tables),
+            }
+        },
+        "plugins": {PLUGIN_NAME: {"database": name}},
+    }
+
+
+def register_plugin() -> None:
+    """Make listener's plugin part of Datasette (once per process, whoever asks first)."""
+    from datasette.plugins import pm
+
+    from . import datasette_plugin
+
+    if pm.is_registered(datasette_plugin) or pm.get_plugin(PLUGIN_NAME):
+        return
+    pm.register(datasette_plugin, name=PLUGIN_NAME)
+
+
+def prepare_database(db_path: str | Path) -> None:
+    """Bring the database to the current schema and views (idempotent; writes only on change)."""
+    from .store import connect
+
+    db = connect(db_path)
+    try:
+        ensure_views(db)
+    finally:
+        db.conn.close()
+
+
+def make_datasette(
+    db_path: str | Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Any:
+    """A `datasette.app.Datasette` on the mention database with listener's metadata and plugin.
+
+    The database is migrated and its views ensured first (cheap when already current).
+    """
+    from datasette.app import Datasette
+
+    db_path = Path(db_path).resolve()
+    prepare_database(db_path)
+    register_plugin()
+    return Datasette(
+        [str(db_path)],
+        metadata=metadata if metadata is not None else datasette_metadata(db_path),
+        settings={**SETTINGS, **(settings or {})},
+    )
+
+
+def dashboard_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}{DASHBOARD_PATH}"
+
+
+def run_server(db_path: str | Path, *, host: str, port: int, open_browser: bool) -> None:
+    """Serve Datasette until Ctrl+C (blocking)."""
+    import uvicorn
+
+    ds = make_datasette(db_path)
+    url = dashboard_url(host, port)
+    click.echo(f"Serving {db_path}")
+    click.echo(f"  dashboard: {url}")
+    click.echo(f"  all data:  {url.removesuffix(DASHBOARD_PATH)}/")
+    click.echo("Press Ctrl+C to stop.")
+    if open_browser:
+        webbrowser.open(url)
+    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port."
+)
+@click.option(
+    "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
+    """Explore the mentions in Datasette: dashboard, search, facets and canned questions."""
+    config = ctx.obj.config()
+    if not config.database.exists():
+        click.echo(
+            f"error: no database yet at {config.database}: run `listener poll` first "
+            "(or `listener demo` to try listener on sample data)",
+            err=True,
+        )
+        raise SystemExit(1)
+    run_server(config.database, host=host, port=port, open_browser=open_browser)

@@ -1,0 +1,207 @@
+"""A real browser on a real server: `serve` runs as its own process on the demo database, and
+headless Chromium opens the dashboard and a canned query, as a person would.
+
+Screenshots land in tests/artifacts/ (gitignored) for a person to look at. Needs Debian's
+`chromium` package (CI installs it); skipped with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from listener.datasette_plugin import LABEL_COLORS
+from listener.demo import run_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium not installed (apt-get install chromium; .ci/run installs it)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"serve exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"serve did not listen on port {port} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`serve` on the demo database, in its own process; yields its base URL."""
+    tmp = tmp_path_factory.mktemp("browser")
+    result = run_demo(tmp)
+    port = free_port()
+    code = (
+        "import sys; from listener.cli import State; from listener.web import serve; "
+        "serve.main(sys.argv[2:], obj=State(sys.argv[1]), prog_name='listener serve')"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(result.config_path), "--port", str(port), "--no-open"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def chromium(url: str, screenshot: Path, tmp_path: Path) -> str:
+    """Load `url` headless; save a screenshot and return the DOM after the page has run."""
+    assert CHROMIUM is not None
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    screenshot.unlink(missing_ok=True)
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            f"--screenshot={screenshot}",
+            "--window-size=1280,1600",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert screenshot.exists(), done.stderr[-2000:]
+    return done.stdout
+
+
+def png_rows(path: Path) -> tuple[int, int, list[bytes]]:
+    """Width, bytes per pixel and the unfiltered rows of an 8-bit, non-interlaced RGB(A) PNG
+    (what Chromium writes). Pure Python: rows that repeat the one above, the common case in a
+    screenshot, are copied rather than decoded byte by byte."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, [], b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        pos += 12 + length
+    width, height, depth, color, _c, _f, interlace = struct.unpack(">IIBBBBB", header)
+    assert depth == 8 and color in (2, 6) and interlace == 0
+    bpp = 3 if color == 2 else 4
+    raw = zlib.decompress(b"".join(idat))
+    stride = width * bpp
+    rows: list[bytes] = []
+    prev = bytes(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, residual = raw[start], raw[start + 1 : start + 1 + stride]
+        if kind == 0 or (kind == 2 and not any(residual)):
+            line = residual if kind == 0 else prev
+        elif kind == 2:
+            line = bytes(map(lambda r, b: (r + b) & 0xFF, residual, prev))
+        else:
+            out = bytearray(residual)
+            for i in range(stride):
+                a = out[i - bpp] if i >= bpp else 0
+                b = prev[i]
+                if kind == 1:
+                    out[i] = (out[i] + a) & 0xFF
+                elif kind == 3:
+                    out[i] = (out[i] + (a + b) // 2) & 0xFF
+                else:
+                    c = prev[i - bpp] if i >= bpp else 0
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    out[i] = (
+                        out[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)
+                    ) & 0xFF
+            line = bytes(out)
+        rows.append(line)
+        prev = line
+    return width, bpp, rows
+
+
+def count_color(path: Path, hex_color: str) -> int:
+    """Pixels of exactly this colour in the screenshot."""
+    _width, bpp, rows = png_rows(path)
+    rgb = bytes.fromhex(hex_color.lstrip("#"))
+    return sum(
+        1 for row in rows if rgb in row for x in range(0, len(row), bpp) if row[x : x + 3] == rgb
+    )
+
+
+def test_dashboard_draws_its_charts_in_a_real_browser(server: str, tmp_path: Path) -> None:
+    shot = ARTIFACTS / "dashboard.png"
+    dom = chromium(f"{server}/-/dashboard", shot, tmp_path)
+    assert "Mentions: last 7 days" in dom
+    charts = re.findall(r'<svg class="chart (\S+)".*?</svg>', dom, re.S)
+    assert {"volume", "sentiment", "share", "weekly-share"} <= set(charts)
+    volume = re.search(r'<svg class="chart volume".*?</svg>', dom, re.S)
+    assert volume and '<rect class="bar negative"' in volume.group(0)
+    assert re.search(r'<a href="/demo/mentions\?brand=Brewly&amp;label=negative', volume.group(0))
+    assert "Firmware 3.2 for the Brewly Kettle is rolling out" in dom
+    # The bars are painted, not only present in the DOM: the negative red is on screen.
+    assert count_color(shot, LABEL_COLORS["negative"]) > 500
+
+
+def test_canned_query_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
+    shot = ARTIFACTS / "negative_threads.png"
+    dom = chromium(f"{server}/demo/negative_threads", shot, tmp_path)
+    assert "Conversations that turned negative" in dom
+    assert "Firmware 3.2 for the Brewly Kettle is rolling out" in dom
+    assert "Rosa Delgado" in dom
+    # The thread key links to the whole conversation.
+    assert re.search(r'href="/demo/items\?thread_key=blog\.brewly\.example', dom)

@@ -1,0 +1,492 @@
+"""Datasette on the mention database: views, canned queries, metadata and the dashboard.
+
+The database is built the way a user builds it: feeds served over loopback, polled with the real
+pipeline. Dates are relative to now, because the views and the dashboard are ("last 24 hours",
+"this week"). Pages are fetched with Datasette's own test client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from click.testing import CliRunner
+from helpers import write_config
+from httpd import LoopbackServer
+
+from listener.cli import State
+from listener.config import load_config
+from listener.datasette_plugin import (
+    DashboardData,
+    Links,
+    brand_colors,
+    sentiment_chart,
+    share_chart,
+    volume_chart,
+    weekly_share_chart,
+)
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+from listener.store import connect
+from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
+from listener.web import datasette_metadata, make_datasette, serve
+
+NOW = datetime.now(UTC)
+DB = "mentions"  # Datasette names the database after the file
+
+
+def feed(entries: list[dict[str, Any]], title: str = "Example") -> str:
+    """RSS 2.0 with dates `hours` before now, authors and optional comment feeds."""
+    items = []
+    for e in entries:
+        published = format_datetime(NOW - timedelta(hours=e["hours"]))
+        comments = (
+            f"<wfw:commentRss>{escape(e['comments'])}</wfw:commentRss>" if e.get("comments") else ""
+        )
+        items.append(
+            f"<item><title>{escape(e['title'])}</title><link>{escape(e['link'])}</link>"
+            f'<guid isPermaLink="false">{escape(e["link"])}</guid>'
+            f"<dc:creator>{escape(e.get('author', 'someone'))}</dc:creator>"
+            f"<pubDate>{published}</pubDate>{comments}"
+            f"<description><![CDATA[<p>{e['body']}</p>]]></description></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:wfw="http://wellformedweb.org/CommentAPI/" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f"<channel><title>{escape(title)}</title><link>https://example.com/</link>"
+        "<description>d</description>" + "".join(items) + "</channel></rss>"
+    )
+
+
+OUTAGE = "https://blog.example.com/2026/acme-outage"
+
+
+def blog_entries(server: LoopbackServer) -> list[dict[str, Any]]:
+    return [
+        {
+            "title": "Acme outage again",
+            "link": OUTAGE,
+            "hours": 2,
+            "author": "Dana",
+            "comments": server.url("/comments/outage"),
+            "body": "Acme is down again and support never answered. Terrible, I want a refund.",
+        },
+        {
+            "title": "Skating season",
+            "link": "https://blog.example.com/2026/skates",
+            "hours": 30,
+            "author": "Lee",
+            "body": "I love my new Rocket Skates, Acme did a fantastic job. Great product!",
+        },
+        {
+            "title": "Market notes",
+            "link": "https://blog.example.com/2026/markets",
+            "hours": 50,
+            "author": "Kim",
+            "body": "Globex announced its quarterly results on Tuesday. Acme shipped a patch.",
+        },
+        {
+            "title": "An old complaint",
+            "link": "https://blog.example.com/2026/old",
+            "hours": 40 * 24,
+            "author": "Dana",
+            "body": "Acme lost my order, awful service, very disappointed.",
+        },
+    ]
+
+
+COMMENTS = [
+    {
+        "title": "By: Pat",
+        "link": OUTAGE + "/#comment-1",
+        "hours": 1.5,
+        "author": "Pat",
+        "body": "Same here, it is broken and useless. Awful.",
+    },
+    {
+        "title": "By: Sam",
+        "link": OUTAGE + "/#comment-2",
+        "hours": 1,
+        "author": "Sam",
+        "body": "This is ridiculous, the worst service I have ever had. Terrible.",
+    },
+    {
+        "title": "By: Alex",
+        "link": OUTAGE + "/#comment-3",
+        "hours": 0.5,
+        "author": "Alex",
+        "body": "Works fine for me, I love it.",
+    },
+]
+
+FORUM = [
+    {
+        "title": "Globex is terrible",
+        "link": "https://forum.example.com/t/globex/1",
+        "hours": 5,
+        "author": "grumpy",
+        "body": "Globex broke my heart: terrible quality, awful support, never again.",
+    },
+    {
+        "title": "Question about Acme",
+        "link": "https://forum.example.com/t/acme-question/2",
+        "hours": 70,
+        "author": "curious",
+        "body": "Does Acme ship to Canada? Asking for a friend.",
+    },
+]
+
+
+def poll(config_path: Path) -> PollSummary:
+    config = load_config(config_path, env={})
+
+    async def main() -> PollSummary:
+        async with open_runtime(config) as rt:
+            return await poll_sources(list(config.sources), rt)
+
+    return asyncio.run(main())
+
+
+def build_site(tmp: Path, server: LoopbackServer) -> Path:
+    """Serve the fixture feeds, poll them into `tmp`/mentions.db; returns the config path."""
+    server.add("/blog", feed(blog_entries(server)))
+    server.add("/comments/outage", feed(COMMENTS))
+    server.add("/forum", feed(FORUM))
+    server.add("/gone", "nope", status=404, content_type="text/plain")
+    cfg = write_config(
+        tmp,
+        [
+            ("blog", server.url("/blog")),
+            ("forum", server.url("/forum")),
+            ("gone", server.url("/gone")),
+        ],
+    )
+    summary = poll(cfg)
+    assert summary.ok == 2 and summary.failed == 1
+    db = connect(tmp / "mentions.db")
+    ensure_views(db)
+    db.conn.close()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    tmp = tmp_path_factory.mktemp("web")
+    with LoopbackServer() as server:
+        build_site(tmp, server)
+    yield tmp / "mentions.db"
+
+
+def rows(path: Path, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def run_query(path: Path, name: str, **params: str) -> list[sqlite3.Row]:
+    query = CANNED_QUERIES[name]
+    args = {p: params.get(p, "") for p in query.get("params", ())}
+    return rows(path, query["sql"], args)
+
+
+def get(ds: Any, path: str) -> Any:
+    async def main() -> Any:
+        await ds.invoke_startup()
+        return await ds.client.get(path)
+
+    return asyncio.run(main())
+
+
+def get_json(ds: Any, path: str) -> Any:
+    base, _, query = path.partition("?")
+    response = get(
+        ds, f"{base}.json?{query}&_shape=objects" if query else f"{base}.json?_shape=objects"
+    )
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
+
+
+@pytest.fixture
+def ds(db_path: Path) -> Any:
+    return make_datasette(db_path)
+
+
+# --- views and canned queries on the database itself -------------------------------------------
+
+
+def test_every_view_and_canned_query_runs(db_path: Path) -> None:
+    for name in VIEWS:
+        rows(db_path, f"SELECT * FROM {name}")  # raises if a view does not match the schema
+    for name in CANNED_QUERIES:
+        run_query(db_path, name)
+
+
+def test_negative_mentions_window_and_brand(db_path: Path) -> None:
+    titles = {r["title"] for r in run_query(db_path, "negative_mentions")}
+    # Blank hours means 24: today's complaints, not the one from three weeks ago.
+    assert {"Acme outage again", "Globex is terrible"} <= titles
+    assert "An old complaint" not in titles
+    assert {r["title"] for r in run_query(db_path, "negative_mentions", hours="3")} == {
+        "Acme outage again"
+    }
+    assert {r["title"] for r in run_query(db_path, "negative_mentions", brand="Globex")} == {
+        "Globex is terrible"
+    }
+    week = {r["title"] for r in run_query(db_path, "negative_mentions", hours="10000")}
+    assert "An old complaint" in week
+
+
+def test_negative_threads_lists_the_angry_conversation_with_its_worst_posts(db_path: Path) -> None:
+    result = run_query(db_path, "negative_threads")
+    assert {r["thread"] for r in result} == {"Acme outage again"}
+    ranked = [r["rank"] for r in result]
+    assert ranked == sorted(ranked) and len(ranked) == 3  # the three worst, worst first
+    assert all(r["compound"] < 0 for r in result)
+    assert result[0]["negative_posts"] == 3 and result[0]["posts"] == 4
+    # A single negative forum post is a negative mention, not a conversation turned negative.
+    assert "Globex is terrible" not in {
+        r["title"] for r in rows(db_path, "SELECT title FROM negative_threads")
+    }
+
+
+def test_sentiment_share_sources_authors_new_and_health(db_path: Path) -> None:
+    by_day = run_query(db_path, "sentiment_by_day")
+    assert (
+        sum(r["mentions"] for r in by_day if r["brand"] == "Acme") == 4
+    )  # 30 days: not the old one
+    assert sum(r["negative"] for r in by_day) == 2
+    sov = run_query(db_path, "share_of_voice")
+    this_week = {}
+    for r in sov:
+        this_week.setdefault(r["week"], {})[r["brand"]] = r["share_pct"]
+    assert all(abs(sum(w.values()) - 100) < 0.2 for w in this_week.values())
+    sources = {r["source"]: r for r in run_query(db_path, "negative_sources")}
+    assert set(sources) == {"blog", "forum"} and sources["forum"]["negative_pct"] == 50.0
+    authors = {r["author"] for r in run_query(db_path, "negative_authors")}
+    assert authors == {"Dana", "grumpy"}
+    new = run_query(db_path, "new_since_yesterday")
+    assert new[0]["label"] == "negative"  # worst news first
+    assert "An old complaint" in {r["title"] for r in new}  # found today, posted long ago
+    health = run_query(db_path, "source_health")
+    assert health[0]["source"] == "gone" and health[0]["health"] == "failing"
+    assert "404" in (health[0]["last_error"] or "")
+    assert {r["health"] for r in health[1:]} == {"ok"}
+
+
+def test_alerts_query_shows_what_the_rules_fired(db_path: Path) -> None:
+    alerts = run_query(db_path, "alerts")
+    # No channel is configured in the fixture: the alert is recorded, waiting for one.
+    assert [(r["rule"], r["status"]) for r in alerts if r["rule"] == "negative_thread"] == [
+        ("negative_thread", "no channel")
+    ]
+    assert run_query(db_path, "alerts", status="sent") == []
+
+
+def test_ensure_views_is_idempotent_and_follows_changes(tmp_path: Path) -> None:
+    db = connect(tmp_path / "v.db")
+    ensure_views(db)
+    before = rows(tmp_path / "v.db", "SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+    assert {r["name"] for r in before} >= set(VIEWS) - {"alert_outbox"}
+    assert ensure_views(db) == []  # nothing changed, nothing written
+    changed = dict(VIEWS, daily_sentiment="SELECT 1 AS day")
+    assert ensure_views(db, changed) == ["daily_sentiment"]
+    assert rows(tmp_path / "v.db", "SELECT * FROM daily_sentiment")[0]["day"] == 1
+    assert ensure_views(db) == ["daily_sentiment"]
+    # A view on a table this database does not have is skipped, and dropped if it was there.
+    assert ensure_views(db, {"needs_x": "SELECT * FROM x"}, {"needs_x": ("x",)}) == []
+    assert not rows(tmp_path / "v.db", "SELECT 1 FROM sqlite_master WHERE name = 'needs_x'")
+    db.conn.close()
+
+
+def test_queries_that_need_missing_tables_are_left_out() -> None:
+    assert "alerts" not in available_queries({"mentions", "threads", "sources"})
+    assert "alerts" in available_queries({"alerts", "outbox"})
+    assert "requires" not in available_queries({"alerts", "outbox"})["alerts"]
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+def test_metadata_shapes_the_tables_for_people(db_path: Path) -> None:
+    meta = datasette_metadata(db_path)
+    tables = meta["databases"][DB]["tables"]
+    mentions = tables["mentions"]
+    assert mentions["fts_table"] == "mentions_fts"
+    assert {"brand", "label", "product", "source", "kind"} <= {
+        f for f in mentions["facets"] if isinstance(f, str)
+    }
+    assert {"date": "published_at"} in mentions["facets"]
+    assert mentions["sort_desc"] == "published_at"
+    assert tables["item_keys"]["hidden"] and tables["_sqlite_migrations"]["hidden"]
+    assert set(meta["databases"][DB]["queries"]) == set(CANNED_QUERIES)
+    json.dumps(meta)  # plain JSON, as `datasette --metadata` would take it
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+def test_home_and_database_pages_lead_to_the_dashboard_and_queries(ds: Any) -> None:
+    home = get(ds, "/")
+    assert home.status_code == 200 and 'href="/-/dashboard"' in home.text
+    page = get(ds, f"/{DB}")
+    assert page.status_code == 200
+    for query in CANNED_QUERIES.values():
+        assert html.escape(query["title"]) in page.text
+    # Internal tables are hidden from the list.
+    assert f'href="/{DB}/item_keys"' not in page.text
+
+
+def test_every_canned_query_and_view_page_renders(ds: Any) -> None:
+    for name in [*CANNED_QUERIES, *VIEWS]:
+        response = get(ds, f"/{DB}/{name}")
+        assert response.status_code == 200, (name, response.text[:300])
+
+
+def test_mentions_page_has_facets_and_search(ds: Any) -> None:
+    page = get(ds, f"/{DB}/mentions")
+    assert page.status_code == 200
+    for facet in ("brand", "label", "product", "source", "kind", "published_at"):
+        assert f'data-column="{facet}"' in page.text, facet
+    assert 'name="_search"' in page.text
+    found = get_json(ds, f"/{DB}/mentions?_search=refund")
+    assert [r["title"] for r in found["rows"]] == ["Acme outage again"]
+    facets = get_json(ds, f"/{DB}/mentions?brand=Acme")["facet_results"]
+    labels = {r["value"]: r["count"] for r in facets["label"]["results"]}
+    assert labels == {"negative": 2, "neutral": 2, "positive": 1}
+
+
+def test_counts_and_thread_keys_link_to_their_rows(ds: Any) -> None:
+    page = get(ds, f"/{DB}/threads")
+    assert f"/{DB}/items?thread_key=blog.example.com" in page.text  # posts -> the posts
+    query = get(ds, f"/{DB}/sentiment_by_day").text
+    link = re.search(rf'href="(/{DB}/mentions\?brand=Globex[^"]*label=negative[^"]*)"', query)
+    assert link, "the negative count of a day links to its mentions"
+    target = get_json(ds, html.unescape(link.group(1)))
+    assert [r["title"] for r in target["rows"]] == ["Globex is terrible"]
+
+
+def test_dashboard_draws_charts_whose_every_bar_links_to_its_rows(ds: Any) -> None:
+    page = get(ds, "/-/dashboard")
+    assert page.status_code == 200
+    text = page.text
+    assert text.count("<svg") >= 4 and "<rect" in text and "<path" in text
+    assert "Acme outage again" in text  # this week's conversation that turned negative
+    thread = re.search(rf'href="(/{DB}/threads/[^"]+)"', text)
+    assert thread and "Acme outage again" in get(ds, html.unescape(thread.group(1))).text
+    bars = re.findall(r'<a href="([^"]+)"><title>([^<]+)</title><rect class="bar (\w+)"', text)
+    assert bars, "volume bars are links"
+    for href, title, label in bars:
+        expected = int(re.search(r": (\d+) \w+$", title).group(1))
+        params = parse_qs(urlsplit(html.unescape(href)).query)
+        assert params["label"] == [label]
+        got = get_json(ds, html.unescape(href))
+        assert got["filtered_table_rows_count"] == expected, (title, href)
+    # The share of voice adds up to every mention of the period.
+    shares = re.findall(r"<title>(\w+): (\d+) of (\d+) mentions", text)
+    assert {b for b, *_ in shares} == {"Acme", "Globex"}
+    assert sum(int(n) for _b, n, _t in shares) == int(shares[0][2]) == 6
+
+
+def test_dashboard_on_an_empty_database_says_what_to_do(tmp_path: Path) -> None:
+    connect(tmp_path / "empty.db").conn.close()
+    ds = make_datasette(tmp_path / "empty.db")
+    page = get(ds, "/-/dashboard")
+    assert page.status_code == 200
+    assert "No mentions yet: run <code>listener poll</code>" in page.text
+    for name in CANNED_QUERIES:
+        assert get(ds, f"/empty/{name}").status_code == 200, name
+
+
+def test_dashboard_window_is_a_parameter(ds: Any) -> None:
+    week = get(ds, "/-/dashboard").text
+    month = get(ds, "/-/dashboard?days=30").text
+    assert "Mentions: last 7 days" in week and "Mentions: last 30 days" in month
+    assert "An old complaint" not in week
+    assert get(ds, "/-/dashboard?days=nonsense").status_code == 200
+    year = get(ds, "/-/dashboard?days=1000")  # capped at a year
+    assert year.status_code == 200 and "Mentions: last 366 days" in year.text
+
+    def mentions(page: str) -> int:
+        return int(re.search(r"<strong>(\d+)</strong> mentions", page).group(1))
+
+    assert mentions(week) == 6 and mentions(year.text) == 7  # the old complaint is in the year
+
+
+def test_charts_escape_what_they_draw(tmp_path: Path) -> None:
+    connect(tmp_path / "x.db").conn.close()
+    ds = make_datasette(tmp_path / "x.db")
+    today = datetime.now(UTC).date()
+    brand = 'Acme <script>alert(1)</script> & "Co"'
+    data = DashboardData(today=today, days=[today], brands=[brand])
+    data.counts[(brand, today, "negative")] = 2
+    data.compound_sums[(brand, today)] = -1.2
+    data.weeks = [today]
+    data.weekly[(brand, today)] = 2
+    links = Links(ds, "x")
+    colors = brand_colors([brand])
+    svg = "".join(
+        [
+            volume_chart(data, brand, links),
+            sentiment_chart(data, links, colors),
+            share_chart(data, links, colors),
+            weekly_share_chart(data, links, colors),
+        ]
+    )
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert "brand=Acme+%3Cscript%3E" in svg  # the filter value travels URL-encoded
+
+
+def test_new_rows_show_on_refresh_while_a_writer_holds_the_database(
+    tmp_path: Path, httpd: LoopbackServer
+) -> None:
+    cfg = build_site(tmp_path, httpd)
+    db_path = tmp_path / "mentions.db"
+    ds = make_datasette(db_path)
+    before = get_json(ds, f"/{DB}/mentions?brand=Globex")["filtered_table_rows_count"]
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a poll in the middle of its transaction
+        writer.execute("UPDATE sources SET items_seen = items_seen WHERE 0")
+        page = get(ds, f"/{DB}/mentions")
+        assert page.status_code == 200 and "database is locked" not in page.text
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    httpd.add(
+        "/forum",
+        feed(
+            [
+                *FORUM,
+                {
+                    **FORUM[0],
+                    "title": "Globex again",
+                    "link": "https://forum.example.com/t/globex/9",
+                    "hours": 0.2,
+                },
+            ]
+        ),
+    )
+    poll(cfg)
+    after = get_json(ds, f"/{DB}/mentions?brand=Globex")["filtered_table_rows_count"]
+    assert after == before + 1
+
+
+def test_serve_without_a_database_says_what_to_do(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [("blog", "https://example.com/feed")])
+    result = CliRunner().invoke(serve, [], obj=State(str(cfg)))
+    assert result.exit_code == 1
+    assert "run `listener poll` first" in result.output

@@ -485,3 +485,14 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
         failed = failed or "error" in out
         click.echo(json.dumps(out, ensure_ascii=False))
     raise SystemExit(1 if failed else 0)
+
+
+def _register_extra_commands() -> None:
+    from .demo import demo as demo_command
+    from .web import serve as serve_command
+
+    cli.add_command(serve_command)
+    cli.add_command(demo_command)
+
+
+_register_extra_commands()

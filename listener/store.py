@@ -23,6 +23,7 @@ from sqlite_utils.migrations import Migrations
 
 from .models import Item, Mention, Response, Score, Validators, thread_title
 from .sources import SourceState
+from .views import ensure_views
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ def connect(path: str | Path) -> sqlite_utils.Database:
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=ON")
     migrations.apply(db)
+    ensure_views(db)
     return db
 
 

@@ -173,7 +173,9 @@ def test_negative_thread_alerts_once_on_both_channels_and_sigterm_exits_0(world,
     assert "Acme" in mail["Subject"] and "Moving to Acme" in mail["Subject"]
     text = json.dumps(slack.accepted[0])
     assert "Moving to Acme" in text and "negative" in text
-    assert "data loss" in mail.get_body(("plain",)).get_content()
+    body = mail.get_body(("plain",)).get_content()
+    assert "data loss" in body
+    assert "why:" in body  # the words that drove each score are shown with the evidence
     assert count(db, "SELECT count(*) FROM outbox WHERE status = 'sent'") == 2
 
     proc.send_signal(signal.SIGTERM)

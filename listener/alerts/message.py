@@ -22,6 +22,7 @@ class Evidence:
     url: str | None = None
     author: str | None = None
     published_at: str | None = None  # ISO 8601 UTC
+    explanation: str | None = None  # what drove the score: '"never answered" -2.2, "crashing" -2.0'
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
         "url": evidence.url,
         "author": evidence.author,
         "published_at": evidence.published_at,
+        "explanation": evidence.explanation,
     }
 
 

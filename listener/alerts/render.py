@@ -254,6 +254,8 @@ def _slack_evidence_line(ev: Evidence) -> str:
         meta.append(slack_link(ev.url, "open"))
     if meta:
         parts.append(" — " + " · ".join(meta))
+    if clean_text(ev.explanation):
+        parts.append(f"\n>    _why: {escape_slack(ev.explanation, SNIPPET_MAX)}_")
     return "".join(parts)
 
 
@@ -373,6 +375,8 @@ def _text_alert(message: AlertMessage) -> list[str]:
             if meta:
                 line += " — " + ", ".join(truncate(m, AUTHOR_MAX) for m in meta)
             lines.append(line)
+            if clean_text(ev.explanation):
+                lines.append(f"         why: {truncate(clean_text(ev.explanation), SNIPPET_MAX)}")
             if safe_url(ev.url):
                 lines.append(f"         {safe_url(ev.url)}")
     lines.append("")
@@ -442,6 +446,8 @@ def _html_alert_body(message: AlertMessage) -> list[str]:
             meta = [_h(x) for x in (ev.author, _date(ev.published_at)) if clean_text(x)]
             if safe_url(ev.url):
                 meta.append(_html_link(ev.url, "open"))
+            if clean_text(ev.explanation):
+                meta.append("why: " + _h(truncate(clean_text(ev.explanation), SNIPPET_MAX)))
             out.append(
                 '<tr><td style="vertical-align:top;font-family:monospace;color:#b00020">'
                 f"{_h(_score(ev.compound))}</td><td>"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..config import RulesModel
+from ..sentiment import describe_explanation
 from ..store import Store, iso
 from .message import AlertMessage, Evidence, message_to_dict
 
@@ -130,7 +131,8 @@ def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, .
     rows = store.conn.execute(
         """
         SELECT coalesce(m.snippet, substr(i.text, 1, 300), i.title) AS text,
-               coalesce(m.compound, i.compound) AS compound, i.url, i.author, i.published_at
+               coalesce(m.compound, i.compound) AS compound, i.url, i.author, i.published_at,
+               m.explanation
         FROM items i LEFT JOIN mentions m ON m.item_id = i.id AND m.not_relevant = 0
         WHERE i.thread_key = ? AND i.relevant = 1 AND i.compound IS NOT NULL
           AND i.label = 'negative'
@@ -140,8 +142,16 @@ def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, .
         (key, limit),
     ).fetchall()
     return tuple(
-        Evidence(text or "", float(c), url, author, pub) for text, c, url, author, pub in rows
+        Evidence(text or "", float(c), url, author, pub, _explain(expl))
+        for text, c, url, author, pub, expl in rows
     )
+
+
+def _explain(explanation_json: str | None) -> str | None:
+    """The stored explanation of a score, as one line a person reads in an alert."""
+    if not explanation_json:
+        return None
+    return describe_explanation(json.loads(explanation_json)) or None
 
 
 def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) -> list[int]:
@@ -220,13 +230,14 @@ def _very_negative(
     fired: list[int] = []
     for mid in outcome.new_mention_ids:
         row = store.conn.execute(
-            "SELECT brand, title, url, snippet, compound, author, published_at, source, thread_key "
+            "SELECT brand, title, url, snippet, compound, author, published_at, source, thread_key, "
+            "explanation "
             "FROM mentions WHERE id = ? AND not_relevant = 0 AND label = 'negative' AND compound <= ?",
             (mid, rule.compound_at_most),
         ).fetchone()
         if row is None:
             continue
-        brand, title, url, snippet, compound, author, published, source, thread_key = row
+        brand, title, url, snippet, compound, author, published, source, thread_key, expl = row
         message = AlertMessage(
             alert_id="",
             rule="very_negative_mention",
@@ -235,7 +246,7 @@ def _very_negative(
             title=title or url or "",
             url=url,
             why=f"a very negative mention (compound {compound:+.2f}) on {source}",
-            evidence=(Evidence(snippet or "", compound, url, author, published),),
+            evidence=(Evidence(snippet or "", compound, url, author, published, _explain(expl)),),
             counts={"compound": round(compound, 3)},
             source=source,
         )
@@ -331,12 +342,12 @@ def _recent_negative_evidence(
     store: Store, brand: str, now: datetime, window: float
 ) -> tuple[Evidence, ...]:
     rows = store.conn.execute(
-        "SELECT snippet, compound, url, author, published_at FROM mentions WHERE brand = ? "
+        "SELECT snippet, compound, url, author, published_at, explanation FROM mentions WHERE brand = ? "
         "AND label = 'negative' AND not_relevant = 0 AND coalesce(published_at, first_seen_at) >= ? "
         "ORDER BY compound LIMIT 5",
         (brand, iso(now - timedelta(seconds=window))),
     ).fetchall()
-    return tuple(Evidence(s or "", c, u, a, p) for s, c, u, a, p in rows)
+    return tuple(Evidence(s or "", c, u, a, p, _explain(e)) for s, c, u, a, p, e in rows)
 
 
 def _source_health(store: Store, alerting: Alerting, source: str, now: datetime) -> list[int]:

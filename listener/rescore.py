@@ -69,9 +69,14 @@ def rescore_mentions(
             )
             item_score = scorer.score(full[:4000], neutralise=neutral)
             store.conn.execute(
-                "UPDATE items SET compound = ?, label = (SELECT label FROM mentions WHERE item_id = ? "
-                "AND not_relevant = 0 ORDER BY compound LIMIT 1) WHERE id = ?",
-                (item_score.compound, item_id, item_id),
+                "UPDATE items SET compound = ?, explanation = ?, label = (SELECT label FROM mentions "
+                "WHERE item_id = ? AND not_relevant = 0 ORDER BY compound LIMIT 1) WHERE id = ?",
+                (
+                    item_score.compound,
+                    json.dumps(list(item_score.explanation), ensure_ascii=False),
+                    item_id,
+                    item_id,
+                ),
             )
             result.rescored += 1
             if override:

@@ -220,6 +220,12 @@ def m002_alerts(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_item_explanation(db: sqlite_utils.Database) -> None:
+    # Replies kept as thread context have no mention row: their own score is explained here.
+    db.execute("ALTER TABLE items ADD COLUMN explanation TEXT")
+
+
 def connect(path: str | Path) -> sqlite_utils.Database:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -468,6 +474,9 @@ class Store:
             "relevant": int(p.relevant),
             "compound": p.score.compound if p.score else None,
             "label": self._item_label(p),
+            "explanation": (
+                json.dumps(list(p.score.explanation), ensure_ascii=False) if p.score else None
+            ),
         }
 
     @staticmethod

@@ -132,7 +132,7 @@ def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, .
         """
         SELECT coalesce(m.snippet, substr(i.text, 1, 300), i.title) AS text,
                coalesce(m.compound, i.compound) AS compound, i.url, i.author, i.published_at,
-               m.explanation
+               coalesce(m.explanation, i.explanation)
         FROM items i LEFT JOIN mentions m ON m.item_id = i.id AND m.not_relevant = 0
         WHERE i.thread_key = ? AND i.relevant = 1 AND i.compound IS NOT NULL
           AND i.label = 'negative'

@@ -100,20 +100,44 @@ def check(state: State) -> None:
         click.echo(f"  {b.name}: {', '.join(b.terms)}{products}")
     click.echo(f"sources ({len(config.sources)}):")
     for s in config.sources:
-        where = s.url or ", ".join(
-            f"{k}={v}" for k, v in s.options.items() if k not in _SECRET_KEYS and v
-        )
+        where = s.url or _describe_options(s)
         flag = "" if s.enabled else "  [disabled]"
         click.echo(
-            f"  {s.name:<24} {s.kind:<12} every {format_duration(s.every_s):<6} {where}{flag}"
+            f"  {s.name:<24} {s.kind:<14} every {format_duration(s.every_s):<6} {where}{flag}"
         )
     channels = config.alerts.channels
+    listed = ", ".join(f"{c.name} ({c.kind})" for c in channels)
     click.echo(
-        f"alert channels ({len(channels)}): " + ", ".join(f"{c.name} ({c.kind})" for c in channels)
+        f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}"
     )
 
 
-_SECRET_KEYS = {"token", "password", "app_password", "client_secret", "key", "api_key"}
+def _describe_options(spec: Any) -> str:
+    """The options a user set for a source (defaults and secrets left out)."""
+    from .sources import get_kind
+
+    fields = get_kind(spec.kind).options_model.model_fields
+    shown = []
+    for key, value in spec.options.items():
+        if key in _SECRET_KEYS or value in (None, "", [], ()):
+            continue
+        if key in fields and value == fields[key].get_default(call_default_factory=True):
+            continue
+        if isinstance(value, list | tuple):
+            value = ",".join(map(str, value))
+        shown.append(f"{key}={value}")
+    return " ".join(shown)
+
+
+_SECRET_KEYS = {
+    "token",
+    "password",
+    "app_password",
+    "client_secret",
+    "refresh_token",
+    "key",
+    "api_key",
+}
 
 
 def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:

@@ -1,13 +1,30 @@
-"""Small builders shared by tests: feed documents and configs written like a user would."""
+"""Small builders shared by tests: feed documents and configs written like a user would, and
+ways to poll them through the real pipeline and read what landed in the database."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from listener.config import load_config
+from listener.fetch import Fetcher
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+from listener.sources import PollContext, SourceState, get_kind
+
+if TYPE_CHECKING:
+    from httpd import RequestInfo
+
+    from listener.models import FetchLimits, SourcePoll, SourceSpec
 
 # Entries are dated relative to now, so rules with time windows see them as recent.
 BASE_TIME = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -72,3 +89,71 @@ def write_config(
     path = tmp_path / "sources.yaml"
     path.write_text(text)
     return path
+
+
+class Clock:
+    """A clock a test can move: `clock.now = later`."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def poll_once(
+    config_path: Path, *, now: Callable[[], datetime], env: Mapping[str, str] | None = None
+) -> PollSummary:
+    """One `listener poll` of every source: a new runtime (store, fetcher) each time, as after
+    a restart."""
+    config = load_config(config_path, env=env or {})
+
+    async def main() -> PollSummary:
+        async with open_runtime(config, now=now) as rt:
+            return await poll_sources(list(config.sources), rt)
+
+    return asyncio.run(main())
+
+
+def poll_kind(
+    spec: SourceSpec,
+    state: SourceState,
+    *,
+    now: Callable[[], datetime],
+    limits: FetchLimits | None = None,
+) -> SourcePoll:
+    """One `poll` of the spec's kind outside the pipeline: what it returns (cursor, error)."""
+
+    async def main() -> SourcePoll:
+        async with Fetcher(limits) as fetcher:
+            ctx = PollContext(spec=spec, fetcher=fetcher, state=state, now=now)
+            return await get_kind(spec.kind).poll(ctx)
+
+    return asyncio.run(main())
+
+
+def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
+    """The rows of `sql` on the database of a config written by `write_config`."""
+    conn = sqlite3.connect(tmp_path / "mentions.db")
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def source_cursor(tmp_path: Path, name: str) -> dict[str, Any]:
+    """The cursor the database keeps for source `name` ({} before its first one)."""
+    (value,) = rows(tmp_path, "SELECT cursor FROM sources WHERE name = ?", name)[0]
+    return json.loads(value) if value else {}
+
+
+def query_params(info: RequestInfo) -> dict[str, str]:
+    """The query string of a request the loopback server saw, first value of each name."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(info.path).query).items()}
+
+
+def kind_source(name: str, kind: str, extra: str = "", **options: object) -> str:
+    """A `sources:` entry for `write_config(..., extra=...)`: one `key: value` line per option,
+    in order, then `extra` (more lines, already indented)."""
+    lines = "".join(f"    {key}: {value}\n" for key, value in options.items())
+    return f"  - name: {name}\n    kind: {kind}\n{lines}{extra}"

@@ -8,19 +8,19 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import kind_source, poll_kind, poll_once, rows, write_config
+from helpers import query_params as q
 from httpd import LoopbackServer, RequestInfo
 
 from listener.config import ConfigError, load_config
-from listener.fetch import Fetcher
 from listener.models import FetchLimits, SourceSpec
 from listener.pipeline import PollSummary, poll_sources
 from listener.runtime import open_runtime
-from listener.sources import PollContext, SourceState, get_kind
+from listener.sources import SourceState
 from listener.sources.bluesky import forget_sessions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bluesky"
@@ -38,10 +38,6 @@ JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def q(info: RequestInfo) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(info.path).query).items()}
 
 
 class FakePds:
@@ -107,30 +103,21 @@ def pds(httpd) -> FakePds:
 
 
 def config(tmp_path: Path, base_url: str, extra: str = "") -> Path:
-    source = (
-        "  - name: bsky\n    kind: bluesky\n    query: acme\n"
-        "    identifier: ${BSKY_HANDLE}\n    app_password: ${BSKY_APP_PASSWORD}\n"
-        f"    base_url: {base_url}/xrpc\n    request_interval: 0\n    every: 10m\n" + extra
+    source = kind_source(
+        "bsky",
+        "bluesky",
+        extra,
+        query="acme",
+        identifier="${BSKY_HANDLE}",
+        app_password="${BSKY_APP_PASSWORD}",
+        base_url=f"{base_url}/xrpc",
+        request_interval=0,
+        every="10m",
     )
     return write_config(tmp_path, [], extra=source)
 
 
-def run_poll(cfg: Path, *, now: Callable[[], datetime] = lambda: NOW) -> PollSummary:
-    conf = load_config(cfg, env=ENV)
-
-    async def main() -> PollSummary:
-        async with open_runtime(conf, now=now) as rt:
-            return await poll_sources(conf.sources, rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+run_poll = partial(poll_once, now=lambda: NOW, env=ENV)
 
 
 def database_text(tmp_path: Path) -> str:
@@ -307,13 +294,7 @@ def test_rate_limit_keeps_a_not_before_time(httpd):
         },
     )
     state = SourceState(cursor={"since": "2026-03-10T08:00:00+00:00"})
-
-    async def main():
-        async with Fetcher(FetchLimits(retries=0)) as fetcher:
-            ctx = PollContext(spec=spec, fetcher=fetcher, state=state, now=lambda: NOW)
-            return await get_kind("bluesky").poll(ctx)
-
-    result = asyncio.run(main())
+    result = poll_kind(spec, state, now=lambda: NOW, limits=FetchLimits(retries=0))
     assert result.error and "rate limit" in result.error and "RateLimitExceeded" in result.error
     assert result.cursor == {
         "since": "2026-03-10T08:00:00+00:00",

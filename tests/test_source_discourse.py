@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import kind_source, poll_once, rows, write_config
 from httpd import RequestInfo
 
 from listener.config import ConfigError, load_config
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discourse"
 JSON = "application/json; charset=utf-8"
@@ -27,22 +24,7 @@ def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-def poll(config_path: Path, env: dict[str, str] | None = None) -> PollSummary:
-    config = load_config(config_path, env=env or {})
-
-    async def main() -> PollSummary:
-        async with open_runtime(config, now=lambda: NOW) as rt:
-            return await poll_sources(list(config.sources), rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+poll = partial(poll_once, now=lambda: NOW)
 
 
 def query_of(request: RequestInfo) -> dict[str, list[str]]:
@@ -50,10 +32,7 @@ def query_of(request: RequestInfo) -> dict[str, list[str]]:
 
 
 def source(base_url: str, extra: str = "") -> str:
-    return (
-        f"  - name: forum\n    kind: discourse\n    base_url: {base_url}/\n"
-        f"    request_interval: 0\n{extra}"
-    )
+    return kind_source("forum", "discourse", extra, base_url=f"{base_url}/", request_interval=0)
 
 
 def serve_latest(httpd, posts: list[dict], page_size: int = 50) -> None:

@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import Clock, kind_source, poll_kind, poll_once, rows, source_cursor, write_config
+from helpers import query_params as q
 from httpd import LoopbackServer, RequestInfo
 
-from listener.config import load_config
-from listener.fetch import Fetcher
 from listener.models import SourceSpec
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
-from listener.sources import PollContext, SourceState, get_kind
+from listener.sources import SourceState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 SEARCH = "/search/issues"
 COMMENTS = "/repos/octo-org/skate-park/issues/42/comments"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 Answer = tuple[int, dict[str, str], bytes]
-
-
-class Clock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def rate_headers(
@@ -60,10 +47,6 @@ def answer(
     return status, headers or rate_headers(), body
 
 
-def q(info: RequestInfo) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(info.path).query).items()}
-
-
 def search_route(
     server: LoopbackServer, issues: str, prs: str, **kw
 ) -> Callable[[RequestInfo], Answer]:
@@ -74,36 +57,18 @@ def search_route(
 
 
 def config(tmp_path: Path, base_url: str, extra: str = "") -> Path:
-    source = (
-        "  - name: gh\n    kind: github\n    query: acme\n"
-        f"    base_url: {base_url}\n    request_interval: 0\n    every: 10m\n" + extra
+    source = kind_source(
+        "gh", "github", extra, query="acme", base_url=base_url, request_interval=0, every="10m"
     )
     return write_config(tmp_path, [], extra=source)
 
 
-def run_poll(
-    cfg: Path, *, env: dict[str, str] | None = None, now: Callable[[], datetime] | None = None
-) -> PollSummary:
-    conf = load_config(cfg, env=env or {})
-
-    async def main() -> PollSummary:
-        async with open_runtime(conf, now=now or Clock()) as rt:
-            return await poll_sources(conf.sources, rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+# A poll through the pipeline, at NOW unless a test moves its own clock.
+run_poll = partial(poll_once, now=Clock(NOW))
 
 
 def cursor(tmp_path: Path) -> dict:
-    (value,) = rows(tmp_path, "SELECT cursor FROM sources WHERE name = 'gh'")[0]
-    return json.loads(value) if value else {}
+    return source_cursor(tmp_path, "gh")
 
 
 @pytest.fixture
@@ -236,7 +201,7 @@ def test_used_up_search_limit_skips_polls_until_the_reset(tmp_path, httpd):
         ),
     )
     cfg = config(tmp_path, httpd.base_url, "    follow_threads: false\n")
-    clock = Clock()
+    clock = Clock(NOW)
     report = run_poll(cfg, now=clock).reports[0]
     assert report.ok and report.new_items == 1
     assert len(httpd.requests_for(SEARCH)) == 1  # the PR search waits for the reset
@@ -262,13 +227,7 @@ def test_secondary_rate_limit_reports_and_keeps_the_retry_after(httpd):
         options={"query": "acme", "base_url": httpd.base_url, "request_interval": 0},
     )
     state = SourceState(cursor={"since": {"issue": "2026-03-01T00:00:00+00:00"}})
-
-    async def main():
-        async with Fetcher() as fetcher:
-            ctx = PollContext(spec=spec, fetcher=fetcher, state=state, now=Clock())
-            return await get_kind("github").poll(ctx)
-
-    result = asyncio.run(main())
+    result = poll_kind(spec, state, now=Clock(NOW))
     assert result.error is not None
     assert "secondary rate limit" in result.error and "2026-03-10 12:10:00 UTC" in result.error
     assert "a token raises the search limit" in result.error

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
-from helpers import rss, write_config
+from helpers import kind_source, poll_once, rows, rss, write_config
 
-from listener.config import load_config
 from listener.parse import parse_feed
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 from listener.sources.google_alerts import normalise_item
 
 FIXTURES = Path(__file__).parent / "fixtures" / "google_alerts"
@@ -21,26 +17,11 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ARTICLE = "https://news.example.com/2026/11/acme-recall"
 
 
-def poll(config_path: Path) -> PollSummary:
-    config = load_config(config_path, env={})
-
-    async def main() -> PollSummary:
-        async with open_runtime(config, now=lambda: NOW) as rt:
-            return await poll_sources(list(config.sources), rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+poll = partial(poll_once, now=lambda: NOW)
 
 
 def source(url: str) -> str:
-    return f"  - name: alert\n    kind: google_alerts\n    url: {url}\n"
+    return kind_source("alert", "google_alerts", url=url)
 
 
 def test_alerts_land_unwrapped_and_without_bold_markup(tmp_path, httpd):

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import rss, write_config
+from helpers import kind_source, poll_once, rows, rss, write_config
+from helpers import query_params as query_of
 from httpd import RequestInfo
 
 from listener.config import ConfigError, load_config
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 from listener.sources.hackernews import item_from_hit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hackernews"
@@ -27,34 +24,19 @@ def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-def poll(config_path: Path) -> PollSummary:
-    """One `listener poll`: a new runtime (store, fetcher) each time, as after a restart."""
-    config = load_config(config_path, env={})
-
-    async def main() -> PollSummary:
-        async with open_runtime(config, now=lambda: NOW) as rt:
-            return await poll_sources(list(config.sources), rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+poll = partial(poll_once, now=lambda: NOW)
 
 
 def hn_source(base_url: str, name: str = "hn", extra: str = "") -> str:
-    return (
-        f"  - name: {name}\n    kind: hackernews\n    query: acme\n    base_url: {base_url}\n"
-        f"    hits_per_page: 3\n    request_interval: 0\n{extra}"
+    return kind_source(
+        name,
+        "hackernews",
+        extra,
+        query="acme",
+        base_url=base_url,
+        hits_per_page=3,
+        request_interval=0,
     )
-
-
-def query_of(request: RequestInfo) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(request.path).query).items()}
 
 
 def serve_search(httpd, pages: list[dict]) -> None:

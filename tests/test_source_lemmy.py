@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
-from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import kind_source, poll_once, rows, write_config
+from helpers import query_params as q
 from httpd import LoopbackServer, RequestInfo
 
-from listener.config import load_config
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 from listener.sources.lemmy import LemmyOptions, parse_post_view
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lemmy"
@@ -30,33 +25,13 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def q(info: RequestInfo) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(info.path).query).items()}
-
-
 def source(name: str, base_url: str, extra: str = "") -> str:
-    return (
-        f"  - name: {name}\n    kind: lemmy\n    query: acme\n"
-        f"    base_url: {base_url}\n    request_interval: 0\n    every: 10m\n" + extra
+    return kind_source(
+        name, "lemmy", extra, query="acme", base_url=base_url, request_interval=0, every="10m"
     )
 
 
-def run_poll(cfg: Path, *, now: Callable[[], datetime] = lambda: NOW) -> PollSummary:
-    conf = load_config(cfg, env={})
-
-    async def main() -> PollSummary:
-        async with open_runtime(conf, now=now) as rt:
-            return await poll_sources(conf.sources, rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+run_poll = partial(poll_once, now=lambda: NOW)
 
 
 def comment_lists(info: RequestInfo) -> tuple[int, dict[str, str], bytes]:

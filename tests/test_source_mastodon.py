@@ -8,21 +8,18 @@ first; the `Link` header carries `rel="next"` (`max_id` = oldest of the page) an
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import kind_source, poll_once, rows, write_config
+from helpers import query_params as query_of
 from httpd import LoopbackServer, RequestInfo
 
 from listener.config import ConfigError, load_config
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 from listener.sources.mastodon import item_from_status, parse_links
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mastodon"
@@ -34,26 +31,7 @@ def fixture(name: str):
     return json.loads((FIXTURES / name).read_text())
 
 
-def poll(config_path: Path, env: dict[str, str] | None = None) -> PollSummary:
-    config = load_config(config_path, env=env or {})
-
-    async def main() -> PollSummary:
-        async with open_runtime(config, now=lambda: NOW) as rt:
-            return await poll_sources(list(config.sources), rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
-def query_of(request: RequestInfo) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(request.path).query).items()}
+poll = partial(poll_once, now=lambda: NOW)
 
 
 def key(status_id: str) -> tuple[int, str]:
@@ -83,10 +61,13 @@ def serve_timeline(server: LoopbackServer, tag: str, statuses: list[dict]) -> No
 
 
 def source(instances: list[str], extra: str = "") -> str:
-    return (
-        "  - name: masto\n    kind: mastodon\n"
-        f"    instances: [{', '.join(instances)}]\n    tags: ['#acme']\n    request_interval: 0\n"
-        + extra
+    return kind_source(
+        "masto",
+        "mastodon",
+        extra,
+        instances=f"[{', '.join(instances)}]",
+        tags="['#acme']",
+        request_interval=0,
     )
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import poll_once, rows, write_config
 from httpd import RequestInfo
 
 from listener.config import ConfigError, load_config
 from listener.fetch import Fetcher
 from listener.models import SourceSpec
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 from listener.sources import PollContext, SourceState
 from listener.sources import reddit as reddit_module
 from listener.sources.reddit import RedditOptions, feed_url, fetch_thread
@@ -29,22 +27,7 @@ ATOM = "application/atom+xml; charset=UTF-8"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def poll(config_path: Path, env: dict[str, str] | None = None) -> PollSummary:
-    config = load_config(config_path, env=env or {})
-
-    async def main() -> PollSummary:
-        async with open_runtime(config, now=lambda: NOW) as rt:
-            return await poll_sources(list(config.sources), rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+poll = partial(poll_once, now=lambda: NOW)
 
 
 def reddit_source(base_url: str, keys: str = "    query: acme\n") -> str:

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import json
 import logging
-import sqlite3
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import Clock, kind_source, poll_kind, poll_once, rows, source_cursor, write_config
+from helpers import query_params as query
 from httpd import RequestInfo
 
 from listener.config import ConfigError, load_config
-from listener.fetch import Fetcher
 from listener.models import SourceSpec
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
-from listener.sources import PollContext, SourceState, get_kind
+from listener.sources import SourceState
 from listener.sources.stackexchange import site_host
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stackexchange"
 SEARCH = "/2.3/search/excerpts"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def fixture(name: str) -> bytes:
@@ -50,41 +36,25 @@ def gzipped(name: str, status: int = 200) -> tuple[int, dict[str, str], bytes]:
     )
 
 
-def query(info: RequestInfo) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(info.path).query).items()}
-
-
 def config(tmp_path: Path, base_url: str, extra: str = "") -> Path:
-    source = (
-        "  - name: so\n    kind: stackexchange\n    query: acme\n"
-        f"    base_url: {base_url}\n    request_interval: 0\n    every: 10m\n" + extra
+    source = kind_source(
+        "so",
+        "stackexchange",
+        extra,
+        query="acme",
+        base_url=base_url,
+        request_interval=0,
+        every="10m",
     )
     return write_config(tmp_path, [], extra=source)
 
 
-def run_poll(
-    cfg: Path, *, env: dict[str, str] | None = None, now: Callable[[], datetime] | None = None
-) -> PollSummary:
-    conf = load_config(cfg, env=env or {})
-
-    async def main() -> PollSummary:
-        async with open_runtime(conf, now=now or Clock()) as rt:
-            return await poll_sources(conf.sources, rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+# A poll through the pipeline, at NOW unless a test moves its own clock.
+run_poll = partial(poll_once, now=Clock(NOW))
 
 
 def cursor(tmp_path: Path) -> dict:
-    (value,) = rows(tmp_path, "SELECT cursor FROM sources WHERE name = 'so'")[0]
-    return json.loads(value) if value else {}
+    return source_cursor(tmp_path, "so")
 
 
 @pytest.fixture
@@ -171,7 +141,7 @@ def test_cursor_resumes_after_restart_without_duplicates(tmp_path, httpd):
 def test_backoff_is_obeyed_across_polls_and_low_quota_is_logged(tmp_path, httpd, caplog):
     httpd.add(SEARCH, handler=lambda info: gzipped("search_backoff.json"))
     cfg = config(tmp_path, httpd.base_url, "    max_pages: 3\n")
-    clock = Clock()
+    clock = Clock(NOW)
     with caplog.at_level(logging.WARNING, logger="listener.sources.stackexchange"):
         run_poll(cfg, now=clock)
     assert any("quota low: 20 of 300" in r.getMessage() for r in caplog.records)
@@ -212,13 +182,7 @@ def test_throttle_violation_asks_to_keep_a_not_before_time(httpd):
         options={"query": "acme", "base_url": httpd.base_url, "request_interval": 0},
     )
     state = SourceState(cursor={"sites": {"stackoverflow": {"fromdate": 1773000000}}})
-
-    async def main():
-        async with Fetcher() as fetcher:
-            ctx = PollContext(spec=spec, fetcher=fetcher, state=state, now=Clock())
-            return await get_kind("stackexchange").poll(ctx)
-
-    result = asyncio.run(main())
+    result = poll_kind(spec, state, now=Clock(NOW))
     assert result.error and result.cursor is not None
     # The old position is kept; the wait is added.
     assert result.cursor["sites"] == {"stackoverflow": {"fromdate": 1773000000}}

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import write_config
+from helpers import kind_source, poll_once, rows, write_config
 
 from listener.config import ConfigError, load_config
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
 
 FIXTURES = Path(__file__).parent / "fixtures" / "youtube"
 CHANNEL = "UCq2VqkZsHv7Fz8nXW4J0aQw"
@@ -22,26 +19,11 @@ ATOM = "text/xml; charset=UTF-8"  # what YouTube sends for videos.xml
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def poll(config_path: Path) -> PollSummary:
-    config = load_config(config_path, env={})
-
-    async def main() -> PollSummary:
-        async with open_runtime(config, now=lambda: NOW) as rt:
-            return await poll_sources(list(config.sources), rt)
-
-    return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+poll = partial(poll_once, now=lambda: NOW)
 
 
 def source(base_url: str, extra: str = "") -> str:
-    return f"  - name: yt\n    kind: youtube\n    channel_id: {CHANNEL}\n    base_url: {base_url}\n{extra}"
+    return kind_source("yt", "youtube", extra, channel_id=CHANNEL, base_url=base_url)
 
 
 def test_channel_videos_land_in_the_database(tmp_path, httpd):

@@ -21,7 +21,19 @@ if TYPE_CHECKING:
     from ..fetch import Fetcher
 
 # Modules that define kinds; imported on first use so a broken optional kind cannot stop the rest.
-_KIND_MODULES = ("feed", "hackernews", "stackexchange", "reddit", "github", "mastodon", "lemmy", "discourse", "bluesky", "youtube", "google_alerts")
+_KIND_MODULES = (
+    "feed",
+    "hackernews",
+    "stackexchange",
+    "reddit",
+    "github",
+    "mastodon",
+    "lemmy",
+    "discourse",
+    "bluesky",
+    "youtube",
+    "google_alerts",
+)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ Thread key `bsky:{root post uri}`; a brand thread is read with `app.bsky.feed.ge
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -37,6 +36,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import (
+    JSON_ACCEPT,
+    Interval,
+    WebUrl,
+    decode_json,
+    json_dict,
+    load_options,
+    pace,
+    parse_iso_time,
+    waiting_until,
+)
+from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +56,12 @@ DEFAULT_BASE_URL = "https://bsky.social/xrpc"
 THREAD_DEPTH = 10
 _TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
 _POST_URI = re.compile(r"^at://([^/]+)/app\.bsky\.feed\.post/([^/]+)$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 CREDENTIALS_HELP = (
     "Bluesky closed post search to anonymous clients: set `identifier:` (your handle, e.g. "
     "acme.bsky.social) and `app_password:` (create one in the Bluesky app under Settings > "
     "Privacy and security > App passwords), e.g. app_password: ${BSKY_APP_PASSWORD}"
 )
-
-
-def parse_interval(value: Any) -> Any:
-    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one: API fields are never trusted."""
-    return value if isinstance(value, dict) else {}
 
 
 class BlueskyOptions(BaseModel):
@@ -77,13 +71,11 @@ class BlueskyOptions(BaseModel):
     query: str = Field(min_length=1)
     identifier: str | None = None
     app_password: str | None = Field(default=None, repr=False)
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    base_url: WebUrl = DEFAULT_BASE_URL
     lang: str | None = None
     limit: int = Field(50, ge=1, le=100)
     max_pages: int = Field(5, ge=1, le=20)
-    request_interval: float = Field(0.5, ge=0)
-
-    _interval = field_validator("request_interval", mode="before")(parse_interval)
+    request_interval: Interval = 0.5
 
     @field_validator("base_url")
     @classmethod
@@ -124,26 +116,6 @@ class _Failure(Exception):
         self.not_before = not_before
 
 
-def _options(ctx: PollContext) -> BlueskyOptions:
-    return BlueskyOptions.model_validate(ctx.spec.options)
-
-
-def _pace(ctx: PollContext, opts: BlueskyOptions) -> None:
-    host = urlsplit(opts.base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, opts.request_interval)
-
-
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _xrpc_time(value: datetime) -> str:
     value = value.astimezone(UTC)
     return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
@@ -151,31 +123,15 @@ def _xrpc_time(value: datetime) -> str:
 
 def _decode(response: Response) -> tuple[Any, str | None, str | None]:
     """(JSON body, XRPC error name, problem) for one response."""
-    if response.status == 0 or (response.error and not response.body):
-        return None, None, f"Bluesky unreachable: {response.error}"
-    body = response.body.lstrip()
-    if body[:1] == b"<":
-        return (
-            None,
-            None,
-            (
-                f"Bluesky answered HTTP {response.status} with an HTML page instead of JSON "
-                "(a block page or the wrong base_url)"
-            ),
-        )
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        if not 200 <= response.status < 300:
-            return None, None, f"Bluesky answered HTTP {response.status} (not XRPC: check base_url)"
-        return (
-            None,
-            None,
-            (
-                f"Bluesky answered HTTP {response.status} with a body that is not valid JSON "
-                f"(truncated or not the API): {exc}"
-            ),
-        )
+    data, problem = decode_json(
+        response,
+        service="Bluesky",
+        unreachable="Bluesky",
+        html_hint="a block page or the wrong base_url",
+        error_hint="(not XRPC: check base_url)",
+    )
+    if problem is not None:
+        return None, None, problem
     if 200 <= response.status < 300:
         if not isinstance(data, dict):
             return None, None, "Bluesky answered with JSON that is not an XRPC response"
@@ -203,7 +159,7 @@ async def _create_session(
         "POST",
         f"{opts.base_url}/com.atproto.server.createSession",
         json={"identifier": opts.identifier.strip(), "password": opts.app_password.strip()},
-        accept="application/json",
+        accept=JSON_ACCEPT,
     )
     responses.append(response)
     data, name, problem = _decode(response)
@@ -255,7 +211,7 @@ async def _refresh_session(
         "POST",
         f"{opts.base_url}/com.atproto.server.refreshSession",
         headers={"Authorization": f"Bearer {session.refresh}"},
-        accept="application/json",
+        accept=JSON_ACCEPT,
     )
     responses.append(response)
     data, name, problem = _decode(response)
@@ -289,12 +245,12 @@ async def _xrpc_get(
     )
     for attempt in (1, 2):
         response = await ctx.fetcher.get(
-            url, headers={"Authorization": f"Bearer {session.access}"}, accept="application/json"
+            url, headers={"Authorization": f"Bearer {session.access}"}, accept=JSON_ACCEPT
         )
         responses.append(response)
         data, name, problem = _decode(response)
         if problem is None:
-            return _dict(data)
+            return json_dict(data)
         token_problem = name in _TOKEN_ERRORS or response.status == 401
         if token_problem and attempt == 1:
             session = await _refresh_session(ctx, opts, session, responses)
@@ -336,21 +292,25 @@ def thread_url(opts: BlueskyOptions, root_uri: str) -> str:
 
 
 def _sort_at(post: dict[str, Any]) -> datetime | None:
-    record = _dict(post.get("record"))
-    times = [t for t in (_iso(record.get("createdAt")), _iso(post.get("indexedAt"))) if t]
+    record = json_dict(post.get("record"))
+    times = [
+        t
+        for t in (parse_iso_time(record.get("createdAt")), parse_iso_time(post.get("indexedAt")))
+        if t
+    ]
     return min(times) if times else None
 
 
 def _links(post: dict[str, Any]) -> tuple[list[str], str | None]:
-    record = _dict(post.get("record"))
+    record = json_dict(post.get("record"))
     links = []
     for facet in record.get("facets") or []:
         features = facet.get("features") if isinstance(facet, dict) else None
         for feature in features if isinstance(features, list) else []:
             if isinstance(feature, dict) and isinstance(feature.get("uri"), str):
                 links.append(feature["uri"])
-    embed = _dict(record.get("embed"))
-    external = _dict(embed.get("external"))
+    embed = json_dict(record.get("embed"))
+    external = json_dict(embed.get("external"))
     card = external.get("uri") if isinstance(external.get("uri"), str) else None
     return links, card
 
@@ -362,14 +322,14 @@ def parse_post(post: Any, *, opts: BlueskyOptions, source: str, now: datetime) -
     record = post.get("record")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         return None
-    author = _dict(post.get("author"))
+    author = json_dict(post.get("author"))
     handle = author.get("handle") if isinstance(author.get("handle"), str) else None
     link = post_url(post["uri"], handle)
     if link is None:
         return None
     reply = record.get("reply") if isinstance(record.get("reply"), dict) else None
-    root = _dict(_dict(reply).get("root")).get("uri")
-    parent = _dict(_dict(reply).get("parent")).get("uri")
+    root = json_dict(json_dict(reply).get("root")).get("uri")
+    parent = json_dict(json_dict(reply).get("parent")).get("uri")
     root_uri = root if isinstance(root, str) else post["uri"]
     links, card = _links(post)
     extra: dict[str, Any] = {
@@ -404,15 +364,15 @@ def parse_post(post: Any, *, opts: BlueskyOptions, source: str, now: datetime) -
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(BlueskyOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    not_before = _iso(cursor.get("not_before"))
-    if not_before is not None and now < not_before:
+    not_before = waiting_until(cursor, now)
+    if not_before is not None:
         log.info("%s: Bluesky asked us to wait until %s", ctx.spec.name, not_before.isoformat())
         return SourcePoll(items=[], responses=[], not_modified=True)
-    since = _iso(cursor.get("since"))
+    since = parse_iso_time(cursor.get("since"))
     newest = since
     items: list[Item] = []
     responses: list[Response] = []
@@ -486,11 +446,10 @@ def _walk(node: Any, out: list[Any]) -> None:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """The root post and its replies, through `app.bsky.feed.getPostThread`."""
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(BlueskyOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    not_before = _iso(ctx.state.cursor.get("not_before"))
-    if not_before is not None and now < not_before:
+    if waiting_until(ctx.state.cursor, now) is not None:
         return SourcePoll(items=[], responses=[], not_modified=True)
     parts = urlsplit(thread_url)
     method = parts.path.rsplit("/", 1)[-1]

@@ -18,10 +18,8 @@ Private forums: `api_key` and `api_username` (a user API key) are sent as `Api-K
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -30,12 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime, url_identity
 from . import PollContext, SourceKind, register
+from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
+from ._api import Seconds, WebUrl, fetch_json, load_options, oldest_first, pace
 
 log = logging.getLogger(__name__)
 
-_NO_DATE = datetime.max.replace(tzinfo=UTC)
-
-JSON_ACCEPT = "application/json"
 # Regular posts and moderator posts; "small actions" (closed, pinned, ...) and whispers are not
 # things people said in public.
 _SPOKEN_POST_TYPES = frozenset({1, 2})
@@ -44,21 +41,11 @@ _QUOTE = re.compile(r"<aside\b[^>]*\bclass=\"[^\"]*\bquote\b[^\"]*\"[^>]*>.*?</a
 _IDS_PER_REQUEST = 20  # what Discourse returns per post_stream chunk
 
 
-def _seconds(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
-
-    return parse_duration(value)
-
-
 class DiscourseOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The forum's address, e.g. https://forum.example.com (there is no global Discourse API).
-    base_url: str = Field(pattern=r"^https?://\S+$")
+    base_url: WebUrl
     query: str | None = None
     # Read every new post of the forum (`/posts.json`). Default: on when there is no query.
     latest_posts: bool | None = None
@@ -68,9 +55,7 @@ class DiscourseOptions(BaseModel):
     # Posts read when a topic is followed (the most recent ones).
     max_thread_posts: int = Field(200, ge=1, le=5000)
     # Discourse's default limits: 200 requests a minute and 50 per 10 seconds per IP.
-    request_interval: float = 0.5
-
-    _interval = field_validator("request_interval", mode="before")(_seconds)
+    request_interval: Seconds = 0.5
 
     @field_validator("base_url")
     @classmethod
@@ -92,12 +77,6 @@ class DiscourseOptions(BaseModel):
         return self.latest_posts if self.latest_posts is not None else not self.query
 
 
-def _options(ctx: PollContext) -> DiscourseOptions:
-    return DiscourseOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
-
-
 def _host(opts: DiscourseOptions) -> str:
     return (urlsplit(opts.base_url).netloc or opts.base_url).lower()
 
@@ -106,12 +85,6 @@ def _headers(opts: DiscourseOptions) -> dict[str, str] | None:
     if opts.api_key and opts.api_username:
         return {"Api-Key": opts.api_key, "Api-Username": opts.api_username}
     return None
-
-
-def _pace(ctx: PollContext, opts: DiscourseOptions) -> None:
-    hostname = urlsplit(opts.base_url).hostname
-    if hostname:
-        ctx.fetcher.set_host_interval(hostname, opts.request_interval)
 
 
 def _problem(response: Response, what: str, opts: DiscourseOptions) -> str:
@@ -134,19 +107,9 @@ def _problem(response: Response, what: str, opts: DiscourseOptions) -> str:
 async def _get_json(
     ctx: PollContext, opts: DiscourseOptions, url: str, what: str
 ) -> tuple[Any, Response, str | None]:
-    response = await ctx.fetcher.get(url, headers=_headers(opts), accept=JSON_ACCEPT)
-    if response.error or not response.ok:
-        return None, response, _problem(response, what, opts)
-    try:
-        return json.loads(response.body), response, None
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, response, f"{what} answered with broken JSON (truncated?): {exc}"
-
-
-def _oldest_first(items: list[Item]) -> list[Item]:
-    """Items in the order they were written, so a thread's root is processed before its replies
-    (a reply seen before its thread is known to be about a brand would not count as context)."""
-    return sorted(items, key=lambda it: it.published_at or _NO_DATE)
+    return await fetch_json(
+        ctx, url, what, headers=_headers(opts), problem=lambda r, w: _problem(r, w, opts)
+    )
 
 
 def _int(value: object) -> int | None:
@@ -314,8 +277,8 @@ async def _search(
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(DiscourseOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     cursor = dict(ctx.state.cursor)
     responses: list[Response] = []
     items: dict[str, Item] = {}
@@ -334,7 +297,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
             errors.append(error)
         elif newest is not None:
             cursor[name] = newest
-    found_items = _oldest_first(list(items.values()))
+    found_items = oldest_first(list(items.values()))
     if errors:
         return SourcePoll(items=found_items, responses=responses, error="; ".join(errors))
     return SourcePoll(items=found_items, responses=responses, cursor=cursor)
@@ -342,8 +305,8 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """A topic's posts: `/t/{id}.json`, then the rest of its stream, most recent first."""
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(DiscourseOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     responses: list[Response] = []
     doc, response, error = await _get_json(ctx, opts, thread_url, "topic")
     responses.append(response)
@@ -375,7 +338,7 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
         item = item_from_post(post, opts, ctx.spec.name, topic_title=title, topic_slug=slug)
         if item is not None:
             items.append(item)
-    return SourcePoll(items=_oldest_first(items), responses=responses)
+    return SourcePoll(items=oldest_first(items), responses=responses)
 
 
 KIND = register(

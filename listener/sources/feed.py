@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from ..models import SourcePoll
 from ..parse import NotAFeed, parse_feed
 from . import PollContext, SourceKind, register
+from ._api import WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 class FeedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(pattern=r"^https?://\S+$")
+    url: WebUrl
 
 
 def body_digest(body: bytes) -> str:

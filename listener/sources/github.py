@@ -22,7 +22,6 @@ Thread key `github:{owner}/{repo}#{number}`; a brand issue's comments are read f
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import (
+    Interval,
+    OptionalSecret,
+    WebUrl,
+    cursor_with_wait,
+    decode_json,
+    json_dict,
+    load_options,
+    pace,
+    parse_iso_time,
+    waiting_until,
+)
+from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +63,6 @@ _ALL_KINDS: tuple[Kind, ...] = ("issue", "pr")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _REPO = re.compile(r"/repos/([^/]+)/([^/]+)(?:/|$)")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_interval(value: Any) -> Any:
-    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one: API fields are never trusted."""
-    return value if isinstance(value, dict) else {}
 
 
 class GitHubOptions(BaseModel):
@@ -76,16 +71,14 @@ class GitHubOptions(BaseModel):
     # Search syntax, qualifiers welcome: `acme repo:acme/sdk`, `"acme corp" -author:acme-bot`.
     query: str = Field(min_length=1)
     types: list[Kind] = Field(default_factory=lambda: list(_ALL_KINDS), min_length=1)
-    token: str | None = None
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    token: OptionalSecret = None
+    base_url: WebUrl = DEFAULT_BASE_URL
     # created: new issues and PRs; updated: also old ones that were edited or commented on.
     sort: Literal["created", "updated"] = "created"
     per_page: int = Field(50, ge=1, le=100)
     max_pages: int = Field(5, ge=1, le=10)
     # 30 searches a minute with a token: one every 2 s keeps a poll of several pages inside it.
-    request_interval: float = Field(2.0, ge=0)
-
-    _interval = field_validator("request_interval", mode="before")(parse_interval)
+    request_interval: Interval = 2.0
 
     @field_validator("types", mode="before")
     @classmethod
@@ -96,18 +89,9 @@ class GitHubOptions(BaseModel):
             return ["pr" if t in ("pull_request", "pull-request", "pull") else t for t in v]
         return v
 
-    @field_validator("token")
-    @classmethod
-    def _blank_token(cls, v: str | None) -> str | None:
-        return v.strip() or None if v is not None else None
-
 
 def thread_key(owner: str, repo: str, number: object) -> str:
     return f"github:{owner.lower()}/{repo.lower()}#{number}"
-
-
-def _options(ctx: PollContext) -> GitHubOptions:
-    return GitHubOptions.model_validate(ctx.spec.options)
 
 
 def _headers(opts: GitHubOptions) -> dict[str, str]:
@@ -117,22 +101,6 @@ def _headers(opts: GitHubOptions) -> dict[str, str]:
     return headers
 
 
-def _pace(ctx: PollContext, opts: GitHubOptions) -> None:
-    host = urlsplit(opts.base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, opts.request_interval)
-
-
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _epoch(value: str | None) -> datetime | None:
     if value is None or not value.strip().isdigit():
         return None
@@ -140,26 +108,12 @@ def _epoch(value: str | None) -> datetime | None:
 
 
 def _decode(response: Response) -> tuple[Any, str | None]:
-    if response.status == 0 or (response.error and not response.body):
-        return None, f"GitHub API unreachable: {response.error}"
-    body = response.body.lstrip()
-    if body[:1] == b"<":
-        return None, (
-            f"GitHub answered HTTP {response.status} with an HTML page instead of JSON "
-            "(a proxy, a login page or the wrong base_url)"
-        )
-    try:
-        return json.loads(body), None
-    except ValueError as exc:
-        if not 200 <= response.status < 300:
-            return None, (
-                f"GitHub answered HTTP {response.status} without a JSON error "
-                "(not the API: check base_url)"
-            )
-        return None, (
-            f"GitHub answered HTTP {response.status} with a body that is not valid JSON "
-            f"(truncated or not the API): {exc}"
-        )
+    return decode_json(
+        response,
+        service="GitHub",
+        unreachable="GitHub API",
+        html_hint="a proxy, a login page or the wrong base_url",
+    )
 
 
 def _message(data: Any) -> str:
@@ -243,7 +197,7 @@ def parse_issue(raw: Any, *, source: str, now: datetime) -> Item | None:
     if repo is None or not isinstance(link, str):
         return None
     owner, name = repo
-    user = _dict(raw.get("user"))
+    user = json_dict(raw.get("user"))
     is_pr = isinstance(raw.get("pull_request"), dict)
     labels = [lb.get("name") for lb in raw.get("labels") or [] if isinstance(lb, dict)]
     comments_url = raw.get("comments_url")
@@ -273,7 +227,7 @@ def parse_issue(raw: Any, *, source: str, now: datetime) -> Item | None:
 def parse_comment(raw: Any, *, source: str, key: str, now: datetime) -> Item | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("html_url"), str):
         return None
-    user = _dict(raw.get("user"))
+    user = json_dict(raw.get("user"))
     return Item(
         source=source,
         native_id=f"comment:{raw.get('id')}",
@@ -326,12 +280,12 @@ def _remember_rate(response: Response, rate: dict[str, Any]) -> None:
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(GitHubOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    not_before = _iso(cursor.get("not_before"))
-    if not_before is not None and now < not_before:
+    not_before = waiting_until(cursor, now)
+    if not_before is not None:
         log.info(
             "%s: GitHub rate limit: waiting until %s",
             ctx.spec.name,
@@ -349,7 +303,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
     for kind in opts.types:
         since = since_by_kind.get(kind) if isinstance(since_by_kind.get(kind), str) else None
-        newest = _iso(since)
+        newest = parse_iso_time(since)
         complete = False
         for page in range(1, (opts.max_pages if since else 1) + 1):
             url = _search_url(opts, kind, since, page)
@@ -371,7 +325,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
                 if item is None:
                     continue
                 items.append(item)
-                when = _iso(raw.get(field))
+                when = parse_iso_time(raw.get(field))
                 if when is not None and (newest is None or when > newest):
                     newest = when
             if response.headers.get("x-ratelimit-remaining") == "0":
@@ -404,10 +358,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
         if error or wait_until:
             break
 
-    new_cursor: dict[str, Any] = {**cursor, "since": since_by_kind, "rate": rate}
-    new_cursor.pop("not_before", None)
-    if wait_until is not None:
-        new_cursor["not_before"] = wait_until.isoformat(timespec="seconds")
+    new_cursor = cursor_with_wait({**cursor, "since": since_by_kind, "rate": rate}, wait_until)
     if error:
         # The old position rides along unchanged; only the wait is new (see stackexchange).
         return SourcePoll(items=items, responses=responses, error=error, cursor=new_cursor)
@@ -416,11 +367,10 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """An issue's comments, oldest first, following `Link: rel="next"`."""
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(GitHubOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    not_before = _iso(ctx.state.cursor.get("not_before"))
-    if not_before is not None and now < not_before:
+    if waiting_until(ctx.state.cursor, now) is not None:
         return SourcePoll(items=[], responses=[], not_modified=True)
     items: list[Item] = []
     responses: list[Response] = []

@@ -18,11 +18,12 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from ..models import Item, SourcePoll
 from ..text import canonical_url
 from . import PollContext, SourceKind, register
+from ._api import WebUrl
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ _REDIRECT_HOST = re.compile(r"^https?://(?:www\.)?google\.[a-z.]+/url\?", re.I)
 class GoogleAlertsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(pattern=r"^https?://\S+$")
+    url: WebUrl
 
 
 def normalise_item(item: Item) -> Item:

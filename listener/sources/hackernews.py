@@ -13,21 +13,20 @@ at most, tags ANDed by comma and ORed inside parentheses, `numericFilters=create
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
+from ._api import Seconds, WebUrl, fetch_json, load_options, oldest_first, pace
 
 log = logging.getLogger(__name__)
-
-_NO_DATE = datetime.max.replace(tzinfo=UTC)
 
 DEFAULT_BASE_URL = "https://hn.algolia.com/api/v1"
 HN_ITEM_URL = "https://news.ycombinator.com/item?id={id}"
@@ -37,34 +36,20 @@ DEFAULT_INTERVAL_S = 0.4
 MAX_HITS = 1000
 # A comment tree is flattened into at most this many items.
 MAX_THREAD_ITEMS = 2000
-JSON_ACCEPT = "application/json"
-
-
-def _seconds(value: Any) -> float:
-    """A number of seconds (0 allowed) or a duration such as `6s` or `2d`."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
-
-    return parse_duration(value)
 
 
 class HackerNewsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     query: str = Field(min_length=1, description="words to search for, as typed on hn.algolia.com")
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    base_url: WebUrl = DEFAULT_BASE_URL
     # Which kinds of item to search: stories, comments or both.
     types: list[str] = Field(default_factory=lambda: ["story", "comment"])
     hits_per_page: int = Field(100, ge=1, le=1000)
     max_pages: int = Field(10, ge=1, le=100)
     # How far back the very first poll reaches; later polls continue from the cursor.
-    backfill: float = 2 * 86400.0
-    request_interval: float = DEFAULT_INTERVAL_S
-
-    _durations = field_validator("backfill", "request_interval", mode="before")(_seconds)
+    backfill: Seconds = 2 * 86400.0
+    request_interval: Seconds = DEFAULT_INTERVAL_S
 
     @field_validator("query")
     @classmethod
@@ -82,42 +67,13 @@ class HackerNewsOptions(BaseModel):
         return list(dict.fromkeys(v))
 
 
-def _options(ctx: PollContext) -> HackerNewsOptions:
-    return HackerNewsOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
-
-
 def _base(opts: HackerNewsOptions) -> str:
     return opts.base_url.rstrip("/")
-
-
-def _pace(ctx: PollContext, opts: HackerNewsOptions) -> None:
-    host = urlsplit(opts.base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, opts.request_interval)
-
-
-async def _get_json(ctx: PollContext, url: str, what: str) -> tuple[Any, Response, str | None]:
-    """(document, response, error): never raises for HTTP problems or broken JSON."""
-    response = await ctx.fetcher.get(url, accept=JSON_ACCEPT)
-    if response.error or not response.ok:
-        return None, response, f"{what}: {response.error or f'HTTP {response.status}'}"
-    try:
-        return json.loads(response.body), response, None
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, response, f"{what} answered with broken JSON (truncated?): {exc}"
 
 
 # ---------------------------------------------------------------------------------------------
 # Hits and items to Items
 # ---------------------------------------------------------------------------------------------
-
-
-def _oldest_first(items: list[Item]) -> list[Item]:
-    """Items in the order they were written, so a thread's root is processed before its replies
-    (a reply seen before its thread is known to be about a brand would not count as context)."""
-    return sorted(items, key=lambda it: it.published_at or _NO_DATE)
 
 
 def _permalink(item_id: object) -> str:
@@ -303,8 +259,8 @@ def search_url(opts: HackerNewsOptions, since: int, page: int) -> str:
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(HackerNewsOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     base = _base(opts)
     cursor = ctx.state.cursor.get("created_at_i")
     if isinstance(cursor, int) and not isinstance(cursor, bool):
@@ -317,7 +273,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
     page, pages = 0, 1
     max_pages = min(opts.max_pages, -(-MAX_HITS // opts.hits_per_page))
     while page < pages and page < max_pages:
-        doc, response, error = await _get_json(
+        doc, response, error = await fetch_json(
             ctx, search_url(opts, since, page), "Hacker News search"
         )
         responses.append(response)
@@ -352,7 +308,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
             opts.hits_per_page,
         )
     return SourcePoll(
-        items=_oldest_first(list(items.values())),
+        items=oldest_first(list(items.values())),
         responses=responses,
         cursor={"created_at_i": newest},
     )
@@ -360,9 +316,9 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """The story and all its comments, from one `items/{story_id}` request."""
-    opts = _options(ctx)
-    _pace(ctx, opts)
-    doc, response, error = await _get_json(ctx, thread_url, "Hacker News thread")
+    opts = load_options(HackerNewsOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
+    doc, response, error = await fetch_json(ctx, thread_url, "Hacker News thread")
     if error:
         return SourcePoll(items=[], responses=[response], error=error)
     if not isinstance(doc, dict):

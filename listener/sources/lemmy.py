@@ -22,10 +22,9 @@ post's comments are read from `/api/v3/comment/list?post_id=`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -34,6 +33,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import (
+    JSON_ACCEPT,
+    Interval,
+    WebUrl,
+    decode_json,
+    json_dict,
+    load_options,
+    pace,
+    parse_iso_time,
+)
+from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +51,6 @@ DEFAULT_BASE_URL = "https://lemmy.world"
 # Depth of the comment tree read when following a thread (lemmy-ui's own default).
 COMMENT_DEPTH = 8
 _POST_AP_ID = re.compile(r"^https?://([^/]+)/post/(\d+)/?$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_interval(value: Any) -> Any:
-    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one: API fields are never trusted."""
-    return value if isinstance(value, dict) else {}
 
 
 class LemmyOptions(BaseModel):
@@ -65,15 +58,13 @@ class LemmyOptions(BaseModel):
 
     query: str = Field(min_length=1)
     # The instance to search through, e.g. https://lemmy.world or https://programming.dev.
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    base_url: WebUrl = DEFAULT_BASE_URL
     type: Literal["All", "Posts", "Comments"] = "All"
     # Only this community (`name` or `name@instance`).
     community: str | None = None
     limit: int = Field(50, ge=1, le=50)
     max_pages: int = Field(5, ge=1, le=20)
-    request_interval: float = Field(1.0, ge=0)
-
-    _interval = field_validator("request_interval", mode="before")(parse_interval)
+    request_interval: Interval = 1.0
 
     @field_validator("base_url")
     @classmethod
@@ -84,29 +75,8 @@ class LemmyOptions(BaseModel):
         return v
 
 
-def _options(ctx: PollContext) -> LemmyOptions:
-    return LemmyOptions.model_validate(ctx.spec.options)
-
-
-def _pace(ctx: PollContext, opts: LemmyOptions) -> None:
-    host = urlsplit(opts.base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, opts.request_interval)
-
-
 def _instance(opts: LemmyOptions) -> str:
     return (urlsplit(opts.base_url).hostname or "").lower()
-
-
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # Lemmy before 0.19 wrote naive UTC times.
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def thread_key_for(post: dict[str, Any], instance: str) -> str:
@@ -147,8 +117,8 @@ def parse_post_view(view: Any, *, opts: LemmyOptions, source: str, now: datetime
     permalink = post.get("ap_id") if isinstance(post.get("ap_id"), str) else None
     permalink = permalink or f"{opts.base_url}/post/{post['id']}"
     link = post.get("url") if isinstance(post.get("url"), str) and post.get("url") else None
-    community = _dict(view.get("community"))
-    counts = _dict(view.get("counts"))
+    community = json_dict(view.get("community"))
+    counts = json_dict(view.get("counts"))
     extra: dict[str, Any] = {
         "ap_id": permalink,
         "instance": instance,
@@ -182,7 +152,7 @@ def parse_comment_view(view: Any, *, opts: LemmyOptions, source: str, now: datet
     if not isinstance(view, dict) or not isinstance(view.get("comment"), dict):
         return None
     comment = view["comment"]
-    post = _dict(view.get("post"))
+    post = json_dict(view.get("post"))
     if _gone(comment) or not isinstance(comment.get("id"), int):
         return None
     instance = _instance(opts)
@@ -216,28 +186,15 @@ def parse_comment_view(view: Any, *, opts: LemmyOptions, source: str, now: datet
 
 
 def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
-    if response.status == 0 or (response.error and not response.body):
-        return None, f"Lemmy instance unreachable: {response.error}"
-    body = response.body.lstrip()
-    if body[:1] == b"<":
-        return None, (
-            f"the Lemmy instance answered HTTP {response.status} with an HTML page instead of "
-            "JSON (not a Lemmy instance, a block page, or the wrong base_url)"
-        )
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        if not 200 <= response.status < 300:
-            return None, (
-                f"the Lemmy instance answered HTTP {response.status} without a JSON error "
-                "(not the API: check base_url)"
-            )
-        return None, (
-            f"the Lemmy instance answered HTTP {response.status} with a body that is not valid "
-            f"JSON (truncated or not the API): {exc}"
-        )
-    if not isinstance(data, dict):
-        return None, "the Lemmy instance answered with JSON that is not an API response"
+    data, problem = decode_json(
+        response,
+        service="the Lemmy instance",
+        unreachable="Lemmy instance",
+        html_hint="not a Lemmy instance, a block page, or the wrong base_url",
+        not_object="an API response",
+    )
+    if problem is not None:
+        return None, problem
     if not 200 <= response.status < 300 or "error" in data:
         code = str(data.get("error") or f"HTTP {response.status}")
         if "rate_limit" in code or response.status == 429:
@@ -250,15 +207,15 @@ def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _published(view: dict[str, Any], field: str) -> datetime | None:
-    return _iso(_dict(view.get(field)).get("published"))
+    return parse_iso_time(json_dict(view.get(field)).get("published"))
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(LemmyOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    since = _iso(cursor.get("newest"))
+    since = parse_iso_time(cursor.get("newest"))
     newest = since
     items: list[Item] = []
     responses: list[Response] = []
@@ -276,7 +233,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
         if opts.community:
             params["community_name"] = opts.community
         url = f"{opts.base_url}/api/v3/search?{urlencode(params)}"
-        response = await ctx.fetcher.get(url, accept="application/json")
+        response = await ctx.fetcher.get(url, accept=JSON_ACCEPT)
         responses.append(response)
         data, problem = _decode(response)
         if problem is not None:
@@ -322,10 +279,10 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """A post's comments (the tree to COMMENT_DEPTH), newest first."""
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(LemmyOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    response = await ctx.fetcher.get(thread_url, accept="application/json")
+    response = await ctx.fetcher.get(thread_url, accept=JSON_ACCEPT)
     data, problem = _decode(response)
     if problem is not None:
         return SourcePoll(items=[], responses=[response], error=problem)

@@ -23,10 +23,8 @@ Documented at https://docs.joinmastodon.org/methods/timelines/#tag, /methods/sea
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -35,26 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
+from ._api import Seconds, fetch_json, load_options, oldest_first, pace
 
 log = logging.getLogger(__name__)
 
-_NO_DATE = datetime.max.replace(tzinfo=UTC)
-
 PAGE_LIMIT = 40  # the documented maximum per page
-JSON_ACCEPT = "application/json"
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
 _REL = re.compile(r"""rel\s*=\s*"?([^";,]+)"?""", re.I)
 _TAG = re.compile(r"^[^\s#/?&]+$")
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
-
-    return parse_duration(value)
 
 
 class MastodonOptions(BaseModel):
@@ -67,9 +54,7 @@ class MastodonOptions(BaseModel):
     token: str | None = None
     max_pages: int = Field(5, ge=1, le=100)
     # Mastodon allows 300 requests per 5 minutes per IP by default: one a second.
-    request_interval: float = 1.0
-
-    _interval = field_validator("request_interval", mode="before")(_seconds)
+    request_interval: Seconds = 1.0
 
     @field_validator("instances")
     @classmethod
@@ -108,12 +93,6 @@ class MastodonOptions(BaseModel):
         return self
 
 
-def _options(ctx: PollContext) -> MastodonOptions:
-    return MastodonOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
-
-
 def _host(instance: str) -> str:
     """The instance's address as used in thread keys and cursors (host, and port if any)."""
     return (urlsplit(instance).netloc or instance).lower()
@@ -127,9 +106,7 @@ def _headers(opts: MastodonOptions, instance: str) -> dict[str, str] | None:
 
 def _pace(ctx: PollContext, opts: MastodonOptions) -> None:
     for instance in opts.instances:
-        hostname = urlsplit(instance).hostname
-        if hostname:
-            ctx.fetcher.set_host_interval(hostname, opts.request_interval)
+        pace(ctx, instance, opts.request_interval)
 
 
 def _problem(response: Response, what: str, authenticated: bool) -> str:
@@ -152,13 +129,10 @@ def _problem(response: Response, what: str, authenticated: bool) -> str:
 async def _get_json(
     ctx: PollContext, url: str, what: str, headers: dict[str, str] | None
 ) -> tuple[Any, Response, str | None]:
-    response = await ctx.fetcher.get(url, headers=headers, accept=JSON_ACCEPT)
-    if response.error or not response.ok:
-        return None, response, _problem(response, what, headers is not None)
-    try:
-        return json.loads(response.body), response, None
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, response, f"{what} answered with broken JSON (truncated?): {exc}"
+    authenticated = headers is not None
+    return await fetch_json(
+        ctx, url, what, headers=headers, problem=lambda r, w: _problem(r, w, authenticated)
+    )
 
 
 def parse_links(header: str) -> dict[str, str]:
@@ -178,12 +152,6 @@ def _query_param(url: str, name: str) -> str | None:
     except ValueError:
         return None
     return values[0] if values else None
-
-
-def _oldest_first(items: list[Item]) -> list[Item]:
-    """Items in the order they were written, so a thread's root is processed before its replies
-    (a reply seen before its thread is known to be about a brand would not count as context)."""
-    return sorted(items, key=lambda it: it.published_at or _NO_DATE)
 
 
 def _id_key(status_id: str) -> tuple[int, str]:
@@ -364,7 +332,7 @@ class _Run:
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
+    opts = load_options(MastodonOptions, ctx)
     _pace(ctx, opts)
     run = _Run(ctx, opts)
     for instance in opts.instances:
@@ -372,7 +340,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
             await run.tag(instance, tag)
     if opts.query:
         await run.search(opts.instances[0], opts.query)
-    items = _oldest_first(list(run.items.values()))
+    items = oldest_first(list(run.items.values()))
     if run.errors:
         # Items that did arrive are kept (the store dedupes them when they come again); the
         # cursor is not saved, so the failed timelines are asked for again from where they were.
@@ -382,7 +350,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """Ancestors and descendants of a status, from `/api/v1/statuses/{id}/context`."""
-    opts = _options(ctx)
+    opts = load_options(MastodonOptions, ctx)
     _pace(ctx, opts)
     parts = urlsplit(thread_url)
     instance = f"{parts.scheme}://{parts.netloc}"
@@ -400,7 +368,7 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
             item = item_from_status(status, ctx.spec.name, match)
             if item is not None:
                 items.append(item)
-    return SourcePoll(items=_oldest_first(items), responses=[response])
+    return SourcePoll(items=oldest_first(items), responses=[response])
 
 
 KIND = register(

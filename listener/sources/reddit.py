@@ -35,7 +35,7 @@ import json
 import logging
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -44,11 +44,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import (
+    JSON_ACCEPT,
+    Seconds,
+    WebUrl,
+    http_problem,
+    load_options,
+    oldest_first,
+    pace,
+    parse_json_body,
+)
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
-
-_NO_DATE = datetime.max.replace(tzinfo=UTC)
 
 DEFAULT_BASE_URL = "https://www.reddit.com"
 OAUTH_BASE_URL = "https://oauth.reddit.com"
@@ -56,7 +64,6 @@ OAUTH_BASE_URL = "https://oauth.reddit.com"
 DEFAULT_INTERVAL_S = 6.0
 # 100 requests a minute per OAuth client.
 OAUTH_INTERVAL_S = 0.6
-JSON_ACCEPT = "application/json"
 # Tokens are renewed this long before Reddit says they expire.
 TOKEN_MARGIN = timedelta(seconds=60)
 _SUBREDDIT = re.compile(r"^[A-Za-z0-9_]{2,21}(?:\+[A-Za-z0-9_]{2,21})*$")
@@ -73,35 +80,22 @@ _CONTENT = re.compile(rb"<content\b[^>]*>(.*?)</content>", re.S)
 _LINK_ANCHOR = re.compile(r"""<a\s+href=["']([^"']+)["'][^>]*>\s*\[link\]\s*</a>""", re.I)
 
 
-def _seconds(value: Any) -> float:
-    """A number of seconds (0 allowed) or a duration such as `6s`."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
-
-    return parse_duration(value)
-
-
 class RedditOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     query: str | None = None
     subreddit: str | None = None
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    base_url: WebUrl = DEFAULT_BASE_URL
     # Seconds between two requests to Reddit's host (all Reddit sources share it).
-    request_interval: float = DEFAULT_INTERVAL_S
+    request_interval: Seconds = DEFAULT_INTERVAL_S
     limit: int = Field(100, ge=1, le=100)
     # OAuth: the app's id and secret, plus a user's username/password or a refresh token.
-    oauth_base_url: str = Field(OAUTH_BASE_URL, pattern=r"^https?://\S+$")
+    oauth_base_url: WebUrl = OAUTH_BASE_URL
     client_id: str | None = None
     client_secret: str | None = None
     username: str | None = None
     password: str | None = None
     refresh_token: str | None = None
-
-    _interval = field_validator("request_interval", mode="before")(_seconds)
 
     @field_validator("subreddit", mode="before")
     @classmethod
@@ -144,12 +138,6 @@ class RedditOptions(BaseModel):
         return bool(self.client_id and self.client_secret)
 
 
-def _options(ctx: PollContext) -> RedditOptions:
-    return RedditOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
-
-
 def feed_url(opts: RedditOptions) -> str:
     base = opts.base_url.rstrip("/")
     limit = str(opts.limit)
@@ -167,16 +155,12 @@ def comments_url(opts: RedditOptions, post_id: str) -> str:
 
 
 def _pace(ctx: PollContext, opts: RedditOptions) -> None:
-    host = urlsplit(opts.base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, opts.request_interval)
+    pace(ctx, opts.base_url, opts.request_interval)
 
 
 def _pace_oauth(ctx: PollContext, opts: RedditOptions) -> None:
     _pace(ctx, opts)  # the token endpoint is on www.reddit.com
-    host = urlsplit(opts.oauth_base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, min(opts.request_interval, OAUTH_INTERVAL_S))
+    pace(ctx, opts.oauth_base_url, min(opts.request_interval, OAUTH_INTERVAL_S))
 
 
 def _entry_links(body: bytes) -> dict[str, str]:
@@ -193,12 +177,6 @@ def _entry_links(body: bytes) -> dict[str, str]:
         if anchor:
             out[m_id.group(1).decode("utf-8", "replace")] = html.unescape(anchor.group(1)).strip()
     return out
-
-
-def _oldest_first(items: list[Item]) -> list[Item]:
-    """Items in the order they were written, so a thread's root is processed before its replies
-    (a reply seen before its thread is known to be about a brand would not count as context)."""
-    return sorted(items, key=lambda it: it.published_at or _NO_DATE)
 
 
 def _is_external(link: str) -> bool:
@@ -264,13 +242,13 @@ def _explain_failure(result: SourcePoll) -> str:
 
 
 async def _read_feed(ctx: PollContext, url: str, *, conditional: bool) -> SourcePoll:
-    opts = _options(ctx)
+    opts = load_options(RedditOptions, ctx)
     _pace(ctx, opts)
     result = await fetch_feed_items(ctx, url, conditional=conditional)
     if result.error:
         return replace(result, error=_explain_failure(result))
     body = result.responses[-1].body if result.responses else b""
-    return replace(result, items=_oldest_first(normalise_items(result.items, body, opts)))
+    return replace(result, items=oldest_first(normalise_items(result.items, body, opts)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,11 +362,8 @@ async def _api_get(
                 "scope, or the subreddit is private or banned"
             )
         if response.error or not response.ok:
-            return None, f"{what}: {response.error or f'HTTP {response.status}'}"
-        try:
-            return json.loads(response.body), None
-        except (ValueError, UnicodeDecodeError) as exc:
-            return None, f"{what} answered with broken JSON (truncated?): {exc}"
+            return None, http_problem(response, what)
+        return parse_json_body(response, what)
     return None, f"{what}: no answer"  # not reached: the loop returns
 
 
@@ -489,7 +464,7 @@ async def _poll_api(ctx: PollContext, opts: RedditOptions) -> SourcePoll:
         if child.get("kind") == "t3"
         and (item := post_from_api(child["data"], opts, ctx.spec.name)) is not None
     ]
-    return SourcePoll(items=_oldest_first(items), responses=responses)
+    return SourcePoll(items=oldest_first(items), responses=responses)
 
 
 async def _thread_api(ctx: PollContext, opts: RedditOptions, thread_url: str) -> SourcePoll:
@@ -511,7 +486,7 @@ async def _thread_api(ctx: PollContext, opts: RedditOptions, thread_url: str) ->
         return SourcePoll(items=[], responses=responses, error="Reddit comments: no post")
     post_id = (posts[0].native_id or "t3_").removeprefix("t3_")
     items = posts + comments_from_api(doc[1], post_id, ctx.spec.name)
-    return SourcePoll(items=_oldest_first(items), responses=responses)
+    return SourcePoll(items=oldest_first(items), responses=responses)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +495,7 @@ async def _thread_api(ctx: PollContext, opts: RedditOptions, thread_url: str) ->
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
+    opts = load_options(RedditOptions, ctx)
     if opts.uses_oauth:
         _pace_oauth(ctx, opts)
         return await _poll_api(ctx, opts)
@@ -529,7 +504,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """The post and its comments: `/comments/{id}/.rss`, or `/comments/{id}` with OAuth."""
-    opts = _options(ctx)
+    opts = load_options(RedditOptions, ctx)
     if urlsplit(thread_url).path.endswith(".rss"):
         return await _read_feed(ctx, thread_url, conditional=False)
     if not opts.uses_oauth:

@@ -24,11 +24,10 @@ Thread key `stackexchange:{site}:{question_id}`; a brand question's answers are 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -37,6 +36,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
+from ._api import (
+    JSON_ACCEPT,
+    Interval,
+    OptionalSecret,
+    WebUrl,
+    cursor_with_wait,
+    decode_json,
+    json_dict,
+    load_options,
+    pace,
+    waiting_until,
+)
+from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +67,6 @@ _OWN_DOMAINS = {
 }
 # "too many requests from this IP, more requests available in 3600 seconds"
 _AVAILABLE_IN = re.compile(r"available in (\d+) seconds?")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_interval(value: Any) -> Any:
-    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one: API fields are never trusted."""
-    return value if isinstance(value, dict) else {}
 
 
 class StackExchangeOptions(BaseModel):
@@ -80,16 +75,14 @@ class StackExchangeOptions(BaseModel):
     query: str = Field(min_length=1)
     # API site parameters ("stackoverflow", "superuser", "unix", ...) or domains.
     sites: list[str] = Field(default_factory=lambda: ["stackoverflow"], min_length=1)
-    key: str | None = None
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    key: OptionalSecret = None
+    base_url: WebUrl = DEFAULT_BASE_URL
     # A filter created on api.stackexchange.com/docs/filters, e.g. one that adds the owner.
     filter: str | None = None
     pagesize: int = Field(50, ge=1, le=100)
     max_pages: int = Field(5, ge=1, le=50)
     # The API treats more than 30 requests a second from one IP as abuse; we stay far below.
-    request_interval: float = Field(0.2, ge=0)
-
-    _interval = field_validator("request_interval", mode="before")(parse_interval)
+    request_interval: Interval = 0.2
 
     @field_validator("sites", mode="before")
     @classmethod
@@ -106,11 +99,6 @@ class StackExchangeOptions(BaseModel):
                     "stackoverflow, superuser, serverfault or unix"
                 )
         return [s.strip().lower() for s in v]
-
-    @field_validator("key")
-    @classmethod
-    def _blank_key(cls, v: str | None) -> str | None:
-        return v.strip() or None if v is not None else None
 
 
 def site_host(site: str) -> str:
@@ -152,29 +140,13 @@ def _recorded(response: Response) -> Response:
 
 def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
     """The wrapper object, or an error that says what came back instead."""
-    if response.status == 0 or (response.error and not response.body):
-        return None, f"Stack Exchange API unreachable: {response.error}"
-    body = response.body.lstrip()
-    if body[:1] == b"<":
-        return None, (
-            f"Stack Exchange answered HTTP {response.status} with an HTML page instead of JSON "
-            "(a proxy, a block page or the wrong base_url)"
-        )
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        if not 200 <= response.status < 300:
-            return None, (
-                f"Stack Exchange answered HTTP {response.status} without a JSON error "
-                "(not the API: check base_url)"
-            )
-        return None, (
-            f"Stack Exchange answered HTTP {response.status} with a body that is not valid JSON "
-            f"(truncated or not the API): {exc}"
-        )
-    if not isinstance(data, dict):
-        return None, "Stack Exchange answered with JSON that is not the API's wrapper object"
-    return data, None
+    return decode_json(
+        response,
+        service="Stack Exchange",
+        unreachable="Stack Exchange API",
+        html_hint="a proxy, a block page or the wrong base_url",
+        not_object="the API's wrapper object",
+    )
 
 
 def _api_error(data: dict[str, Any], status: int, now: datetime) -> tuple[str, datetime | None]:
@@ -207,17 +179,6 @@ def _api_error(data: dict[str, Any], status: int, now: datetime) -> tuple[str, d
     return f"Stack Exchange API error (HTTP {status}, {what})", None
 
 
-def _not_before(cursor: dict[str, Any]) -> datetime | None:
-    value = cursor.get("not_before")
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _epoch(value: Any, now: datetime) -> datetime | None:
     return parse_datetime(value, now=now) if isinstance(value, int | float) else None
 
@@ -236,7 +197,7 @@ def parse_excerpt(raw: Any, *, site: str, source: str, base_url: str, now: datet
     host = site_host(site)
     question_title = normalise_text(html.unescape(str(raw.get("title") or "")))
     text = html_to_text(str(raw.get("body") or raw.get("excerpt") or ""))
-    owner = _dict(raw.get("owner"))
+    owner = json_dict(raw.get("owner"))
     author = owner.get("display_name")
     key = thread_key(site, qid)
     link = f"https://{host}/questions/{qid}" if kind == "question" else f"https://{host}/a/{aid}"
@@ -278,20 +239,10 @@ def answers_url(base_url: str, site: str, question_id: object) -> str:
     )
 
 
-def _options(ctx: PollContext) -> StackExchangeOptions:
-    return StackExchangeOptions.model_validate(ctx.spec.options)
-
-
-def _pace(ctx: PollContext, opts: StackExchangeOptions) -> None:
-    host = urlsplit(opts.base_url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, opts.request_interval)
-
-
 async def _get(ctx: PollContext, opts: StackExchangeOptions, url: str) -> Response:
     if opts.key:
         url += "&" + urlencode({"key": opts.key})
-    return await ctx.fetcher.get(url, accept="application/json")
+    return await ctx.fetcher.get(url, accept=JSON_ACCEPT)
 
 
 def _track_quota(
@@ -319,12 +270,12 @@ def _track_quota(
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(StackExchangeOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    not_before = _not_before(cursor)
-    if not_before is not None and now < not_before:
+    not_before = waiting_until(cursor, now)
+    if not_before is not None:
         log.info(
             "%s: Stack Exchange asked us to wait; next request after %s",
             ctx.spec.name,
@@ -408,10 +359,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
         if error or wait_until:
             break
 
-    new_cursor: dict[str, Any] = {**cursor, "sites": sites, **quota}
-    new_cursor.pop("not_before", None)
-    if wait_until is not None:
-        new_cursor["not_before"] = wait_until.isoformat(timespec="seconds")
+    new_cursor = cursor_with_wait({**cursor, "sites": sites, **quota}, wait_until)
     if error:
         # The pipeline keeps the old cursor on errors; the not-before time rides along for
         # pipelines that save it, so a throttled IP is not hit again before it may be.
@@ -421,11 +369,10 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
     """A question's answers, oldest first (one page of up to 100, which covers nearly all)."""
-    opts = _options(ctx)
-    _pace(ctx, opts)
+    opts = load_options(StackExchangeOptions, ctx)
+    pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    not_before = _not_before(dict(ctx.state.cursor))
-    if not_before is not None and now < not_before:
+    if waiting_until(ctx.state.cursor, now) is not None:
         return SourcePoll(items=[], responses=[], not_modified=True)
     site = dict(parse_qsl(urlsplit(thread_url).query)).get("site", "")
     response = await _get(ctx, opts, thread_url)

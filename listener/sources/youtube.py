@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models import Item, SourcePoll
 from . import PollContext, SourceKind, register
+from ._api import WebUrl, load_options
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class YouTubeOptions(BaseModel):
 
     channel_id: str | None = Field(None, pattern=r"^UC[A-Za-z0-9_-]{22}$")
     playlist_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{10,64}$")
-    base_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://\S+$")
+    base_url: WebUrl = DEFAULT_BASE_URL
     # Polls in a row that may answer 404 before the source counts as failing.
     not_found_grace: int = Field(3, ge=0, le=100)
 
@@ -44,12 +45,6 @@ class YouTubeOptions(BaseModel):
                 "channel > Copy channel ID) or playlist_id"
             )
         return self
-
-
-def _options(ctx: PollContext) -> YouTubeOptions:
-    return YouTubeOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
 
 
 def feed_url(opts: YouTubeOptions) -> str:
@@ -74,7 +69,7 @@ def _video_item(item: Item) -> Item:
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    opts = _options(ctx)
+    opts = load_options(YouTubeOptions, ctx)
     result = await fetch_feed_items(ctx, feed_url(opts), conditional=True)
     status = result.responses[-1].status if result.responses else 0
     misses = ctx.state.cursor.get("not_found_in_a_row", 0)

@@ -9,7 +9,6 @@ and the rest go on.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -314,13 +313,9 @@ async def follow_threads(
     if kind.fetch_thread is None:
         return report
     since = iso(rt.now() - FOLLOW_WINDOW)
-    touched = list(report.threads_touched)
-    rows = rt.store.conn.execute(
-        "SELECT key, replies_url FROM threads WHERE replies_url IS NOT NULL AND brands IS NOT NULL "
-        "AND (key IN (SELECT value FROM json_each(?)) OR (source = ? AND last_seen_at >= ?)) "
-        "ORDER BY last_seen_at DESC LIMIT ?",
-        (json.dumps(touched), spec.name, since, FOLLOW_MAX_THREADS),
-    ).fetchall()
+    rows = rt.store.followable_threads(
+        spec.name, report.threads_touched, since, FOLLOW_MAX_THREADS
+    )
     extra_items = 0
     mentions = list(report.new_mentions)
     alerts = list(report.alerts)

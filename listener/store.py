@@ -226,6 +226,16 @@ def m003_item_explanation(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE items ADD COLUMN explanation TEXT")
 
 
+@migrations()
+def m004_followable_threads(db: sqlite_utils.Database) -> None:
+    # Every poll asks which of its source's conversations to re-read: only a few threads have a
+    # replies URL, so a partial index keeps that question cheap however many threads there are.
+    db.execute(
+        "CREATE INDEX threads_followable ON threads(source, last_seen_at) "
+        "WHERE replies_url IS NOT NULL AND brands IS NOT NULL"
+    )
+
+
 def connect(path: str | Path) -> sqlite_utils.Database:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -665,6 +675,30 @@ class Store:
                 "name": name,
             },
         )
+
+    def followable_threads(
+        self, source: str, touched: Sequence[str], since: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """Brand threads with a replies URL: those this poll touched, and the source's recent ones."""
+        found: dict[str, str] = {}
+        for start in range(0, len(touched), 500):
+            chunk = list(touched[start : start + 500])
+            found.update(
+                self.conn.execute(
+                    "SELECT key, replies_url FROM threads WHERE replies_url IS NOT NULL "
+                    f"AND brands IS NOT NULL AND key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
+        found.update(
+            self.conn.execute(
+                "SELECT key, replies_url FROM threads WHERE replies_url IS NOT NULL "
+                "AND brands IS NOT NULL AND source = ? AND last_seen_at >= ? "
+                "ORDER BY last_seen_at DESC LIMIT ?",
+                (source, since, limit),
+            ).fetchall()
+        )
+        return list(found.items())[:limit]
 
     # --- corrections -----------------------------------------------------------------------
 

@@ -216,12 +216,19 @@ def test_kill_9_mid_poll_then_restart_loses_and_doubles_nothing(world, start_ser
     )
     cfg.write_text(text)
     httpd.add("/comments", comments(4), etag='"c4"')
+    # Both channels are down while the first process runs, so the alert is still pending when
+    # it dies: delivery happens after the restart, exactly once.
+    slack.fail = 10**6
+    smtp.refuse_rcpt = "451 4.3.0 try again later"
 
     proc = start_service(cfg)
     wait_for(lambda: httpd.hits["/slow"] >= 1, what="the slow poll to start")
     wait_for(lambda: count(db, "SELECT count(*) FROM alerts"), what="the thread alert")
     proc.kill()  # SIGKILL: no cleanup at all
     proc.wait(10)
+    assert count(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == 2
+    slack.fail = 0
+    smtp.refuse_rcpt = None
 
     restarted = start_service(cfg)
     wait_for(

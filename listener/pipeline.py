@@ -45,9 +45,18 @@ class Runtime:
     store: Store
     fetcher: Fetcher
     matcher: Matcher
-    scorer: Scorer
+    # The scorer is built on first use: compiling its phrase lexicon takes about a second, which
+    # a poll where nothing changed never needs to spend.
+    scorer_factory: Callable[[], Scorer]
     now: Callable[[], datetime] = utc_now
     alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
+    _scorer: Scorer | None = field(default=None, init=False, repr=False)
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = self.scorer_factory()
+        return self._scorer
 
 
 @dataclass(frozen=True)
@@ -254,7 +263,7 @@ def save_result(
             result.items,
             rt,
             context_threads=context_threads,
-            lexicon_version=rt.scorer.lexicon_version,
+            lexicon_version=rt.scorer.lexicon_version if result.items else "",
         )
     except Exception as exc:
         log.exception("%s: processing items failed", spec.name)

@@ -59,7 +59,7 @@ async def open_runtime(
                 store=store,
                 fetcher=fetcher,
                 matcher=Matcher.from_brands(config.brands),
-                scorer=build_scorer(config),
+                scorer_factory=lambda: build_scorer(config),
                 now=now,
                 alerting=build_alerting(config),
             )

@@ -236,6 +236,35 @@ def m004_followable_threads(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_index_relevant_items_only(db: sqlite_utils.Database) -> None:
+    # Full-text search is for what listener found: items that name a brand or sit in a brand
+    # thread. The rest are kept only to be recognised, and indexing their titles on every insert
+    # (and re-indexing on every `last_seen_at` touch) cost more than the rest of their save.
+    db.executescript(
+        """
+        DROP TRIGGER IF EXISTS items_ai;
+        DROP TRIGGER IF EXISTS items_ad;
+        DROP TRIGGER IF EXISTS items_au;
+        CREATE TRIGGER IF NOT EXISTS items_ai AFTER INSERT ON items WHEN new.relevant = 1 BEGIN
+          INSERT INTO items_fts(rowid, title, text) VALUES (new.rowid, new.title, new.text);
+        END;
+        CREATE TRIGGER IF NOT EXISTS items_ad AFTER DELETE ON items WHEN old.relevant = 1 BEGIN
+          INSERT INTO items_fts(items_fts, rowid, title, text)
+            VALUES ('delete', old.rowid, old.title, old.text);
+        END;
+        CREATE TRIGGER IF NOT EXISTS items_au AFTER UPDATE OF title, text, relevant ON items BEGIN
+          INSERT INTO items_fts(items_fts, rowid, title, text)
+            SELECT 'delete', old.rowid, old.title, old.text WHERE old.relevant = 1;
+          INSERT INTO items_fts(rowid, title, text)
+            SELECT new.rowid, new.title, new.text WHERE new.relevant = 1;
+        END;
+        INSERT INTO items_fts(items_fts) VALUES ('delete-all');
+        INSERT INTO items_fts(rowid, title, text) SELECT id, title, text FROM items WHERE relevant = 1;
+        """
+    )
+
+
 def connect(path: str | Path) -> sqlite_utils.Database:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -244,6 +273,11 @@ def connect(path: str | Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    # A poll commits once per source; identity keys land all over their index, so each commit
+    # writes many pages to the WAL. Checkpointing less often copies each page once, not once per
+    # commit; a bigger page cache keeps the indexes' hot pages in memory.
+    db.execute("PRAGMA wal_autocheckpoint=10000")
+    db.execute("PRAGMA cache_size=-32000")
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=ON")
     migrations.apply(db)
@@ -281,6 +315,16 @@ class SaveResult:
     new_mentions: tuple[Mention, ...]
     threads_touched: tuple[str, ...]
     new_mention_ids: tuple[int, ...] = ()
+
+
+def _insert_many(conn: sqlite3.Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    conn.executemany(
+        f"INSERT INTO {table}({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+        [[row[k] for k in cols] for row in rows],
+    )
 
 
 class Store:
@@ -378,7 +422,11 @@ class Store:
         next_poll_at: datetime | None = None,
         thread_replies_url: Mapping[str, str] | None = None,
     ) -> SaveResult:
-        """Everything one source poll learnt, in one transaction."""
+        """Everything one source poll learnt, in one transaction.
+
+        Rows are written in batches (`executemany`); new items and mentions get their ids here,
+        which is safe because the database has one writer and this runs in its transaction.
+        """
         now_s = iso(now)
         new_items = updated = 0
         new_mentions: list[Mention] = []
@@ -386,49 +434,82 @@ class Store:
         threads: dict[str, None] = {}
         c = self.conn
         with self.transaction():
+            (next_item_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()
+            (next_mention_id,) = c.execute(
+                "SELECT coalesce(max(id), 0) + 1 FROM mentions"
+            ).fetchone()
+            batch_keys: dict[str, int] = {}
+            inserts: list[dict[str, Any]] = []
+            edits: list[tuple[int, ProcessedItem]] = []
+            seen_again: list[int] = []
+            key_rows: list[tuple[str, int]] = []
+            sighting_rows: list[tuple[Any, ...]] = []
+            mention_rows: list[dict[str, Any]] = []
             for p in processed:
                 it = p.item
-                batch_twin = self._stored_id(p.keys) if p.known is None else None
-                if batch_twin is not None:
+                twin = (
+                    next((batch_keys[k] for k in p.keys if k in batch_keys), None)
+                    if p.known is None
+                    else None
+                )
+                if twin is not None:
                     # An earlier item of this same poll already is this story (a feed listing
                     # it twice, or a copy under another URL): one more sighting of it.
-                    item_id = batch_twin
+                    item_id = twin
                     p = replace(p, changed=False)
+                    seen_again.append(item_id)
                 elif p.known is None:
-                    item_id = self._insert_item(p, now_s)
+                    item_id = next_item_id
+                    next_item_id += 1
+                    values = self._item_values(p)
+                    values.update(
+                        id=item_id, first_seen_at=now_s, last_seen_at=now_s, source=it.source
+                    )
+                    inserts.append(values)
                     new_items += 1
                 elif p.changed:
                     item_id = p.known.item_id
-                    self._update_item(item_id, p, now_s)
+                    edits.append((item_id, p))
                     updated += 1
                 else:
                     item_id = p.known.item_id
-                    c.execute("UPDATE items SET last_seen_at = ? WHERE id = ?", (now_s, item_id))
-                c.executemany(
-                    "INSERT OR IGNORE INTO item_keys(key, item_id) VALUES (?, ?)",
-                    [(k, item_id) for k in p.keys],
-                )
-                cur = c.execute(
-                    "INSERT INTO sightings(item_id, source, url, first_seen_at, last_seen_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at",
-                    (item_id, source, it.raw_url or it.url, now_s, now_s),
-                )
-                if cur.rowcount and not p.changed:
-                    c.execute(
-                        "UPDATE items SET sightings = (SELECT count(*) FROM sightings WHERE item_id = ?) "
-                        "WHERE id = ?",
-                        (item_id, item_id),
-                    )
+                    seen_again.append(item_id)
+                for key in p.keys:
+                    batch_keys.setdefault(key, item_id)
+                    key_rows.append((key, item_id))
+                sighting_rows.append((item_id, source, it.raw_url or it.url, now_s, now_s))
                 if p.changed:
-                    for mention_id, mention in self._save_mentions(item_id, p, kind, now_s):
-                        new_ids.append(mention_id)
+                    for row, mention in self._mention_rows(item_id, p, kind, now_s):
+                        if row is None:
+                            continue  # an existing mention, updated in place
+                        row["id"] = next_mention_id
+                        next_mention_id += 1
+                        mention_rows.append(row)
+                        new_ids.append(row["id"])
                         new_mentions.append(mention)
                 if p.relevant and it.thread_key:
                     threads[it.thread_key] = None
-            for response in responses:
-                c.execute(
-                    "INSERT INTO fetches(source, url, started_at, status, duration_ms, bytes, attempts, "
-                    "items, new_items, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _insert_many(c, "items", inserts)
+            for item_id, p in edits:
+                self._update_item(item_id, p, now_s)
+            c.executemany("INSERT OR IGNORE INTO item_keys(key, item_id) VALUES (?, ?)", key_rows)
+            c.executemany(
+                "INSERT INTO sightings(item_id, source, url, first_seen_at, last_seen_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at",
+                sighting_rows,
+            )
+            if seen_again:
+                c.executemany(
+                    "UPDATE items SET last_seen_at = ?, "
+                    "sightings = (SELECT count(*) FROM sightings WHERE item_id = items.id) "
+                    "WHERE id = ?",
+                    [(now_s, item_id) for item_id in dict.fromkeys(seen_again)],
+                )
+            _insert_many(c, "mentions", mention_rows)
+            c.executemany(
+                "INSERT INTO fetches(source, url, started_at, status, duration_ms, bytes, attempts, "
+                "items, new_items, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         source,
                         response.url,
@@ -440,8 +521,10 @@ class Store:
                         len(processed),
                         new_items,
                         response.error,
-                    ),
-                )
+                    )
+                    for response in responses
+                ],
+            )
             self._update_threads(threads, processed, thread_replies_url or {}, now_s)
             self._update_source(
                 source,
@@ -456,15 +539,6 @@ class Store:
                 mentions=len(new_mentions),
             )
         return SaveResult(new_items, updated, tuple(new_mentions), tuple(threads), tuple(new_ids))
-
-    def _stored_id(self, keys: Sequence[str]) -> int | None:
-        if not keys:
-            return None
-        row = self.conn.execute(
-            f"SELECT item_id FROM item_keys WHERE key IN ({','.join('?' * len(keys))}) LIMIT 1",
-            keys,
-        ).fetchone()
-        return row[0] if row else None
 
     def _item_values(self, p: ProcessedItem) -> dict[str, Any]:
         it = p.item
@@ -495,35 +569,27 @@ class Store:
             return min(p.mentions, key=lambda m: m.score.compound).score.label
         return p.score.label if p.score else None
 
-    def _insert_item(self, p: ProcessedItem, now_s: str | None) -> int:
-        values = self._item_values(p)
-        values.update(first_seen_at=now_s, last_seen_at=now_s, source=p.item.source)
-        cols = ",".join(values)
-        cur = self.conn.execute(
-            f"INSERT INTO items({cols}) VALUES ({','.join('?' * len(values))})",
-            list(values.values()),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
     def _update_item(self, item_id: int, p: ProcessedItem, now_s: str | None) -> None:
         values = self._item_values(p)
         values["last_seen_at"] = now_s
         sets = ",".join(f"{k} = ?" for k in values)
         self.conn.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), item_id])
 
-    def _save_mentions(
+    def _mention_rows(
         self, item_id: int, p: ProcessedItem, kind: str, now_s: str | None
-    ) -> list[tuple[int, Mention]]:
-        """Upsert an item's mentions; return those that are new. Corrections stay as they were."""
+    ) -> list[tuple[dict[str, Any] | None, Mention]]:
+        """An item's mentions as rows to insert; mentions already stored are updated in place
+        (their row is None). Corrections stay as they were."""
         c = self.conn
-        existing = {
-            brand: mid
-            for mid, brand in c.execute(
-                "SELECT id, brand FROM mentions WHERE item_id = ?", (item_id,)
-            )
-        }
-        new: list[tuple[int, Mention]] = []
+        existing: dict[str, int] = {}
+        if p.known is not None:
+            existing = {
+                brand: mid
+                for mid, brand in c.execute(
+                    "SELECT id, brand FROM mentions WHERE item_id = ?", (item_id,)
+                )
+            }
+        out: list[tuple[dict[str, Any] | None, Mention]] = []
         for m in p.mentions:
             it = m.item
             row = {
@@ -555,18 +621,13 @@ class Store:
                     f"UPDATE mentions SET {sets}, label = coalesce(label_override, ?) WHERE id = ?",
                     [*row.values(), m.score.label, existing.pop(m.brand)],
                 )
+                out.append((None, m))
             else:
-                row["first_seen_at"] = now_s
-                row["label"] = m.score.label
-                cols = ",".join(row)
-                cur = c.execute(
-                    f"INSERT INTO mentions({cols}) VALUES ({','.join('?' * len(row))})",
-                    list(row.values()),
-                )
-                new.append((int(cur.lastrowid or 0), m))
+                row.update(first_seen_at=now_s, label=m.score.label)
+                out.append((row, m))
         # An edit that no longer names a brand leaves its old mention: the brand was named once,
-        # and a correction may hang on it. Its text is refreshed so the record stays true.
-        return new
+        # and a correction may hang on it.
+        return out
 
     def _update_threads(
         self,

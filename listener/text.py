@@ -18,6 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit, urlunsplit
 
 from feedparser.datetimes import _parse_date as _feedparser_date
@@ -507,7 +508,12 @@ def content_fingerprint(title: str, text: str) -> str:
     Case, punctuation, whitespace and Unicode compatibility forms do not count; only the start of
     the text does, so an appended footer does not change it. Use `content_hash` to detect edits.
     """
-    folded = _fold(title or "") + "\x1f" + _fold(text or "")[:FINGERPRINT_TEXT_CHARS]
+    text = text or ""
+    # Folding only removes characters, so a prefix of the text usually holds enough of them.
+    body = _fold(text[: FINGERPRINT_TEXT_CHARS * 3])
+    if len(body) < FINGERPRINT_TEXT_CHARS and len(text) > FINGERPRINT_TEXT_CHARS * 3:
+        body = _fold(text)
+    folded = _fold(title or "") + "\x1f" + body[:FINGERPRINT_TEXT_CHARS]
     return hashlib.blake2b(folded.encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -539,6 +545,17 @@ _DOTTED = re.compile(r"(?:\w\.)+\w$")  # e.g, i.e, U.S, a.m
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) in `text`; see `_split_sentences`. The last few results are
+    remembered: a post naming two brands is split once, not once per snippet and score."""
+    return list(_split_sentences_cached(text))
+
+
+@lru_cache(maxsize=8)
+def _split_sentences_cached(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple(_split_sentences(text))
+
+
+def _split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans (start, end) in `text`, whitespace excluded.
 
     Ends at ".", "!", "?", "…" (and runs like "?!") followed by whitespace, and at every newline.

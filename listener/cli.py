@@ -158,6 +158,7 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
     """Poll every source once (or only the named ones) and print a summary."""
     from .pipeline import poll_sources
     from .runtime import open_runtime
+    from .workers import auto_workers
 
     config = state.config()
     specs = [s for s in config.sources if s.enabled]
@@ -172,8 +173,9 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
     update, close = _progress(len(specs))
 
     async def main() -> Any:
-        async with open_runtime(config) as rt:
-            return await poll_sources(specs, rt, on_done=update)
+        workers = auto_workers(len(specs), config.workers)
+        async with open_runtime(config, workers=workers) as rt:
+            return await poll_sources(specs, rt, on_done=update, group_commits=True)
 
     try:
         summary = asyncio.run(main())
@@ -232,6 +234,7 @@ def run(state: State) -> None:
     from .alerts.outbox import Backoff, build_channels
     from .daemon import AlreadyRunning, Service, instance_lock
     from .runtime import open_runtime
+    from .workers import auto_workers
 
     config = state.config()
     if logging.getLogger().level > logging.INFO and not state.quiet:
@@ -244,7 +247,8 @@ def run(state: State) -> None:
         with instance_lock(config.database):
 
             async def main() -> None:
-                async with open_runtime(config) as rt:
+                workers = auto_workers(len(specs), config.workers)
+                async with open_runtime(config, workers=workers) as rt:
                     await Service(
                         rt,
                         specs,

@@ -349,6 +349,8 @@ class AlertsModel(_Strict):
 
 class ConfigModel(_Strict):
     database: str = "mentions.db"
+    # Processes that parse and score in parallel; default: one per core for polls of 50+ sources.
+    workers: int | None = Field(None, ge=0, le=64)
     every: float = 900.0  # default polling interval
     brands: list[BrandModel] = Field(min_length=1)
     sources: list[SourceModel] = Field(default_factory=list)
@@ -373,6 +375,7 @@ class Config:
     user_agent: str | None
     transport: str
     alerts: AlertsModel
+    workers: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def source(self, name: str) -> SourceSpec:
@@ -601,6 +604,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         user_agent=f.user_agent,
         transport=f.transport,
         alerts=model.alerts,
+        workers=model.workers,
         raw=data,
     )
 

@@ -17,21 +17,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from .alerts.rules import Alerting, PollOutcome, evaluate
+from .analyse import Analysis, Identity, analyse_items, identify, score_matches
 from .fetch import Fetcher
-from .match import Matcher, scoring_text, snippet_around
-from .models import Item, Match, Mention, Score, SourcePoll, SourceSpec
+from .match import Matcher
+from .models import Item, Mention, SourcePoll, SourceSpec
 from .sentiment import Scorer
 from .sources import PollContext, get_kind
 from .store import KnownItem, ProcessedItem, Store, iso
-from .text import content_fingerprint, content_hash, url_identity
+from .workers import CpuPool
 
 log = logging.getLogger(__name__)
-
-# Whole-item scores read at most this much text: a long article's tone is set early, and
-# VADER's cost grows with length.
-ITEM_SCORE_CHARS = 4000
-# Texts shorter than this are too generic ("Thanks!", "+1") to identify a story by content.
-FINGERPRINT_MIN_CHARS = 200
 
 
 def utc_now() -> datetime:
@@ -48,8 +43,10 @@ class Runtime:
     # The scorer is built on first use: compiling its phrase lexicon takes about a second, which
     # a poll where nothing changed never needs to spend.
     scorer_factory: Callable[[], Scorer]
+    lexicon_version: str  # the scorer's, known without building it
     now: Callable[[], datetime] = utc_now
     alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
+    cpu: CpuPool | None = None  # worker processes for parsing and scoring; None: inline
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
 
     @property
@@ -106,24 +103,6 @@ class PollSummary:
         return out
 
 
-def identity_keys(item: Item) -> tuple[str, ...]:
-    """Every identity an item is known by, strongest first."""
-    keys = []
-    if item.native_id:
-        keys.append(f"id:{item.source}:{item.native_id}")
-    # A link with an anchor names a place in a page (a comment); where the item has its own id,
-    # that id identifies it and the page URL does not.
-    fragment = item.raw_url.partition("#")[2] if item.raw_url else ""
-    if item.url and not fragment:
-        keys.append(f"url:{url_identity(item.url)}")
-    elif item.url and not item.native_id:
-        # A comment known only by its link: the anchor is what tells it from its post.
-        keys.append(f"url:{url_identity(item.url)}#{fragment}")
-    if len(item.text) >= FINGERPRINT_MIN_CHARS:
-        keys.append(f"fp:{content_fingerprint(item.title, item.text)}")
-    return tuple(keys)
-
-
 def _matched_known(
     item: Item, keys: Sequence[str], known: dict[str, KnownItem]
 ) -> tuple[KnownItem | None, bool]:
@@ -136,89 +115,110 @@ def _matched_known(
     return None, False
 
 
+Analysed = list[tuple[Identity, Analysis | None]]
+
+
 def process_items(
     items: Sequence[Item],
     rt: Runtime,
     *,
+    analysed: Analysed | None = None,
     context_threads: set[str] | None = None,
     lexicon_version: str = "",
 ) -> list[ProcessedItem]:
-    """Dedupe against the store, then match and score only what is new or edited.
+    """Dedupe against the store; keep the analysis (matches, scores) of what is new or edited.
 
+    `analysed` is what a worker process already worked out (see `listener.analyse`); what it
+    left out, and everything when it is None, is analysed here, for the items that need it only.
     A reply that does not name a brand is kept and scored as context when its conversation is
     about a brand: known from the store, or named by any item of this batch (a reply can come
     before its root). A reply stored earlier as irrelevant is taken up again once its thread
     becomes a brand thread.
     """
-    all_keys = [identity_keys(it) for it in items]
-    known = rt.store.lookup_keys([k for keys in all_keys for k in keys])
+    identities = [a[0] for a in analysed] if analysed else [identify(it) for it in items]
+    analyses: list[Analysis | None] = [a[1] for a in analysed] if analysed else [None] * len(items)
+    known = rt.store.lookup_keys([k for ident in identities for k in ident.keys])
     brand_threads = rt.store.brand_threads(it.thread_key for it in items)
     if context_threads:
         brand_threads |= context_threads
+    for item, analysis in zip(items, analyses, strict=True):
+        if analysis is not None and analysis.mentions and item.thread_key:
+            brand_threads.add(item.thread_key)
 
-    todo: list[tuple[Item, tuple[str, ...], str, str | None, KnownItem | None, list[Match]]] = []
-    out: dict[int, ProcessedItem] = {}
-    for index, (item, keys) in enumerate(zip(items, all_keys, strict=True)):
-        chash = content_hash(item.title, item.text)
-        fp = next((k[3:] for k in keys if k.startswith("fp:")), None)
-        found, same_entry = _matched_known(item, keys, known)
-        if found is not None and (found.content_hash == chash or not same_entry):
+    out: list[ProcessedItem | None] = []
+    need: list[int] = []
+    founds: list[KnownItem | None] = []
+    for index, (item, ident) in enumerate(zip(items, identities, strict=True)):
+        found, same_entry = _matched_known(item, ident.keys, known)
+        founds.append(found)
+        if found is not None and (found.content_hash == ident.content_hash or not same_entry):
             newly_context = not found.relevant and item.thread_key in brand_threads
             if not newly_context:
-                out[index] = ProcessedItem(
-                    item, keys, chash, fp, found, False, found.relevant, None, ()
+                out.append(
+                    ProcessedItem(
+                        item,
+                        ident.keys,
+                        ident.content_hash,
+                        ident.fingerprint,
+                        found,
+                        False,
+                        found.relevant,
+                        None,
+                        (),
+                    )
                 )
                 continue
-        matches = rt.matcher.match(item_text(item))
-        if matches and item.thread_key:
-            brand_threads.add(item.thread_key)
-        todo.append((item, keys, chash, fp, found, matches))
-        out[index] = None  # type: ignore[assignment]  # filled below, in order
+        out.append(None)
+        need.append(index)
 
-    pending = iter(todo)
-    for index in sorted(i for i, p in out.items() if p is None):
-        item, keys, chash, fp, found, matches = next(pending)
+    missing = [i for i in need if analyses[i] is None]
+    if missing:
+        inline = analyse_items(
+            [items[i] for i in missing],
+            rt.matcher,
+            rt.scorer,
+            brand_threads=brand_threads,
+            identities=[identities[i] for i in missing],
+        )
+        for i, (_, analysis) in zip(missing, inline, strict=True):
+            analyses[i] = analysis
+            if analysis is not None and analysis.mentions and items[i].thread_key:
+                brand_threads.add(items[i].thread_key)
+
+    for i in need:
+        item, ident, analysis = items[i], identities[i], analyses[i]
+        assert analysis is not None  # every needed item was analysed above
+        in_thread = bool(item.thread_key) and item.thread_key in brand_threads
+        if not analysis.mentions and analysis.item_score is None and in_thread:
+            # Its thread turned out to be about a brand only with what the store knows.
+            analysis = score_matches(item, [], rt.matcher, rt.scorer, in_brand_thread=True)
         if lexicon_version:
             item = replace(item, extra={**item.extra, "lexicon_version": lexicon_version})
-        in_thread = item.thread_key in brand_threads
-        mentions, score = score_item(item, rt, matches, in_brand_thread=in_thread)
-        relevant = bool(mentions) or in_thread
-        out[index] = ProcessedItem(
-            item, keys, chash, fp, found, True, relevant, score, tuple(mentions)
-        )
-    return [out[i] for i in range(len(items))]
-
-
-def item_text(item: Item) -> str:
-    return f"{item.title}\n{item.text}" if item.title else item.text
-
-
-def score_item(
-    item: Item, rt: Runtime, matches: Sequence[Match], *, in_brand_thread: bool
-) -> tuple[list[Mention], Score | None]:
-    """Score each brand an item names on the sentences around it, and the item as a whole."""
-    if not matches and not in_brand_thread:
-        return [], None
-    text = item_text(item)
-    all_terms = [t for m in matches for t in rt.matcher.neutral_terms(m.brand)]
-    item_score = rt.scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms)
-    mentions = []
-    for m in matches:
-        neutral = rt.matcher.neutral_terms(m.brand)
-        snippet = snippet_around(text, m.spans)
-        score = rt.scorer.score(scoring_text(text, m.spans), neutralise=neutral)
-        mentions.append(
+        mentions = tuple(
             Mention(
                 item=item,
-                brand=m.brand,
-                product=m.product,
-                terms=m.terms,
-                snippet=snippet,
-                score=score,
-                item_score=item_score,
+                brand=ms.match.brand,
+                product=ms.match.product,
+                terms=ms.match.terms,
+                snippet=ms.snippet,
+                score=ms.score,
+                item_score=analysis.item_score,
             )
+            for ms in analysis.mentions
         )
-    return mentions, item_score
+        relevant = bool(mentions) or in_thread
+        out[i] = ProcessedItem(
+            item,
+            ident.keys,
+            ident.content_hash,
+            ident.fingerprint,
+            founds[i],
+            True,
+            relevant,
+            analysis.item_score,
+            mentions,
+        )
+    return [p for p in out if p is not None]
 
 
 def next_poll_time(spec: SourceSpec, now: datetime, failures: int) -> datetime:
@@ -235,12 +235,21 @@ async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     kind = get_kind(spec.kind)
     state = rt.store.load_source_state(spec.name)
     ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now)
+    if rt.cpu is not None:
+        ctx = replace(ctx, parse_feed=rt.cpu.parse_feed)
+    analysed: Analysed | None = None
     try:
         result = await kind.poll(ctx)
+        if rt.cpu is not None and len(result.items) >= WORKER_MIN_ITEMS:
+            analysed = await rt.cpu.analyse(
+                result.items,
+                rt.store.seen_hashes(spec.name, rt.now() - SEEN_WINDOW),
+                rt.store.brand_threads(it.thread_key for it in result.items),
+            )
     except Exception as exc:  # a bug in one kind must not stop the others
         log.exception("%s: poll failed with an internal error", spec.name)
         result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
-    report = save_result(spec, rt, result, started)
+    report = save_result(spec, rt, result, started, analysed=analysed)
     if report.ok and spec.follow_threads and kind.fetch_thread is not None:
         report = await follow_threads(spec, rt, ctx, report)
     return report
@@ -254,6 +263,7 @@ def save_result(
     *,
     context_threads: set[str] | None = None,
     save_state: bool = True,
+    analysed: Analysed | None = None,
 ) -> SourceReport:
     now = rt.now()
     processed: list[ProcessedItem] = []
@@ -262,8 +272,9 @@ def save_result(
         processed = process_items(
             result.items,
             rt,
+            analysed=analysed,
             context_threads=context_threads,
-            lexicon_version=rt.scorer.lexicon_version if result.items else "",
+            lexicon_version=rt.lexicon_version,
         )
     except Exception as exc:
         log.exception("%s: processing items failed", spec.name)
@@ -284,6 +295,7 @@ def save_result(
             # A kind may hand back its cursor with a failure (a rate limit's 'not before').
             cursor=result.cursor if save_state else None,
             next_poll_at=next_poll_time(spec, now, failures) if save_state else None,
+            update_source=save_state,
         )
         if rt.alerting is not None:
             outcome = PollOutcome(
@@ -307,6 +319,10 @@ def save_result(
     )
 
 
+# A source poll with fewer items is analysed inline: the round trip to a worker costs more.
+WORKER_MIN_ITEMS = 4
+# Items a source showed within this window are not analysed again by a worker.
+SEEN_WINDOW = timedelta(days=30)
 # Conversations stay open for replies this long after their last post; at most this many are
 # re-read per poll of a source, newest first.
 FOLLOW_WINDOW = timedelta(days=7)
@@ -322,9 +338,7 @@ async def follow_threads(
     if kind.fetch_thread is None:
         return report
     since = iso(rt.now() - FOLLOW_WINDOW)
-    rows = rt.store.followable_threads(
-        spec.name, report.threads_touched, since, FOLLOW_MAX_THREADS
-    )
+    rows = rt.store.followable_threads(spec.name, report.threads_touched, since, FOLLOW_MAX_THREADS)
     extra_items = 0
     mentions = list(report.new_mentions)
     alerts = list(report.alerts)
@@ -370,8 +384,13 @@ async def poll_sources(
     rt: Runtime,
     *,
     on_done: Callable[[SourceReport], None] | None = None,
+    group_commits: bool = False,
 ) -> PollSummary:
-    """Poll each source once, concurrently; `on_done` is called as each finishes."""
+    """Poll each source once, concurrently; `on_done` is called as each finishes.
+
+    `group_commits`: commit several sources' transactions together (see `Store.grouped`), for
+    a one-off poll of many sources.
+    """
     rt.store.ensure_sources(specs)
     summary = PollSummary()
 
@@ -382,7 +401,11 @@ async def poll_sources(
         if on_done is not None:
             on_done(report)
 
-    await asyncio.gather(*(one(s) for s in specs))
+    if group_commits:
+        with rt.store.grouped():
+            await asyncio.gather(*(one(s) for s in specs))
+    else:
+        await asyncio.gather(*(one(s) for s in specs))
     return summary
 
 

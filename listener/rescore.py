@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .analyse import ITEM_SCORE_CHARS
 from .match import Matcher, scoring_text
 from .sentiment import Scorer
 from .store import Store
@@ -67,7 +68,7 @@ def rescore_mentions(
                     mid,
                 ),
             )
-            item_score = scorer.score(full[:4000], neutralise=neutral)
+            item_score = scorer.score(full[:ITEM_SCORE_CHARS], neutralise=neutral)
             store.conn.execute(
                 "UPDATE items SET compound = ?, explanation = ?, label = (SELECT label FROM mentions "
                 "WHERE item_id = ? AND not_relevant = 0 ORDER BY compound LIMIT 1) WHERE id = ?",

@@ -499,6 +499,8 @@ FINGERPRINT_TEXT_CHARS = 500
 
 
 def _fold(s: str) -> str:
+    if s.isascii():  # most text: NFKC and casefold are no-ops beyond lower()
+        return _NOT_WORD.sub("", s.lower())
     return _NOT_WORD.sub("", unicodedata.normalize("NFKC", s).casefold())
 
 

@@ -355,3 +355,69 @@ def test_hostile_and_broken_sources_are_recorded_and_the_rest_goes_on(tmp_path, 
         )
     )
     assert {"bomb", "huge", "loop-a", "slow", "down"} <= set(failing)
+
+
+def test_worker_processes_give_the_same_database_as_inline(tmp_path, httpd, blog):
+    """Big polls parse and score in worker processes; the result must not depend on it."""
+    body = "<p>Acme outage again. Terrible support, I want a refund.</p>"
+    httpd.add(
+        "/other",
+        rss([{"title": "Acme down", "link": "https://o.example/1", "guid": "o1", "body": body}]),
+    )
+    results = {}
+    for workers in (0, 1):
+        run_dir = tmp_path / f"w{workers}"
+        run_dir.mkdir()
+        cfg = write_config(run_dir, [("blog", blog.url("/feed")), ("other", httpd.url("/other"))])
+        config = load_config(cfg, env={})
+
+        async def main(config=config, workers=workers) -> PollSummary:
+            async with open_runtime(config, workers=workers) as rt:
+                summary = await poll_sources(list(config.sources), rt)
+                assert (rt.cpu is not None) == bool(workers)
+                return summary
+
+        asyncio.run(main())
+        conn = sqlite3.connect(run_dir / "mentions.db")
+        results[workers] = conn.execute(
+            "SELECT url, brand, product, label, compound, snippet, explanation FROM mentions ORDER BY url, brand"
+        ).fetchall()
+        conn.close()
+    assert results[0] == results[1] and len(results[0]) == 5
+
+
+def test_thread_replies_are_followed_without_disturbing_the_schedule(tmp_path, httpd):
+    comments = rss(
+        [
+            {
+                "title": "By: sam",
+                "link": "https://blog.example.com/p#comment-1",
+                "guid": "c1",
+                "body": "It crashed twice today, awful.",
+            },
+        ]
+    )
+    httpd.add("/comments", comments)
+    httpd.add(
+        "/feed",
+        rss(
+            [
+                {
+                    "title": "We tried Acme",
+                    "link": "https://blog.example.com/p",
+                    "guid": "p",
+                    "body": "Notes from our first week with Acme.",
+                    "comments": httpd.url("/comments"),
+                }
+            ]
+        ),
+    )
+    cfg = write_config(tmp_path, [("blog", httpd.url("/feed"))])
+    poll(cfg)
+    # The reply does not name the brand, but its thread does: kept and scored as context.
+    assert rows(tmp_path, "SELECT title, relevant, label FROM items WHERE is_reply = 1") == [
+        ("By: sam", 1, "negative")
+    ]
+    assert rows(tmp_path, "SELECT posts, negative_posts FROM threads") == [(2, 1)]
+    (next_poll,) = rows(tmp_path, "SELECT next_poll_at FROM sources")[0]
+    assert next_poll is not None  # reading the replies left the source's own schedule alone

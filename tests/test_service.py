@@ -179,7 +179,12 @@ def test_negative_thread_alerts_once_on_both_channels_and_sigterm_exits_0(world,
     assert count(db, "SELECT count(*) FROM outbox WHERE status = 'sent'") == 2
 
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(proc.communicate()[0][-3000:]) from None
+    assert code == 0
     assert "Traceback" not in (proc.stdout.read() if proc.stdout else "")
 
 

@@ -19,6 +19,7 @@ from ..models import SourcePoll, SourceSpec, Validators
 
 if TYPE_CHECKING:
     from ..fetch import Fetcher
+    from ..parse import ParsedFeed
 
 # Modules that define kinds; imported on first use so a broken optional kind cannot stop the rest.
 _KIND_MODULES = (
@@ -46,12 +47,20 @@ class SourceState:
     consecutive_failures: int = 0
 
 
+async def parse_feed_inline(body: bytes, **kwargs: Any) -> ParsedFeed:
+    from ..parse import parse_feed
+
+    return parse_feed(body, **kwargs)
+
+
 @dataclass(frozen=True)
 class PollContext:
     spec: SourceSpec
     fetcher: Fetcher
     state: SourceState
     now: Callable[[], datetime]
+    # `listener.parse.parse_feed` as a coroutine: inline, or in a worker process for big polls.
+    parse_feed: Callable[..., Awaitable[ParsedFeed]] = parse_feed_inline
 
 
 class PollFunction(Protocol):

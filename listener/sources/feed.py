@@ -9,7 +9,7 @@ import logging
 from pydantic import BaseModel, ConfigDict
 
 from ..models import SourcePoll
-from ..parse import NotAFeed, parse_feed
+from ..parse import NotAFeed
 from . import PollContext, SourceKind, register
 from ._api import WebUrl
 
@@ -49,7 +49,7 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
             not_modified=True,
         )
     try:
-        parsed = parse_feed(
+        parsed = await ctx.parse_feed(
             response.body,
             source=ctx.spec.name,
             url=response.final_url,

@@ -1,0 +1,126 @@
+"""The CPU side of a poll: identify items, find the brands they name, score them.
+
+Pure functions over items, a compiled `Matcher` and a `Scorer`: no database, no network, so they
+run the same in the polling process or in a worker process (`listener.workers`). The pipeline
+decides, with the database, which items are new or edited; only those are matched and scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from .match import Matcher, scoring_text, snippet_around
+from .models import Item, Match, Score
+from .sentiment import Scorer
+from .text import content_fingerprint, content_hash, url_identity
+
+# Whole-item scores read at most this much text: a long article's tone is set early, and
+# VADER's cost grows with length.
+ITEM_SCORE_CHARS = 1500
+# Texts shorter than this are too generic ("Thanks!", "+1") to identify a story by content.
+FINGERPRINT_MIN_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Identity:
+    keys: tuple[str, ...]  # strongest first: id:, url:, fp:
+    content_hash: str
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class MentionScore:
+    match: Match
+    snippet: str
+    score: Score
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the CPU side found in one item."""
+
+    mentions: tuple[MentionScore, ...]
+    item_score: Score | None  # set when the item names a brand or sits in a brand thread
+
+
+def identity_keys(item: Item) -> tuple[str, ...]:
+    """Every identity an item is known by, strongest first."""
+    keys = []
+    if item.native_id:
+        keys.append(f"id:{item.source}:{item.native_id}")
+    fragment = item.raw_url.partition("#")[2] if item.raw_url else ""
+    if item.url and not fragment:
+        keys.append(f"url:{url_identity(item.url)}")
+    elif item.url and not item.native_id:
+        # A comment known only by its link: the anchor is what tells it from its post.
+        keys.append(f"url:{url_identity(item.url)}#{fragment}")
+    if len(item.text) >= FINGERPRINT_MIN_CHARS:
+        keys.append(f"fp:{content_fingerprint(item.title, item.text)}")
+    return tuple(keys)
+
+
+def identify(item: Item) -> Identity:
+    keys = identity_keys(item)
+    fp = next((k[3:] for k in keys if k.startswith("fp:")), None)
+    return Identity(keys, content_hash(item.title, item.text), fp)
+
+
+def item_text(item: Item) -> str:
+    return f"{item.title}\n{item.text}" if item.title else item.text
+
+
+def score_matches(
+    item: Item, matches: Sequence[Match], matcher: Matcher, scorer: Scorer, *, in_brand_thread: bool
+) -> Analysis:
+    """Score each brand an item names on the sentences around it, and the item as a whole."""
+    if not matches and not in_brand_thread:
+        return Analysis((), None)
+    text = item_text(item)
+    all_terms = [t for m in matches for t in matcher.neutral_terms(m.brand)]
+    item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms)
+    mentions = tuple(
+        MentionScore(
+            m,
+            snippet_around(text, m.spans),
+            scorer.score(scoring_text(text, m.spans), neutralise=matcher.neutral_terms(m.brand)),
+        )
+        for m in matches
+    )
+    return Analysis(mentions, item_score)
+
+
+def analyse_items(
+    items: Sequence[Item],
+    matcher: Matcher,
+    scorer: Scorer,
+    *,
+    skip_hashes: Collection[str] = (),
+    brand_threads: Collection[str] = (),
+    identities: Sequence[Identity] | None = None,
+) -> list[tuple[Identity, Analysis | None]]:
+    """Identify every item; match and score those whose content is not in `skip_hashes`.
+
+    An item that names no brand is scored as context when its thread is in `brand_threads` or
+    is named by another item of the batch (a reply can come before its root).
+    """
+    if identities is None:
+        identities = [identify(it) for it in items]
+    matched: list[list[Match] | None] = []
+    threads = set(brand_threads)
+    for item, ident in zip(items, identities, strict=True):
+        if ident.content_hash in skip_hashes:
+            matched.append(None)
+            continue
+        found = matcher.match(item_text(item))
+        if found and item.thread_key:
+            threads.add(item.thread_key)
+        matched.append(found)
+    out: list[tuple[Identity, Analysis | None]] = []
+    for item, ident, found in zip(items, identities, matched, strict=True):
+        if found is None:
+            out.append((ident, None))
+            continue
+        in_thread = bool(item.thread_key) and item.thread_key in threads
+        out.append((ident, score_matches(item, found, matcher, scorer, in_brand_thread=in_thread)))
+    return out

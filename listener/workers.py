@@ -1,0 +1,134 @@
+"""Worker processes for the CPU side of a big poll: parsing feeds, matching and scoring items.
+
+A poll of many sources is CPU-bound in Python (feed parsing, VADER), and one process uses one
+core. `CpuPool` runs the pure parts (`listener.parse.parse_feed`, `listener.analyse.analyse_items`)
+in worker processes, each with its own matcher and scorer built once, while the polling process
+keeps the network, the database and the decisions. With no workers, the same functions run
+inline: results are the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from .analyse import Analysis, Identity, analyse_items
+from .match import Matcher
+from .models import Brand, Item
+from .parse import ParsedFeed, parse_feed
+from .sentiment import Scorer, SentimentConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Below this many sources a poll gains nothing from workers: starting them costs ~2 s.
+AUTO_MIN_SOURCES = 50
+
+_matcher: Matcher | None = None
+_scorer: Scorer | None = None
+
+
+def _init_worker(brands: Sequence[Brand], sentiment: dict[str, Any]) -> None:
+    global _matcher, _scorer
+    _matcher = Matcher.from_brands(brands)
+    _scorer = Scorer(SentimentConfig(**sentiment))
+
+
+def _plain(config: SentimentConfig) -> dict[str, Any]:
+    """The config as plain, picklable values (it holds read-only mapping views)."""
+    return {
+        "positive_threshold": config.positive_threshold,
+        "negative_threshold": config.negative_threshold,
+        "lexicon": dict(config.lexicon),
+        "phrases": dict(config.phrases),
+        "domain_lexicon": config.domain_lexicon,
+    }
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _parse(body: bytes, kwargs: dict[str, Any]) -> ParsedFeed:
+    return parse_feed(body, **kwargs)
+
+
+def _analyse(
+    items: Sequence[Item], skip_hashes: Collection[str], brand_threads: Collection[str]
+) -> list[tuple[Identity, Analysis | None]]:
+    assert _matcher is not None and _scorer is not None, "worker not initialised"
+    return analyse_items(
+        items, _matcher, _scorer, skip_hashes=skip_hashes, brand_threads=brand_threads
+    )
+
+
+def auto_workers(sources: int, configured: int | None) -> int:
+    """Workers to start: as configured, else one per core when the poll is big enough."""
+    if configured is not None:
+        return configured
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) if sources >= AUTO_MIN_SOURCES and (cores or 1) > 1 else 0
+
+
+class CpuPool:
+    """Worker processes with a matcher and a scorer each; `async` methods for the event loop.
+
+    The processes start on first use: a poll where every feed answers 304 never pays for them.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        brands: Sequence[Brand],
+        sentiment: SentimentConfig,
+        *,
+        analyse_inline: Callable[
+            [Sequence[Item], Collection[str], Collection[str]],
+            list[tuple[Identity, Analysis | None]],
+        ],
+    ) -> None:
+        self.workers = workers
+        self._initargs = (tuple(brands), _plain(sentiment))
+        self._pool: ProcessPoolExecutor | None = None
+        self._analyse_inline = analyse_inline
+        self.broken = False
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # "spawn": a fresh interpreter, never a fork of a process with an event loop and
+            # threads.
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=self._initargs,
+            )
+            for _ in range(self.workers):  # start them all now, not one per queued job
+                self._pool.submit(_ready)
+            log.debug("started %d worker processes", self.workers)
+        return self._pool
+
+    async def parse_feed(self, body: bytes, **kwargs: Any) -> ParsedFeed:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), _parse, body, kwargs)
+
+    async def analyse(
+        self, items: Sequence[Item], skip_hashes: Collection[str], brand_threads: Collection[str]
+    ) -> list[tuple[Identity, Analysis | None]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor(),
+            _analyse,
+            list(items),
+            frozenset(skip_hashes),
+            frozenset(brand_threads),
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

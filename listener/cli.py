@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -54,7 +54,28 @@ def setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Commands that live in their own modules (Datasette's) are imported only when used."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "serve": ("listener.web", "serve"),
+        "demo": ("listener.demo", "demo"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c",
     "--config",
@@ -157,8 +178,7 @@ def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:
 def poll(state: State, sources: tuple[str, ...]) -> None:
     """Poll every source once (or only the named ones) and print a summary."""
     from .pipeline import poll_sources
-    from .runtime import open_runtime
-    from .workers import auto_workers
+    from .runtime import auto_workers, open_runtime
 
     config = state.config()
     specs = [s for s in config.sources if s.enabled]
@@ -233,8 +253,7 @@ def run(state: State) -> None:
     """Run the service: poll each source on its schedule and deliver alerts, until SIGTERM/SIGINT."""
     from .alerts.outbox import Backoff, build_channels
     from .daemon import AlreadyRunning, Service, instance_lock
-    from .runtime import open_runtime
-    from .workers import auto_workers
+    from .runtime import auto_workers, open_runtime
 
     config = state.config()
     if logging.getLogger().level > logging.INFO and not state.quiet:
@@ -513,14 +532,3 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
         failed = failed or "error" in out
         click.echo(json.dumps(out, ensure_ascii=False))
     raise SystemExit(1 if failed else 0)
-
-
-def _register_extra_commands() -> None:
-    from .demo import demo as demo_command
-    from .web import serve as serve_command
-
-    cli.add_command(serve_command)
-    cli.add_command(demo_command)
-
-
-_register_extra_commands()

@@ -43,13 +43,13 @@ class ConfigError(Exception):
 
 # --- durations and environment -------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*([smhdw]))+\s*$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|[smhdw]))+\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: Any) -> float:
-    """`15m`, `1h30m`, `90s`, `2d`, or a number of seconds -> seconds."""
+    """`15m`, `1h30m`, `90s`, `2d`, `500ms`, or a number of seconds -> seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration like 15m, 1h or 90s")
     if isinstance(value, int | float):
@@ -475,7 +475,7 @@ def _format_errors(
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file. Raises ConfigError with located messages."""
-    from .sources import kind_names, options_model  # kinds register their option models
+    from .sources import is_kind, kind_names, options_model  # kinds register their option models
 
     path = Path(path)
     env = os.environ if env is None else env
@@ -532,7 +532,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 (f"{where}.name", f"{src.name!r} is already used by sources[{seen[src.name]}]")
             )
         seen[src.name] = i
-        if src.kind not in kind_names():
+        if not is_kind(src.kind):
             errors.append(
                 (
                     f"{where}.kind",

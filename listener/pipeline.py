@@ -15,16 +15,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .alerts.rules import Alerting, PollOutcome, evaluate
-from .analyse import Analysis, Identity, analyse_items, identify, score_matches
 from .fetch import Fetcher
-from .match import Matcher
 from .models import Item, Mention, SourcePoll, SourceSpec
-from .sentiment import Scorer
 from .sources import PollContext, get_kind
 from .store import KnownItem, ProcessedItem, Store, iso
-from .workers import CpuPool
+
+if TYPE_CHECKING:  # the CPU side is imported when there is something to parse or score
+    from .analyse import Analysis, Identity
+    from .match import Matcher
+    from .sentiment import Scorer
+    from .workers import CpuPool
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class Runtime:
 
     store: Store
     fetcher: Fetcher
-    matcher: Matcher
+    matcher_factory: Callable[[], Matcher]
     # The scorer is built on first use: compiling its phrase lexicon takes about a second, which
     # a poll where nothing changed never needs to spend.
     scorer_factory: Callable[[], Scorer]
@@ -48,6 +51,13 @@ class Runtime:
     alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
     cpu: CpuPool | None = None  # worker processes for parsing and scoring; None: inline
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
+    _matcher: Matcher | None = field(default=None, init=False, repr=False)
+
+    @property
+    def matcher(self) -> Matcher:
+        if self._matcher is None:
+            self._matcher = self.matcher_factory()
+        return self._matcher
 
     @property
     def scorer(self) -> Scorer:
@@ -115,7 +125,7 @@ def _matched_known(
     return None, False
 
 
-Analysed = list[tuple[Identity, Analysis | None]]
+Analysed = list[tuple["Identity", "Analysis | None"]]
 
 
 def process_items(
@@ -135,6 +145,8 @@ def process_items(
     before its root). A reply stored earlier as irrelevant is taken up again once its thread
     becomes a brand thread.
     """
+    from .analyse import analyse_items, identify, score_matches
+
     identities = [a[0] for a in analysed] if analysed else [identify(it) for it in items]
     analyses: list[Analysis | None] = [a[1] for a in analysed] if analysed else [None] * len(items)
     known = rt.store.lookup_keys([k for ident in identities for k in ident.keys])
@@ -393,9 +405,13 @@ async def poll_sources(
     """
     rt.store.ensure_sources(specs)
     summary = PollSummary()
+    # Sources in progress at once: the fetch limit, so that downloaded bodies never pile up in
+    # memory waiting for the parser (a thousand feeds would otherwise all be held at once).
+    in_progress = asyncio.Semaphore(rt.fetcher.limits.concurrency)
 
     async def one(spec: SourceSpec) -> None:
-        report = await poll_source(spec, rt)
+        async with in_progress:
+            report = await poll_source(spec, rt)
         log_report(report)
         summary.reports.append(report)
         if on_done is not None:

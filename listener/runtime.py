@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import httpx
 
 from .alerts.rules import Alerting
-from .analyse import analyse_items
 from .config import Config
 from .fetch import Fetcher
-from .match import Matcher
 from .pipeline import Runtime, utc_now
-from .sentiment import Scorer, SentimentConfig, lexicon_version
 from .store import Store
-from .workers import CpuPool
+
+if TYPE_CHECKING:
+    from .match import Matcher
+    from .sentiment import Scorer, SentimentConfig
+    from .workers import CpuPool
 
 
 def sentiment_config(config: Config) -> SentimentConfig:
+    from .sentiment import SentimentConfig
+
     s = config.sentiment
     return SentimentConfig(
         positive_threshold=s.positive_threshold,
@@ -30,7 +35,21 @@ def sentiment_config(config: Config) -> SentimentConfig:
     )
 
 
+def build_matcher(config: Config) -> Matcher:
+    from .match import Matcher
+
+    return Matcher.from_brands(config.brands)
+
+
+def scorer_version(config: Config) -> str:
+    from .sentiment import lexicon_version
+
+    return lexicon_version(sentiment_config(config))
+
+
 def build_scorer(config: Config) -> Scorer:
+    from .sentiment import Scorer
+
     return Scorer(sentiment_config(config))
 
 
@@ -65,13 +84,16 @@ async def open_runtime(
             rt = Runtime(
                 store=store,
                 fetcher=fetcher,
-                matcher=Matcher.from_brands(config.brands),
+                matcher_factory=lambda: build_matcher(config),
                 scorer_factory=lambda: build_scorer(config),
-                lexicon_version=lexicon_version(sentiment_config(config)),
+                lexicon_version=scorer_version(config),
                 now=now,
                 alerting=build_alerting(config),
             )
             if workers > 0:
+                from .analyse import analyse_items
+                from .workers import CpuPool
+
                 cpu = rt.cpu = CpuPool(
                     workers,
                     config.brands,
@@ -86,3 +108,15 @@ async def open_runtime(
             cpu.close()
         if own_store:
             store.close()
+
+
+# Below this many sources a poll gains nothing from workers: starting them costs ~2 s of CPU.
+AUTO_MIN_SOURCES = 50
+
+
+def auto_workers(sources: int, configured: int | None) -> int:
+    """Workers to start: as configured, else one per core when the poll is big enough."""
+    if configured is not None:
+        return configured
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) if sources >= AUTO_MIN_SOURCES and (cores or 1) > 1 else 0

@@ -26,8 +26,6 @@ from .sentiment import Scorer, SentimentConfig
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Below this many sources a poll gains nothing from workers: starting them costs ~2 s.
-AUTO_MIN_SOURCES = 50
 
 _matcher: Matcher | None = None
 _scorer: Scorer | None = None
@@ -65,14 +63,6 @@ def _analyse(
     return analyse_items(
         items, _matcher, _scorer, skip_hashes=skip_hashes, brand_threads=brand_threads
     )
-
-
-def auto_workers(sources: int, configured: int | None) -> int:
-    """Workers to start: as configured, else one per core when the poll is big enough."""
-    if configured is not None:
-        return configured
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) if sources >= AUTO_MIN_SOURCES and (cores or 1) > 1 else 0
 
 
 class CpuPool:

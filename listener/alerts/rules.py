@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..config import RulesModel
-from ..sentiment import describe_explanation
 from ..store import Store, iso
 from .message import AlertMessage, Evidence, message_to_dict
 
@@ -151,6 +150,8 @@ def _explain(explanation_json: str | None) -> str | None:
     """The stored explanation of a score, as one line a person reads in an alert."""
     if not explanation_json:
         return None
+    from ..sentiment import describe_explanation
+
     return describe_explanation(json.loads(explanation_json)) or None
 
 

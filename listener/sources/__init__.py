@@ -107,8 +107,20 @@ def kind_names() -> Sequence[str]:
 
 
 def get_kind(name: str) -> SourceKind:
-    _load()
+    # Only the kinds a config uses are imported: a poll of feeds never loads the API kinds.
+    if name not in _REGISTRY and name in _KIND_MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in _REGISTRY:
+        _load()
     return _REGISTRY[name]
+
+
+def is_kind(name: str) -> bool:
+    try:
+        get_kind(name)
+    except KeyError:
+        return False
+    return True
 
 
 def options_model(name: str) -> type[BaseModel]:

@@ -8,7 +8,6 @@ Stack Exchange or the Lemmy instance and says what to do about it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
 JSON_ACCEPT = "application/json"
 
 _Options = TypeVar("_Options", bound=BaseModel)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NO_DATE = datetime.max.replace(tzinfo=UTC)
 
 
@@ -33,18 +30,8 @@ _NO_DATE = datetime.max.replace(tzinfo=UTC)
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_interval(value: Any) -> Any:
-    """Seconds from a number or a short duration string ("2s", "500ms", "1m")."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration: use e.g. 0, 0.5, 2s or 500ms")
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    return value
-
-
 def parse_seconds(value: Any) -> float:
-    """A number of seconds (0 allowed) or a duration as sources.yaml writes it (`6s`, `2d`)."""
+    """A number of seconds (0 allowed) or a duration as sources.yaml writes it (`6s`, `500ms`)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("must not be negative")
@@ -59,12 +46,9 @@ def blank_to_none(value: str | None) -> str | None:
     return value.strip() or None if value is not None else None
 
 
-# `request_interval` of the kinds that accept "500ms"; at least 0.
-Interval = Annotated[float, Field(ge=0), BeforeValidator(parse_interval)]
-# A number of seconds (at least 0) or a duration like those of `every:` ("6s", "2d"). Kinds
-# use one or the other as they always have: Interval takes "500ms" but not "2d"; Seconds the
-# reverse.
+# A number of seconds (at least 0) or a duration like those of `every:` ("500ms", "6s", "2d").
 Seconds = Annotated[float, BeforeValidator(parse_seconds)]
+Interval = Seconds
 # An http(s) address: `base_url` and the like.
 WebUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
 # A token or key from the environment; blank means none.

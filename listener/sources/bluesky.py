@@ -47,7 +47,6 @@ from ._api import (
     parse_iso_time,
     waiting_until,
 )
-from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 

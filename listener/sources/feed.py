@@ -9,7 +9,6 @@ import logging
 from pydantic import BaseModel, ConfigDict
 
 from ..models import SourcePoll
-from ..parse import NotAFeed
 from . import PollContext, SourceKind, register
 from ._api import WebUrl
 
@@ -48,6 +47,8 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
             body_hash=digest,
             not_modified=True,
         )
+    from ..parse import NotAFeed
+
     try:
         parsed = await ctx.parse_feed(
             response.body,

@@ -43,7 +43,6 @@ from ._api import (
     pace,
     parse_iso_time,
 )
-from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,6 @@ from ._api import (
     pace,
     waiting_until,
 )
-from ._api import parse_interval as parse_interval  # still importable from this module
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import rss, write_config
+from helpers import rows, rss, write_config
 
 from listener.cli import cli
 from listener.config import load_config
@@ -29,14 +29,6 @@ def poll(config_path: Path, *names: str) -> PollSummary:
             return await poll_sources(specs, rt)
 
     return asyncio.run(main())
-
-
-def rows(tmp_path: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "mentions.db")
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture

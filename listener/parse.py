@@ -710,6 +710,15 @@ def _absolute(link: str, base: str | None) -> str:
 _NO_URL = UrlKeys("", "", "", False)
 
 
+# Comment feeds title each comment with its byline (WordPress: "By: Name", "Comment on Post by
+# Name"; others "Comment by Name", "Reply from Name").
+_COMMENT_TITLE = re.compile(
+    r"^\s*(?:by:?|(?:comment|reply|response)(?: on .+?)? (?:by|from):?)\s+"
+    r"(?P<author>[^\s!?]+(?:\s+[^\s!?]+){0,3})\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 def _build_items(entries: Sequence[_Entry], *, source: str, base: str | None) -> list[Item]:
     # First pass: every entry's own fields and own keys.
     rows = []
@@ -777,6 +786,11 @@ def _build_items(entries: Sequence[_Entry], *, source: str, base: str | None) ->
         extra = dict(e.extra)
         if e.comments_url:
             extra["comments_url"] = _absolute(e.comments_url, base)
+        author = (normalise_text(e.author) or None) if e.author else None
+        if is_reply and (byline := _COMMENT_TITLE.match(title)):
+            # "By: Rosa" / "Comment on Post by Rosa": a byline, not words the commenter wrote.
+            author = author or byline.group("author").strip() or None
+            title = ""
         items.append(
             Item(
                 source=source,
@@ -784,7 +798,7 @@ def _build_items(entries: Sequence[_Entry], *, source: str, base: str | None) ->
                 url=keys.canonical,
                 title=title,
                 text=text,
-                author=(normalise_text(e.author) or None) if e.author else None,
+                author=author,
                 published_at=parse_datetime(e.published) or parse_datetime(e.updated),
                 updated_at=parse_datetime(e.updated),
                 thread_key=thread_key,

@@ -682,7 +682,7 @@ class Store:
                 "brand": m.brand,
                 "product": m.product,
                 "url": it.url,
-                "title": thread_title(it),
+                "title": thread_title(it) or self._stored_thread_title(it.thread_key),
                 "source": it.source,
                 "kind": kind,
                 "author": it.author,
@@ -713,6 +713,11 @@ class Store:
         # An edit that no longer names a brand leaves its old mention: the brand was named once,
         # and a correction may hang on it.
         return out
+
+    def _stored_thread_title(self, key: str) -> str:
+        """A reply without a title of its own is shown under its conversation's title."""
+        row = self.conn.execute("SELECT title FROM threads WHERE key = ?", (key,)).fetchone()
+        return row[0] or "" if row else ""
 
     def _update_threads(
         self,

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ _scorer: Scorer | None = None
 
 def _init_worker(brands: Sequence[Brand], sentiment: dict[str, Any]) -> None:
     global _matcher, _scorer
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _matcher = Matcher.from_brands(brands)
     _scorer = Scorer(SentimentConfig(**sentiment))
 

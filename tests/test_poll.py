@@ -407,9 +407,10 @@ def test_thread_replies_are_followed_without_disturbing_the_schedule(tmp_path, h
     cfg = write_config(tmp_path, [("blog", httpd.url("/feed"))])
     poll(cfg)
     # The reply does not name the brand, but its thread does: kept and scored as context.
-    assert rows(tmp_path, "SELECT title, relevant, label FROM items WHERE is_reply = 1") == [
-        ("By: sam", 1, "negative")
-    ]
+    # Its "By: sam" title is a byline: the author, not words of the comment.
+    assert rows(
+        tmp_path, "SELECT title, author, relevant, label FROM items WHERE is_reply = 1"
+    ) == [("", "sam", 1, "negative")]
     assert rows(tmp_path, "SELECT posts, negative_posts FROM threads") == [(2, 1)]
     (next_poll,) = rows(tmp_path, "SELECT next_poll_at FROM sources")[0]
     assert next_poll is not None  # reading the replies left the source's own schedule alone

@@ -204,7 +204,7 @@ def process_items(
         if not analysis.mentions and analysis.item_score is None and in_thread:
             # Its thread turned out to be about a brand only with what the store knows.
             analysis = score_matches(item, [], rt.matcher, rt.scorer, in_brand_thread=True)
-        if lexicon_version:
+        if lexicon_version and analysis.mentions:
             item = replace(item, extra={**item.extra, "lexicon_version": lexicon_version})
         mentions = tuple(
             Mention(

@@ -733,51 +733,61 @@ class Store:
                 not p.item.is_reply or p.item.thread_key not in roots
             ):
                 roots.setdefault(p.item.thread_key, p.item)
-        for key in keys:
-            root = roots.get(key)
-            c.execute(
-                "INSERT INTO threads(key, title, url, source, replies_url, first_seen_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "title = coalesce(nullif(threads.title, ''), excluded.title), "
-                "url = coalesce(threads.url, excluded.url), "
-                "replies_url = coalesce(excluded.replies_url, threads.replies_url)",
+        c.executemany(
+            "INSERT INTO threads(key, title, url, source, replies_url, first_seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "title = coalesce(nullif(threads.title, ''), excluded.title), "
+            "url = coalesce(threads.url, excluded.url), "
+            "replies_url = coalesce(excluded.replies_url, threads.replies_url)",
+            [
                 (
                     key,
-                    thread_title(root) if root else None,
+                    thread_title(root) if (root := roots.get(key)) else None,
                     root.url if root else None,
                     root.source if root else None,
                     replies_urls.get(key) or (root.thread_url if root else None),
                     now_s,
-                ),
-            )
-            self.refresh_thread(key)
+                )
+                for key in keys
+            ],
+        )
+        self.refresh_threads(list(keys))
 
     def refresh_thread(self, key: str) -> None:
-        """Recompute a thread's aggregates from its stored items and (corrected) mention labels."""
-        self.conn.execute(
-            """
-            UPDATE threads SET
-              posts = agg.posts, negative_posts = agg.negative_posts,
-              mean_compound = agg.mean_compound, worst_compound = agg.worst_compound,
-              first_seen_at = agg.first_seen, last_seen_at = agg.last_seen,
-              brands = agg.brands
-            FROM (
-              SELECT count(*) AS posts,
-                     coalesce(sum(i.label = 'negative'), 0) AS negative_posts,
-                     round(avg(i.compound), 4) AS mean_compound,
-                     min(i.compound) AS worst_compound,
-                     min(i.first_seen_at) AS first_seen,
-                     max(i.first_seen_at) AS last_seen,
-                     (SELECT group_concat(DISTINCT m.brand) FROM mentions m
-                       WHERE m.thread_key = :key AND m.not_relevant = 0) AS brands
-              FROM items i
-              WHERE i.thread_key = :key AND i.relevant = 1 AND i.compound IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM mentions m WHERE m.item_id = i.id AND m.not_relevant = 1)
-            ) AS agg
-            WHERE threads.key = :key
-            """,
-            {"key": key},
-        )
+        self.refresh_threads([key])
+
+    def refresh_threads(self, keys: Sequence[str]) -> None:
+        """Recompute threads' aggregates from their stored items and (corrected) mention labels."""
+        for start in range(0, len(keys), 500):
+            self.conn.execute(
+                """
+                UPDATE threads SET
+                  posts = agg.posts, negative_posts = agg.negative_posts,
+                  mean_compound = agg.mean_compound, worst_compound = agg.worst_compound,
+                  first_seen_at = coalesce(agg.first_seen, threads.first_seen_at),
+                  last_seen_at = agg.last_seen, brands = agg.brands
+                FROM (
+                  SELECT k.value AS key,
+                         count(i.id) AS posts,
+                         coalesce(sum(i.label = 'negative'), 0) AS negative_posts,
+                         round(avg(i.compound), 4) AS mean_compound,
+                         min(i.compound) AS worst_compound,
+                         min(i.first_seen_at) AS first_seen,
+                         max(i.first_seen_at) AS last_seen,
+                         (SELECT group_concat(DISTINCT m.brand) FROM mentions m
+                           WHERE m.thread_key = k.value AND m.not_relevant = 0) AS brands
+                  FROM json_each(?) AS k
+                  LEFT JOIN items i ON i.thread_key = k.value AND i.relevant = 1
+                    AND i.compound IS NOT NULL
+                    AND NOT EXISTS (
+                      SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1
+                    )
+                  GROUP BY k.value
+                ) AS agg
+                WHERE threads.key = agg.key
+                """,
+                (json.dumps(list(keys[start : start + 500])),),
+            )
 
     def _update_source(
         self,

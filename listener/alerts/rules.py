@@ -165,6 +165,9 @@ def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) 
     if row is None:
         return []
     title, url, source, brands, posts, negative, mean, worst = row
+    by_mean = posts >= rule.min_posts and mean is not None and mean <= rule.mean_at_most
+    if negative < rule.min_negative and not by_mean:
+        return []  # the windowed count can only be lower: no need to count
     since = iso(now - timedelta(seconds=rule.window))
     (recent_negative,) = store.conn.execute(
         """
@@ -176,7 +179,6 @@ def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) 
         (key, since),
     ).fetchone()
     by_count = recent_negative >= rule.min_negative
-    by_mean = posts >= rule.min_posts and mean is not None and mean <= rule.mean_at_most
     if not (by_count or by_mean):
         return []
     level = 1 + (recent_negative - rule.min_negative) // rule.escalate_every if by_count else 1
@@ -276,10 +278,9 @@ def _spikes(store: Store, alerting: Alerting, outcome: PollOutcome, now: datetim
     ]
     fired: list[int] = []
     for brand in brands:
-        (first_seen,) = store.conn.execute(
-            "SELECT min(first_seen_at) FROM mentions WHERE brand = ?", (brand,)
-        ).fetchone()
-        # Without at least one window of history every first poll would look like a spike.
+        # The database's first mention (an index lookup): without at least one window of history
+        # every first poll would look like a spike.
+        (first_seen,) = store.conn.execute("SELECT min(first_seen_at) FROM mentions").fetchone()
         if first_seen is None or _within(first_seen, now, rule.window):
             continue
         counts = spike_counts(store, brand, now, rule.window, rule.baseline)

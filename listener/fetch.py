@@ -117,15 +117,15 @@ def make_transport(
     if kind == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        ssl_context = _ssl_context()
-
         def session() -> aiohttp.ClientSession:
             # Created lazily by the transport, inside the running event loop. httpx keeps the
             # cookies, so aiohttp must not keep a second jar; it must not decompress either.
             connector = aiohttp.TCPConnector(
                 limit=limits.concurrency,
                 keepalive_timeout=30.0,
-                ssl=ssl_context,
+                # aiohttp's own verifying context, built when aiohttp is imported: a second one
+                # (loading a CA bundle, ~0.1 s) would be paid by every poll, HTTPS or not.
+                ssl=True,
                 ttl_dns_cache=300,
             )
             return aiohttp.ClientSession(

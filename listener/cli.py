@@ -486,7 +486,7 @@ def rescore(state: State, everything: bool) -> None:
         store.close()
     click.echo(
         f"rescored {result.rescored} mentions: {result.changed} labels changed "
-        f"({result.corrected_kept} corrections kept as set)"
+        f"({result.corrected_kept} corrections kept as set); {result.items} items re-scored"
     )
     for (old, new), n in sorted(result.transitions.items()):
         click.echo(f"  {old} -> {new}: {n}")

@@ -1,8 +1,9 @@
-"""Re-score stored mentions with the current scorer (after a lexicon or threshold change).
+"""Re-score stored items and mentions with the current scorer (after a lexicon or threshold change).
 
-The item text kept in the database is matched again to find the sentences around each brand,
-then scored; a user's correction (`label_override`) is kept as set, so only the scorer's own
-label (`auto_label`) moves under it.
+Each relevant item's stored text is matched again and scored exactly as a poll scores it
+(`listener.analyse.score_matches`): each mention on the sentences around its brand, the item as a
+whole, and replies kept as thread context as a whole. A user's correction (`label_override`) is
+kept as set, so only the scorer's own label (`auto_label`) moves under it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .analyse import ITEM_SCORE_CHARS
-from .match import Matcher, scoring_text
+from .analyse import score_matches
+from .match import Matcher
+from .models import Item
 from .sentiment import Scorer
 from .store import Store
 
@@ -22,72 +24,96 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RescoreResult:
-    rescored: int = 0
-    changed: int = 0  # effective labels that changed
+    rescored: int = 0  # mentions
+    changed: int = 0  # effective mention labels that changed
     corrected_kept: int = 0
+    items: int = 0  # items re-scored (mentions' items and thread-context replies)
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def rescore_mentions(
     store: Store, scorer: Scorer, matcher: Matcher, *, everything: bool = False
 ) -> RescoreResult:
+    """Re-score when any mention was scored with another lexicon (or always, `everything`)."""
     result = RescoreResult()
-    sql = (
-        "SELECT m.id, m.brand, m.label, m.label_override, m.thread_key, i.title, i.text, i.id "
-        "FROM mentions m JOIN items i ON i.id = m.item_id"
-    )
-    args: list[str] = []
     if not everything:
-        sql += " WHERE m.lexicon_version IS NOT ? "
-        args.append(scorer.lexicon_version)
-    rows = store.conn.execute(sql, args).fetchall()
+        (stale,) = store.conn.execute(
+            "SELECT count(*) FROM mentions WHERE lexicon_version IS NOT ?",
+            (scorer.lexicon_version,),
+        ).fetchone()
+        if not stale:
+            return result
+    items = store.conn.execute(
+        "SELECT id, source, title, text, thread_key FROM items "
+        "WHERE relevant = 1 AND text IS NOT NULL"
+    ).fetchall()
     threads: set[str] = set()
     with store.transaction():
-        for mid, brand, old_label, override, thread_key, title, text, item_id in rows:
-            full = f"{title}\n{text or ''}" if title else (text or "")
-            try:
-                neutral = matcher.neutral_terms(brand)
-            except KeyError:  # a brand no longer in the config keeps its name neutral
-                neutral = (brand,)
-            match = next((m for m in matcher.match(full) if m.brand == brand), None)
-            basis = scoring_text(full, match.spans) if match and match.spans else full
-            s = scorer.score(basis, neutralise=neutral)
-            new_label = override or s.label
-            store.conn.execute(
-                "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, label = ?, "
-                "explanation = ?, lexicon_version = ? WHERE id = ?",
-                (
-                    s.compound,
-                    s.pos,
-                    s.neu,
-                    s.neg,
-                    s.label,
-                    new_label,
-                    json.dumps(list(s.explanation), ensure_ascii=False),
-                    scorer.lexicon_version,
-                    mid,
-                ),
+        for item_id, source, title, text, thread_key in items:
+            item = Item(source=source, native_id=None, url="", title=title or "", text=text)
+            mentions = store.conn.execute(
+                "SELECT id, brand, label, label_override FROM mentions WHERE item_id = ?",
+                (item_id,),
+            ).fetchall()
+            matches = matcher.match(f"{title}\n{text}" if title else text)
+            stored_brands = {brand for _, brand, _, _ in mentions}
+            analysis = score_matches(
+                item,
+                [m for m in matches if m.brand in stored_brands],
+                matcher,
+                scorer,
+                in_brand_thread=True,
             )
-            item_score = scorer.score(full[:ITEM_SCORE_CHARS], neutralise=neutral)
-            store.conn.execute(
-                "UPDATE items SET compound = ?, explanation = ?, label = (SELECT label FROM mentions "
-                "WHERE item_id = ? AND not_relevant = 0 ORDER BY compound LIMIT 1) WHERE id = ?",
-                (
-                    item_score.compound,
-                    json.dumps(list(item_score.explanation), ensure_ascii=False),
-                    item_id,
-                    item_id,
-                ),
-            )
-            result.rescored += 1
-            if override:
-                result.corrected_kept += 1
-            if new_label != old_label:
-                result.changed += 1
-                result.transitions[(old_label, new_label)] += 1
+            by_brand = {ms.match.brand: ms.score for ms in analysis.mentions}
+            for mid, brand, old_label, override in mentions:
+                score = by_brand.get(brand, analysis.item_score)  # a brand no longer matched
+                if score is None:
+                    continue
+                new_label = override or score.label
+                store.conn.execute(
+                    "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, "
+                    "label = ?, item_compound = ?, explanation = ?, lexicon_version = ? "
+                    "WHERE id = ?",
+                    (
+                        score.compound,
+                        score.pos,
+                        score.neu,
+                        score.neg,
+                        score.label,
+                        new_label,
+                        analysis.item_score.compound if analysis.item_score else None,
+                        json.dumps(list(score.explanation), ensure_ascii=False),
+                        scorer.lexicon_version,
+                        mid,
+                    ),
+                )
+                result.rescored += 1
+                result.corrected_kept += bool(override)
+                if new_label != old_label:
+                    result.changed += 1
+                    result.transitions[(old_label, new_label)] += 1
+            if analysis.item_score is not None:
+                store.conn.execute(
+                    "UPDATE items SET compound = :compound, explanation = :explanation, "
+                    "label = coalesce((SELECT label FROM mentions WHERE item_id = :id "
+                    "AND not_relevant = 0 ORDER BY compound LIMIT 1), :label) WHERE id = :id",
+                    {
+                        "compound": analysis.item_score.compound,
+                        "explanation": json.dumps(
+                            list(analysis.item_score.explanation), ensure_ascii=False
+                        ),
+                        "label": analysis.item_score.label,
+                        "id": item_id,
+                    },
+                )
+                result.items += 1
             if thread_key:
                 threads.add(thread_key)
-        for key in threads:
-            store.refresh_thread(key)
-    log.info("rescored %d mentions, %d labels changed", result.rescored, result.changed)
+        store.refresh_threads(sorted(threads))
+    log.info(
+        "rescored %d mentions (%d items), %d labels changed",
+        result.rescored,
+        result.items,
+        result.changed,
+    )
     return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -393,11 +392,3 @@ def _human_duration(seconds: float) -> str:
             n = int(seconds // size)
             return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else unit
     return f"{seconds:g} s"
-
-
-def alerting_from_config(
-    rules: RulesModel, channels: Sequence[str], influential: Sequence[str]
-) -> Alerting:
-    return Alerting(
-        rules=rules, channels=tuple(channels), influential_sources=frozenset(influential)
-    )

@@ -504,12 +504,8 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
     from .runtime import build_scorer
     from .sentiment import Scorer, score_json_lines
 
-    try:
-        config: Config | None = (
-            state.config() if (state.config_arg or state.path.exists()) else None
-        )
-    except SystemExit:
-        raise
+    # No config at all is fine here: the default scorer is what a new user tries first.
+    config: Config | None = state.config() if (state.config_arg or state.path.exists()) else None
     scorer = build_scorer(config) if config else Scorer()
     matcher = Matcher.from_brands(config.brands) if config else None
 

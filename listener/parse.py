@@ -493,13 +493,17 @@ def _replies_link(links: Any) -> str | None:
     return None
 
 
-def _from_fast(entry: Mapping[str, Any], has_ids: bool) -> _Entry:
-    content, plain = "", False
+def _first_content(entry: Mapping[str, Any]) -> tuple[str, bool]:
+    """The first non-blank `content` part of an entry, and whether it is plain text."""
     for part in entry.get("content") or ():
         value = _str(part.get("value"))
         if value.strip():
-            content, plain = value, _is_plain(part.get("type"))
-            break
+            return value, _is_plain(part.get("type"))
+    return "", False
+
+
+def _from_fast(entry: Mapping[str, Any], has_ids: bool) -> _Entry:
+    content, plain = _first_content(entry)
     if not content:
         content = _str(entry.get("description"))
     if not content:
@@ -527,12 +531,7 @@ def _from_fast(entry: Mapping[str, Any], has_ids: bool) -> _Entry:
 
 
 def _from_reference(entry: dict[str, Any]) -> _Entry:
-    content, plain = "", False
-    for part in entry.get("content") or ():
-        value = _str(part.get("value"))
-        if value.strip():
-            content, plain = value, _is_plain(part.get("type"))
-            break
+    content, plain = _first_content(entry)
     if not content:
         content = _str(entry.get("summary"))
         plain = _is_plain((entry.get("summary_detail") or {}).get("type"))

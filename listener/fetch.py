@@ -2,7 +2,9 @@
 
 `Fetcher.get()` turns every network and HTTP problem into a `Response` with `error` set, so a
 source kind never needs a try/except around I/O and one broken host never stops a poll. Around one
-shared `httpx.AsyncClient` it adds what a polite, robust poller needs: connect/read/total timeouts,
+shared httpx transport (aiohttp's connection pool behind httpx's transport API by default, see
+`AiohttpTransport`; httpcore's on request) it adds what a polite, robust poller needs:
+connect/read/total timeouts,
 a global and a per-host concurrency limit, an optional minimum interval per host, a body-size cap
 counted after decompression, a redirect cap with loop detection, conditional GET, and retries
 with exponential backoff, jitter and `Retry-After`.
@@ -16,6 +18,10 @@ Two details worth knowing:
   ask not to decompress) and the httpx one behave identically.
 - Redirects are followed here, not by httpx, so each hop is counted against the host's limits,
   loops are reported as loops, and credentials are not forwarded to another origin.
+- Requests go straight to the transport as `httpx.Request`s, not through `httpx.AsyncClient`:
+  with redirects, decoding and retries done here, what the client adds per request (merging
+  defaults, a cookie jar re-parsing every response's headers) cost more CPU than the request
+  itself on an unchanged poll (bench/fetch_probe.py). A poller keeps no cookies.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -39,6 +45,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
+import yarl
 
 from listener import __version__
 from listener.models import FetchLimits, Response, Validators
@@ -90,7 +97,7 @@ _SECRET_PARAMS = frozenset(
     }
 )
 # Request headers not forwarded when a redirect leaves the origin they were meant for.
-_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 def default_user_agent() -> str:
@@ -115,31 +122,125 @@ def make_transport(
             verify=_ssl_context(), limits=pool, http1=True, http2=False, retries=0
         )
     if kind == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        def session() -> aiohttp.ClientSession:
-            # Created lazily by the transport, inside the running event loop. httpx keeps the
-            # cookies, so aiohttp must not keep a second jar; it must not decompress either.
-            connector = aiohttp.TCPConnector(
-                limit=limits.concurrency,
-                keepalive_timeout=30.0,
-                # aiohttp's own verifying context, built when aiohttp is imported: a second one
-                # (loading a CA bundle, ~0.1 s) would be paid by every poll, HTTPS or not.
-                ssl=True,
-                ttl_dns_cache=300,
-            )
-            return aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                # aiohttp's default 8 KiB header limit rejects what httpx (and browsers) accept.
-                max_line_size=65536,
-                max_field_size=65536,
-                auto_decompress=False,
-                trust_env=False,
-            )
-
-        return AiohttpTransport(limits=pool, client=session)
+        return AiohttpTransport(limits.concurrency)
     raise ValueError(f"unknown transport {kind!r}: use 'aiohttp' or 'httpx'")
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's transport interface over one aiohttp session: a lean bridge for the Fetcher.
+
+    It neither decompresses, follows redirects nor keeps cookies (the Fetcher decodes and
+    follows itself, and a poller has no session to keep). aiohttp errors are raised as the httpx
+    errors they correspond to, with the aiohttp error as their cause.
+    """
+
+    def __init__(self, max_connections: int = 50) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running event loop.
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            keepalive_timeout=30.0,
+            # aiohttp's own verifying context, built when aiohttp is imported: a second one
+            # (loading a CA bundle, ~0.1 s) would be paid by every poll, HTTPS or not.
+            ssl=True,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # aiohttp's default 8 KiB header limit rejects what httpx (and browsers) accept.
+            max_line_size=65536,
+            max_field_size=65536,
+            auto_decompress=False,
+            trust_env=False,
+        )
+        return self._session
+
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        t = request.extensions.get("timeout") or {}
+        key = (t.get("connect"), t.get("read"), t.get("pool"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            # aiohttp's `connect` covers waiting for a pooled connection, as httpx's `pool` does.
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, sock_connect=key[0], sock_read=key[1], connect=key[2]
+            )
+        return timeout
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session or self._open()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        try:
+            response = await session.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),
+                headers=headers,
+                data=request.content or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+                server_hostname=request.extensions.get("sni_hostname"),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx_error(exc, request) from exc
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_AiohttpBody(response, request),
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _AiohttpBody(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx_error(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        # Returns the connection to the pool only when the body was read to its end.
+        self._response.release()
+
+
+def _as_httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    kind: type[httpx.TransportError]
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        kind = httpx.ConnectTimeout
+    elif isinstance(exc, aiohttp.SocketTimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        kind = httpx.TimeoutException
+    elif isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        kind = httpx.ProxyError
+    elif isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidUrlClientError):
+        kind = httpx.UnsupportedProtocol
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        kind = httpx.ConnectError
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        kind = httpx.ReadError
+    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        kind = httpx.RemoteProtocolError
+    else:
+        kind = httpx.NetworkError
+    return kind(str(exc) or type(exc).__name__, request=request)
 
 
 @functools.cache
@@ -205,18 +306,14 @@ class Fetcher:
         self._clock = clock
         self._rng = rng or random.Random()
         lim = self.limits
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            follow_redirects=False,  # followed here, see the module docstring
-            timeout=httpx.Timeout(
-                connect=lim.connect_timeout_s,
-                read=lim.read_timeout_s,
-                write=lim.read_timeout_s,
-                pool=lim.connect_timeout_s,
-            ),
-            headers={"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-            trust_env=False,
-        )
+        self._transport = transport
+        # httpx's transports take their timeouts per request, as this extension.
+        self._timeouts = {
+            "connect": lim.connect_timeout_s,
+            "read": lim.read_timeout_s,
+            "write": lim.read_timeout_s,
+            "pool": lim.connect_timeout_s,
+        }
         self._global = asyncio.Semaphore(lim.concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._intervals: dict[str, float] = {}
@@ -229,7 +326,7 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     def set_host_interval(self, host: str, seconds: float) -> None:
         """Space requests to `host` (a hostname, without port) at least `seconds` apart."""
@@ -304,7 +401,7 @@ class Fetcher:
             log.debug(
                 "%s %s: %s; attempt %d of %d in %.2f s",
                 method,
-                _redact(url),
+                _LogURL(url),
                 message,
                 attempt + 1,
                 max_attempts,
@@ -318,7 +415,7 @@ class Fetcher:
         self,
         method: str,
         url: str,
-        headers: httpx.Headers,
+        headers: dict[str, str],
         body_kwargs: dict[str, Any],
         follow_redirects: bool,
     ) -> _Exchange:
@@ -327,7 +424,6 @@ class Fetcher:
         except (httpx.InvalidURL, ValueError, TypeError) as exc:
             raise _Failure(f"invalid URL: {exc}", retryable=False) from exc
         visited = [str(current)]
-        headers = httpx.Headers(headers)
         while True:
             exchange = await self._exchange(method, current, headers, body_kwargs)
             location = exchange.headers.get("location")
@@ -350,11 +446,9 @@ class Fetcher:
                 # What browsers do, and what RFC 9110 allows: the body is not re-sent.
                 method = "GET"
                 body_kwargs = {}
-                for name in ("content-type", "content-length"):
-                    headers.pop(name, None)
+                headers = _drop_headers(dict(headers), {"content-type", "content-length"})
             if _origin(target) != _origin(current):
-                for name in _CREDENTIAL_HEADERS:
-                    headers.pop(name, None)
+                headers = _drop_headers(dict(headers), _CREDENTIAL_HEADERS)
             visited.append(str(target))
             current = target
 
@@ -362,7 +456,7 @@ class Fetcher:
         self,
         method: str,
         url: httpx.URL,
-        headers: httpx.Headers,
+        headers: dict[str, str],
         body_kwargs: dict[str, Any],
     ) -> _Exchange:
         """One request and its whole body, under the host's and the global limits."""
@@ -381,7 +475,7 @@ class Fetcher:
                     log.debug(
                         "%s %s failed after %.0f ms: %s",
                         method,
-                        _redact(str(url)),
+                        _LogURL(url),
                         (self._clock() - started) * 1000,
                         failure.message,
                     )
@@ -391,18 +485,18 @@ class Fetcher:
                         message = f"timed out after {self.limits.total_timeout_s:g} s (total)"
                     else:
                         message = self._describe(exc)
-                    log.debug("%s %s: %s", method, _redact(str(url)), message)
+                    log.debug("%s %s: %s", method, _LogURL(url), message)
                     raise _Failure(message, retryable=True, final_url=str(url)) from exc
                 except _NETWORK_ERRORS as exc:
                     message = self._describe(exc)
-                    log.debug("%s %s: %s", method, _redact(str(url)), message)
+                    log.debug("%s %s: %s", method, _LogURL(url), message)
                     raise _Failure(
                         message, retryable=_retryable_exception(exc), final_url=str(url)
                     ) from exc
                 log.debug(
                     "%s %s -> %d, %d bytes in %.0f ms",
                     method,
-                    _redact(str(url)),
+                    _LogURL(url),
                     exchange.status,
                     len(exchange.body),
                     (self._clock() - started) * 1000,
@@ -413,16 +507,21 @@ class Fetcher:
         self,
         method: str,
         url: httpx.URL,
-        headers: httpx.Headers,
+        headers: dict[str, str],
         body_kwargs: dict[str, Any],
     ) -> _Exchange:
-        request = self._client.build_request(method, url, headers=headers, **body_kwargs)
-        response = await self._client.send(request, stream=True)
+        request = httpx.Request(
+            method, url, headers=headers, extensions={"timeout": self._timeouts}, **body_kwargs
+        )
+        response = await self._transport.handle_async_request(request)
         try:
-            response_headers = {k.lower(): v for k, v in response.headers.items()}
+            response_headers: dict[str, str] = {}
+            for name, value in response.headers.multi_items():
+                seen = response_headers.get(name)
+                response_headers[name] = value if seen is None else f"{seen}, {value}"
             status = response.status_code
             cap = self.limits.max_body_bytes
-            declared = response.headers.get("content-length", "")
+            declared = response_headers.get("content-length", "")
             if declared.isdigit() and int(declared) > cap:
                 raise _Failure(
                     f"body larger than {_size(cap)} (Content-Length {int(declared)})",
@@ -568,7 +667,7 @@ class Fetcher:
         else:
             validators = Validators(etag, modified)
         if error is not None:
-            log.debug("fetch of %s failed: %s", _redact(url), error)
+            log.debug("fetch of %s failed: %s", _LogURL(url), error)
         return Response(
             url=url,
             final_url=final_url,
@@ -586,14 +685,19 @@ class Fetcher:
         extra: Mapping[str, str] | None,
         accept: str | None,
         validators: Validators | None,
-    ) -> httpx.Headers:
-        headers = httpx.Headers({"Accept": accept or "*/*"})
+    ) -> dict[str, str]:
+        headers = {
+            "User-Agent": self.user_agent,
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "Accept": accept or "*/*",
+        }
         if validators is not None:
             if validators.etag:
                 headers["If-None-Match"] = validators.etag
             if validators.last_modified:
                 headers["If-Modified-Since"] = validators.last_modified
         if extra:
+            _drop_headers(headers, {name.lower() for name in extra})
             headers.update(extra)
         return headers
 
@@ -844,6 +948,25 @@ def _size(n: int) -> str:
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
+
+
+def _drop_headers(headers: dict[str, str], names: Collection[str]) -> dict[str, str]:
+    """`headers` without the ones named (lower case), whatever case they were given in."""
+    for key in [k for k in headers if k.lower() in names]:
+        del headers[key]
+    return headers
+
+
+class _LogURL:
+    """A URL redacted only if a log record is actually written."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str | httpx.URL) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return _redact(str(self.url))
 
 
 def _redact(url: str) -> str:

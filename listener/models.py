@@ -161,6 +161,8 @@ class SourcePoll:
     body_hash: str | None = None  # hash of the main body, to skip re-parsing an unchanged one
     error: str | None = None  # set when the poll failed as a whole
     not_modified: bool = False
+    # `items` as analysed by a worker process (`listener.analyse.analyse_items`), when done.
+    analysed: list[Any] | None = None
 
 
 # Keys under which source kinds keep the title of the conversation a reply belongs to.

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .alerts.rules import Alerting, PollOutcome, evaluate
 from .fetch import Fetcher
@@ -26,6 +26,7 @@ from .store import KnownItem, ProcessedItem, Store, iso
 if TYPE_CHECKING:  # the CPU side is imported when there is something to parse or score
     from .analyse import Analysis, Identity
     from .match import Matcher
+    from .parse import ParsedFeed
     from .sentiment import Scorer
     from .workers import CpuPool
 
@@ -56,12 +57,14 @@ class Runtime:
     @property
     def matcher(self) -> Matcher:
         if self._matcher is None:
+            log.debug("building the matcher in this process")
             self._matcher = self.matcher_factory()
         return self._matcher
 
     @property
     def scorer(self) -> Scorer:
         if self._scorer is None:
+            log.debug("building the scorer in this process")
             self._scorer = self.scorer_factory()
         return self._scorer
 
@@ -247,13 +250,20 @@ async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     kind = get_kind(spec.kind)
     state = rt.store.load_source_state(spec.name)
     ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now)
-    if rt.cpu is not None:
-        ctx = replace(ctx, parse_feed=rt.cpu.parse_feed)
+    cpu = rt.cpu
+    if cpu is not None:
+
+        async def parse_and_analyse(body: bytes, **kwargs: Any) -> ParsedFeed:
+            skip = rt.store.seen_hashes(spec.name, rt.now() - SEEN_WINDOW)
+            return await cpu.parse_feed(body, analyse_skip=skip, **kwargs)
+
+        ctx = replace(ctx, parse_feed=parse_and_analyse)
     analysed: Analysed | None = None
     try:
         result = await kind.poll(ctx)
-        if rt.cpu is not None and len(result.items) >= WORKER_MIN_ITEMS:
-            analysed = await rt.cpu.analyse(
+        analysed = result.analysed
+        if analysed is None and cpu is not None and len(result.items) >= WORKER_MIN_ITEMS:
+            analysed = await cpu.analyse(
                 result.items,
                 rt.store.seen_hashes(spec.name, rt.now() - SEEN_WINDOW),
                 rt.store.brand_threads(it.thread_key for it in result.items),
@@ -263,6 +273,8 @@ async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
         result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
     report = save_result(spec, rt, result, started, analysed=analysed)
     if report.ok and spec.follow_threads and kind.fetch_thread is not None:
+        if cpu is not None:  # replies are re-threaded before analysis: parse only
+            ctx = replace(ctx, parse_feed=cpu.parse_feed)
         report = await follow_threads(spec, rt, ctx, report)
     return report
 

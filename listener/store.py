@@ -504,92 +504,14 @@ class Store:
         which is safe because the database has one writer and this runs in its transaction.
         """
         now_s = iso(now)
-        new_items = updated = 0
-        new_mentions: list[Mention] = []
-        new_ids: list[int] = []
-        threads: dict[str, None] = {}
         c = self.conn
         with self.transaction():
-            (next_item_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()
-            (next_mention_id,) = c.execute(
-                "SELECT coalesce(max(id), 0) + 1 FROM mentions"
-            ).fetchone()
-            batch_keys: dict[str, int] = {}
-            inserts: list[dict[str, Any]] = []
-            edits: list[tuple[int, ProcessedItem]] = []
-            seen_again: list[int] = []
-            key_rows: list[tuple[str, int]] = []
-            sighting_rows: list[tuple[Any, ...]] = []
-            mention_rows: list[dict[str, Any]] = []
-            for p in processed:
-                it = p.item
-                twin = (
-                    next((batch_keys[k] for k in p.keys if k in batch_keys), None)
-                    if p.known is None
-                    else None
-                )
-                if twin is not None:
-                    # An earlier item of this same poll already is this story (a feed listing
-                    # it twice, or a copy under another URL): one more sighting of it.
-                    item_id = twin
-                    p = replace(p, changed=False)
-                    seen_again.append(item_id)
-                elif p.known is None:
-                    item_id = next_item_id
-                    next_item_id += 1
-                    values = self._item_values(p)
-                    values.update(
-                        id=item_id, first_seen_at=now_s, last_seen_at=now_s, source=it.source
-                    )
-                    inserts.append(values)
-                    new_items += 1
-                elif p.changed:
-                    item_id = p.known.item_id
-                    edits.append((item_id, p))
-                    updated += 1
-                else:
-                    item_id = p.known.item_id
-                    seen_again.append(item_id)
-                for key in p.keys:
-                    batch_keys.setdefault(key, item_id)
-                    key_rows.append((key, item_id))
-                sighting_rows.append((item_id, source, it.raw_url or it.url, now_s, now_s))
-                if p.changed:
-                    for row, mention in self._mention_rows(item_id, p, kind, now_s):
-                        if row is None:
-                            continue  # an existing mention, updated in place
-                        row["id"] = next_mention_id
-                        next_mention_id += 1
-                        mention_rows.append(row)
-                        new_ids.append(row["id"])
-                        new_mentions.append(mention)
-                if p.relevant and it.thread_key:
-                    threads[it.thread_key] = None
-            _insert_many(c, "items", inserts)
-            c.executemany(
-                "INSERT INTO items_fts(rowid, title, text) VALUES (?, ?, ?)",
-                [(r["id"], r["title"], r["text"]) for r in inserts if r["relevant"]],
+            saved = (
+                self._save_items(source, kind, processed, now_s)
+                if processed
+                else SaveResult(0, 0, (), (), ())
             )
-            for item_id, p in edits:
-                self._update_item(item_id, p, now_s)
-            c.executemany("INSERT OR IGNORE INTO item_keys(key, item_id) VALUES (?, ?)", key_rows)
-            c.executemany(
-                "INSERT INTO sightings(item_id, source, url, first_seen_at, last_seen_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at",
-                sighting_rows,
-            )
-            if seen_again:
-                c.executemany(
-                    "UPDATE items SET last_seen_at = ?, "
-                    "sightings = (SELECT count(*) FROM sightings WHERE item_id = items.id) "
-                    "WHERE id = ?",
-                    [(now_s, item_id) for item_id in dict.fromkeys(seen_again)],
-                )
-            _insert_many(c, "mentions", mention_rows)
-            c.executemany(
-                "INSERT INTO mentions_fts(rowid, title, snippet) VALUES (?, ?, ?)",
-                [(r["id"], r["title"], r["snippet"]) for r in mention_rows],
-            )
+            new_items = saved.new_items
             c.executemany(
                 "INSERT INTO fetches(source, url, started_at, status, duration_ms, bytes, attempts, "
                 "items, new_items, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -609,7 +531,10 @@ class Store:
                     for response in responses
                 ],
             )
-            self._update_threads(threads, processed, thread_replies_url or {}, now_s)
+            if saved.threads_touched:
+                self._update_threads(
+                    dict.fromkeys(saved.threads_touched), processed, thread_replies_url or {}, now_s
+                )
             if update_source:  # False for a thread's replies: the source's own poll is elsewhere
                 self._update_source(
                     source,
@@ -621,8 +546,95 @@ class Store:
                     cursor=cursor,
                     next_poll_at=iso(next_poll_at),
                     items=new_items,
-                    mentions=len(new_mentions),
+                    mentions=len(saved.new_mentions),
                 )
+        return saved
+
+    def _save_items(
+        self, source: str, kind: str, processed: Sequence[ProcessedItem], now_s: str
+    ) -> SaveResult:
+        """The items of one poll, their keys, sightings and mentions (inside `save_poll`)."""
+        new_items = updated = 0
+        new_mentions: list[Mention] = []
+        new_ids: list[int] = []
+        threads: dict[str, None] = {}
+        c = self.conn
+        (next_item_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()
+        (next_mention_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM mentions").fetchone()
+        batch_keys: dict[str, int] = {}
+        inserts: list[dict[str, Any]] = []
+        edits: list[tuple[int, ProcessedItem]] = []
+        seen_again: list[int] = []
+        key_rows: list[tuple[str, int]] = []
+        sighting_rows: list[tuple[Any, ...]] = []
+        mention_rows: list[dict[str, Any]] = []
+        for p in processed:
+            it = p.item
+            twin = (
+                next((batch_keys[k] for k in p.keys if k in batch_keys), None)
+                if p.known is None
+                else None
+            )
+            if twin is not None:
+                # An earlier item of this same poll already is this story (a feed listing
+                # it twice, or a copy under another URL): one more sighting of it.
+                item_id = twin
+                p = replace(p, changed=False)
+                seen_again.append(item_id)
+            elif p.known is None:
+                item_id = next_item_id
+                next_item_id += 1
+                values = self._item_values(p)
+                values.update(id=item_id, first_seen_at=now_s, last_seen_at=now_s, source=it.source)
+                inserts.append(values)
+                new_items += 1
+            elif p.changed:
+                item_id = p.known.item_id
+                edits.append((item_id, p))
+                updated += 1
+            else:
+                item_id = p.known.item_id
+                seen_again.append(item_id)
+            for key in p.keys:
+                batch_keys.setdefault(key, item_id)
+                key_rows.append((key, item_id))
+            sighting_rows.append((item_id, source, it.raw_url or it.url, now_s, now_s))
+            if p.changed:
+                for row, mention in self._mention_rows(item_id, p, kind, now_s):
+                    if row is None:
+                        continue  # an existing mention, updated in place
+                    row["id"] = next_mention_id
+                    next_mention_id += 1
+                    mention_rows.append(row)
+                    new_ids.append(row["id"])
+                    new_mentions.append(mention)
+            if p.relevant and it.thread_key:
+                threads[it.thread_key] = None
+        _insert_many(c, "items", inserts)
+        c.executemany(
+            "INSERT INTO items_fts(rowid, title, text) VALUES (?, ?, ?)",
+            [(r["id"], r["title"], r["text"]) for r in inserts if r["relevant"]],
+        )
+        for item_id, p in edits:
+            self._update_item(item_id, p, now_s)
+        c.executemany("INSERT OR IGNORE INTO item_keys(key, item_id) VALUES (?, ?)", key_rows)
+        c.executemany(
+            "INSERT INTO sightings(item_id, source, url, first_seen_at, last_seen_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at",
+            sighting_rows,
+        )
+        if seen_again:
+            c.executemany(
+                "UPDATE items SET last_seen_at = ?, "
+                "sightings = (SELECT count(*) FROM sightings WHERE item_id = items.id) "
+                "WHERE id = ?",
+                [(now_s, item_id) for item_id in dict.fromkeys(seen_again)],
+            )
+        _insert_many(c, "mentions", mention_rows)
+        c.executemany(
+            "INSERT INTO mentions_fts(rowid, title, snippet) VALUES (?, ?, ?)",
+            [(r["id"], r["title"], r["snippet"]) for r in mention_rows],
+        )
         return SaveResult(new_items, updated, tuple(new_mentions), tuple(threads), tuple(new_ids))
 
     def _item_values(self, p: ProcessedItem) -> dict[str, Any]:

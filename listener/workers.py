@@ -16,6 +16,8 @@ import os
 import signal
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from .analyse import Analysis, Identity, analyse_items
@@ -55,8 +57,13 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _parse(body: bytes, kwargs: dict[str, Any]) -> ParsedFeed:
-    return parse_feed(body, **kwargs)
+def _parse(body: bytes, kwargs: dict[str, Any], skip_hashes: Collection[str] | None) -> ParsedFeed:
+    parsed = parse_feed(body, **kwargs)
+    if skip_hashes is None or not parsed.items:
+        return parsed
+    # Analysed here too, in the same round trip: sending the items back to a worker to be
+    # analysed would pickle them twice more.
+    return replace(parsed, analysed=_analyse(parsed.items, skip_hashes, ()))
 
 
 def _analyse(
@@ -72,6 +79,8 @@ class CpuPool:
     """Worker processes with a matcher and a scorer each; `async` methods for the event loop.
 
     The processes start on first use: a poll where every feed answers 304 never pays for them.
+    If a worker dies (killed, out of memory), the pool is not restarted: the rest of the poll
+    runs inline, and says so once in the log.
     """
 
     def __init__(
@@ -106,21 +115,37 @@ class CpuPool:
             log.debug("started %d worker processes", self.workers)
         return self._pool
 
-    async def parse_feed(self, body: bytes, **kwargs: Any) -> ParsedFeed:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """`fn(*args)` in a worker; None when the pool is broken (the caller runs it inline)."""
+        if self.broken:
+            return None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), _parse, body, kwargs)
+        try:
+            return await loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool:
+            if not self.broken:
+                self.broken = True
+                log.warning("a worker process died; parsing and scoring go on in this process")
+            return None
+
+    async def parse_feed(
+        self, body: bytes, *, analyse_skip: Collection[str] | None = None, **kwargs: Any
+    ) -> ParsedFeed:
+        """`parse_feed(body, **kwargs)` in a worker. With `analyse_skip` (content hashes not to
+        analyse again), the items are analysed there too: see `ParsedFeed.analysed`."""
+        skip = frozenset(analyse_skip) if analyse_skip is not None else None
+        parsed = await self._run(_parse, body, kwargs, skip)
+        return parsed if parsed is not None else parse_feed(body, **kwargs)
 
     async def analyse(
         self, items: Sequence[Item], skip_hashes: Collection[str], brand_threads: Collection[str]
     ) -> list[tuple[Identity, Analysis | None]]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor(),
-            _analyse,
-            list(items),
-            frozenset(skip_hashes),
-            frozenset(brand_threads),
+        out = await self._run(
+            _analyse, list(items), frozenset(skip_hashes), frozenset(brand_threads)
         )
+        if out is None:
+            out = self._analyse_inline(items, skip_hashes, brand_threads)
+        return out
 
     def close(self) -> None:
         if self._pool is not None:

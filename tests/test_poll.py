@@ -378,6 +378,38 @@ def test_worker_processes_give_the_same_database_as_inline(tmp_path, httpd, blog
     assert results[0] == results[1] and len(results[0]) == 5
 
 
+def test_a_worker_that_dies_does_not_fail_the_rest_of_the_poll(tmp_path, httpd):
+    """A worker killed mid-run (OOM killer, an operator): the poll goes on in-process."""
+    for name in ("first", "second"):
+        body = f"<p>Acme lost my {name} order. Terrible support.</p>"
+        httpd.add(
+            f"/{name}",
+            rss([{"title": f"Acme {name}", "link": f"https://{name}.example/1", "body": body}]),
+        )
+    cfg = write_config(tmp_path, [("first", httpd.url("/first")), ("second", httpd.url("/second"))])
+    config = load_config(cfg, env={})
+    first, second = config.sources
+
+    async def main() -> tuple[PollSummary, PollSummary, bool]:
+        async with open_runtime(config, workers=1) as rt:
+            assert rt.cpu is not None
+            before = await poll_sources([first], rt)
+            for process in list(rt.cpu._executor()._processes.values()):
+                process.kill()
+                process.join(10)
+            after = await poll_sources([second], rt)
+            return before, after, rt.cpu.broken
+
+    before, after, broken = asyncio.run(main())
+    assert broken
+    assert before.ok == after.ok == 1
+    assert [m.score.label for r in after.reports for m in r.new_mentions] == ["negative"]
+    assert rows(tmp_path, "SELECT source, label FROM mentions ORDER BY source") == [
+        ("first", "negative"),
+        ("second", "negative"),
+    ]
+
+
 def test_thread_replies_are_followed_without_disturbing_the_schedule(tmp_path, httpd):
     comments = rss(
         [

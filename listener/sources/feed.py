@@ -62,7 +62,11 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
     if parsed.warning:
         log.debug("%s: feed recovered from: %s", ctx.spec.name, parsed.warning)
     return SourcePoll(
-        items=parsed.items, responses=[response], validators=response.validators, body_hash=digest
+        items=parsed.items,
+        responses=[response],
+        validators=response.validators,
+        body_hash=digest,
+        analysed=parsed.analysed,
     )
 
 

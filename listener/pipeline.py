@@ -47,12 +47,20 @@ class Runtime:
     # The scorer is built on first use: compiling its phrase lexicon takes about a second, which
     # a poll where nothing changed never needs to spend.
     scorer_factory: Callable[[], Scorer]
-    lexicon_version: str  # the scorer's, known without building it
+    # The scorer's lexicon version, known without building it (needed once there are mentions).
+    lexicon_version_factory: Callable[[], str]
     now: Callable[[], datetime] = utc_now
     alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
     cpu: CpuPool | None = None  # worker processes for parsing and scoring; None: inline
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
     _matcher: Matcher | None = field(default=None, init=False, repr=False)
+    _lexicon_version: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def lexicon_version(self) -> str:
+        if self._lexicon_version is None:
+            self._lexicon_version = self.lexicon_version_factory()
+        return self._lexicon_version
 
     @property
     def matcher(self) -> Matcher:
@@ -137,7 +145,6 @@ def process_items(
     *,
     analysed: Analysed | None = None,
     context_threads: set[str] | None = None,
-    lexicon_version: str = "",
 ) -> list[ProcessedItem]:
     """Dedupe against the store; keep the analysis (matches, scores) of what is new or edited.
 
@@ -148,6 +155,8 @@ def process_items(
     before its root). A reply stored earlier as irrelevant is taken up again once its thread
     becomes a brand thread.
     """
+    if not items:
+        return []
     from .analyse import analyse_items, identify, score_matches
 
     identities = [a[0] for a in analysed] if analysed else [identify(it) for it in items]
@@ -207,8 +216,8 @@ def process_items(
         if not analysis.mentions and analysis.item_score is None and in_thread:
             # Its thread turned out to be about a brand only with what the store knows.
             analysis = score_matches(item, [], rt.matcher, rt.scorer, in_brand_thread=True)
-        if lexicon_version and analysis.mentions:
-            item = replace(item, extra={**item.extra, "lexicon_version": lexicon_version})
+        if analysis.mentions:
+            item = replace(item, extra={**item.extra, "lexicon_version": rt.lexicon_version})
         mentions = tuple(
             Mention(
                 item=item,
@@ -298,7 +307,6 @@ def save_result(
             rt,
             analysed=analysed,
             context_threads=context_threads,
-            lexicon_version=rt.lexicon_version,
         )
     except Exception as exc:
         log.exception("%s: processing items failed", spec.name)

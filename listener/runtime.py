@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -17,22 +17,29 @@ from .pipeline import Runtime, utc_now
 from .store import Store
 
 if TYPE_CHECKING:
+    from .analyse import Analysis, Identity
     from .match import Matcher
+    from .models import Item
     from .sentiment import Scorer, SentimentConfig
     from .workers import CpuPool
+
+
+def sentiment_settings(config: Config) -> dict[str, Any]:
+    """The `sentiment:` block as plain keyword arguments of `SentimentConfig` (picklable)."""
+    s = config.sentiment
+    return {
+        "positive_threshold": s.positive_threshold,
+        "negative_threshold": s.negative_threshold,
+        "lexicon": dict(s.lexicon),
+        "phrases": dict(s.phrases),
+        "domain_lexicon": s.domain_lexicon,
+    }
 
 
 def sentiment_config(config: Config) -> SentimentConfig:
     from .sentiment import SentimentConfig
 
-    s = config.sentiment
-    return SentimentConfig(
-        positive_threshold=s.positive_threshold,
-        negative_threshold=s.negative_threshold,
-        lexicon=dict(s.lexicon),
-        phrases=dict(s.phrases),
-        domain_lexicon=s.domain_lexicon,
-    )
+    return SentimentConfig(**sentiment_settings(config))
 
 
 def build_matcher(config: Config) -> Matcher:
@@ -86,21 +93,27 @@ async def open_runtime(
                 fetcher=fetcher,
                 matcher_factory=lambda: build_matcher(config),
                 scorer_factory=lambda: build_scorer(config),
-                lexicon_version=scorer_version(config),
+                lexicon_version_factory=lambda: scorer_version(config),
                 now=now,
                 alerting=build_alerting(config),
             )
             if workers > 0:
-                from .analyse import analyse_items
                 from .workers import CpuPool
+
+                def analyse_inline(
+                    items: Sequence[Item], skip: Collection[str], threads: Collection[str]
+                ) -> list[tuple[Identity, Analysis | None]]:
+                    from .analyse import analyse_items
+
+                    return analyse_items(
+                        items, rt.matcher, rt.scorer, skip_hashes=skip, brand_threads=threads
+                    )
 
                 cpu = rt.cpu = CpuPool(
                     workers,
                     config.brands,
-                    sentiment_config(config),
-                    analyse_inline=lambda items, skip, threads: analyse_items(
-                        items, rt.matcher, rt.scorer, skip_hashes=skip, brand_threads=threads
-                    ),
+                    sentiment_settings(config),
+                    analyse_inline=analyse_inline,
                 )
             yield rt
     finally:

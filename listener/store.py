@@ -12,23 +12,32 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any
 
 from .models import Item, Mention, Response, Score, Validators, thread_title
 from .sources import SourceState
 from .views import ensure_views
 
+if TYPE_CHECKING:  # sqlite-utils is imported when a migration is pending (see `migrate`)
+    import sqlite_utils
+
 log = logging.getLogger(__name__)
 
-migrations = Migrations("listener")
+MIGRATION_SET = "listener"
+# The schema's history, oldest first: sqlite-utils migrations, recorded in `_sqlite_migrations`.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def _migration(
+    fn: Callable[[sqlite_utils.Database], None],
+) -> Callable[[sqlite_utils.Database], None]:
+    MIGRATIONS.append(fn)
+    return fn
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -46,7 +55,7 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-@migrations()
+@_migration
 def m001_initial(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -182,7 +191,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["mentions"].enable_fts(["title", "snippet"], create_triggers=True, tokenize="porter")
 
 
-@migrations()
+@_migration
 def m002_alerts(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -221,13 +230,13 @@ def m002_alerts(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@_migration
 def m003_item_explanation(db: sqlite_utils.Database) -> None:
     # Replies kept as thread context have no mention row: their own score is explained here.
     db.execute("ALTER TABLE items ADD COLUMN explanation TEXT")
 
 
-@migrations()
+@_migration
 def m004_followable_threads(db: sqlite_utils.Database) -> None:
     # Every poll asks which of its source's conversations to re-read: only a few threads have a
     # replies URL, so a partial index keeps that question cheap however many threads there are.
@@ -237,7 +246,7 @@ def m004_followable_threads(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@_migration
 def m005_index_relevant_items_only(db: sqlite_utils.Database) -> None:
     # Full-text search is for what listener found: items that name a brand or sit in a brand
     # thread. The rest are kept only to be recognised, and indexing their titles on every insert
@@ -266,13 +275,13 @@ def m005_index_relevant_items_only(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@_migration
 def m006_sightings_by_source(db: sqlite_utils.Database) -> None:
     # What a source has shown recently: read before each big poll (see Store.seen_hashes).
     db.execute("CREATE INDEX IF NOT EXISTS sightings_source ON sightings(source, last_seen_at)")
 
 
-@migrations()
+@_migration
 def m007_fts_rows_written_in_batches(db: sqlite_utils.Database) -> None:
     # FTS5 rows added by an AFTER INSERT trigger cost four times what the same rows cost in one
     # batched INSERT, so new rows are indexed by `Store.save_poll` itself. Edits and deletes, which
@@ -291,24 +300,53 @@ def m007_fts_rows_written_in_batches(db: sqlite_utils.Database) -> None:
     )
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
+def open_connection(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-    db = sqlite_utils.Database(conn)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
     # A poll commits once per source; identity keys land all over their index, so each commit
     # writes many pages to the WAL. Checkpointing less often copies each page once, not once per
     # commit; a bigger page cache keeps the indexes' hot pages in memory.
-    db.execute("PRAGMA wal_autocheckpoint=10000")
-    db.execute("PRAGMA cache_size=-32000")
-    db.execute("PRAGMA busy_timeout=30000")
-    db.execute("PRAGMA foreign_keys=ON")
-    migrations.apply(db)
-    ensure_views(db)
-    return db
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
+    conn.execute("PRAGMA cache_size=-32000")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    migrate(conn)
+    ensure_views(conn)
+    return conn
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """`open_connection` as a sqlite-utils Database."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(open_connection(path))
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the pending migrations. sqlite-utils is imported only when there is one: a process
+    that opens an up-to-date database (every poll but the first) does not pay for importing it."""
+    try:
+        applied = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (MIGRATION_SET,)
+            )
+        }
+    except sqlite3.OperationalError:  # no migrations table yet: a new database
+        applied = set()
+    if all(fn.__name__ in applied for fn in MIGRATIONS):
+        return
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for fn in MIGRATIONS:
+        migrations()(fn)
+    migrations.apply(sqlite_utils.Database(conn))
 
 
 @dataclass(frozen=True)
@@ -356,40 +394,70 @@ def _insert_many(conn: sqlite3.Connection, table: str, rows: Sequence[Mapping[st
 class Store:
     """All database reads and writes, over one connection."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
-        self.conn: sqlite3.Connection = db.conn
+    def __init__(self, db: sqlite_utils.Database | sqlite3.Connection) -> None:
+        if isinstance(db, sqlite3.Connection):
+            self.conn, self._db = db, None
+        else:
+            self.conn, self._db = db.conn, db
         self._depth = 0
         self._group_every: float | None = None
         self._group_started = 0.0
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        return cls(connect(path))
+        return cls(open_connection(path))
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection as a sqlite-utils Database, for the less travelled paths."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     def close(self) -> None:
         self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All of the block or none of it. Inside `grouped()`, a savepoint in a shared
-        transaction that commits every so often."""
-        if self._group_every is not None and not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
+        """All of the block or none of it (a savepoint when nested). Inside `grouped()`, a
+        savepoint in a shared transaction that commits every so often."""
+        c = self.conn
+        if self._group_every is not None and not c.in_transaction:
+            c.execute("BEGIN")
             self._group_started = time.monotonic()
+        savepoint = f"listener_{self._depth + 1}" if c.in_transaction else None
+        c.execute(f"SAVEPOINT {savepoint}" if savepoint else "BEGIN")
         self._depth += 1
         try:
-            with self.db.atomic():
-                yield
+            yield
+        except BaseException:
+            # An error can already have ended the transaction (a RAISE(ROLLBACK) trigger).
+            if c.in_transaction:
+                c.execute(f"ROLLBACK TO {savepoint}" if savepoint else "ROLLBACK")
+                if savepoint:
+                    c.execute(f"RELEASE {savepoint}")
+            raise
+        else:
+            if savepoint:
+                c.execute(f"RELEASE {savepoint}")
+            else:
+                try:
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
         finally:
             self._depth -= 1
         if (
             self._depth == 0
             and self._group_every is not None
-            and self.conn.in_transaction
+            and c.in_transaction
             and time.monotonic() - self._group_started >= self._group_every
         ):
-            self.conn.execute("COMMIT")
+            c.execute("COMMIT")
 
     @contextmanager
     def grouped(self, every_s: float = 0.5) -> Iterator[None]:

@@ -14,17 +14,18 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .analyse import Analysis, Identity, analyse_items
-from .match import Matcher
-from .models import Brand, Item
-from .parse import ParsedFeed, parse_feed
-from .sentiment import Scorer, SentimentConfig
+if TYPE_CHECKING:  # imported by the workers themselves: the polling process may never need them
+    from .analyse import Analysis, Identity
+    from .match import Matcher
+    from .models import Brand, Item
+    from .parse import ParsedFeed
+    from .sentiment import Scorer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,19 +39,11 @@ def _init_worker(brands: Sequence[Brand], sentiment: dict[str, Any]) -> None:
     global _matcher, _scorer
     # Ctrl-C in a terminal reaches the whole process group: the parent decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .match import Matcher
+    from .sentiment import Scorer, SentimentConfig
+
     _matcher = Matcher.from_brands(brands)
     _scorer = Scorer(SentimentConfig(**sentiment))
-
-
-def _plain(config: SentimentConfig) -> dict[str, Any]:
-    """The config as plain, picklable values (it holds read-only mapping views)."""
-    return {
-        "positive_threshold": config.positive_threshold,
-        "negative_threshold": config.negative_threshold,
-        "lexicon": dict(config.lexicon),
-        "phrases": dict(config.phrases),
-        "domain_lexicon": config.domain_lexicon,
-    }
 
 
 def _ready() -> int:
@@ -58,6 +51,8 @@ def _ready() -> int:
 
 
 def _parse(body: bytes, kwargs: dict[str, Any], skip_hashes: Collection[str] | None) -> ParsedFeed:
+    from .parse import parse_feed
+
     parsed = parse_feed(body, **kwargs)
     if skip_hashes is None or not parsed.items:
         return parsed
@@ -70,6 +65,8 @@ def _analyse(
     items: Sequence[Item], skip_hashes: Collection[str], brand_threads: Collection[str]
 ) -> list[tuple[Identity, Analysis | None]]:
     assert _matcher is not None and _scorer is not None, "worker not initialised"
+    from .analyse import analyse_items
+
     return analyse_items(
         items, _matcher, _scorer, skip_hashes=skip_hashes, brand_threads=brand_threads
     )
@@ -87,7 +84,7 @@ class CpuPool:
         self,
         workers: int,
         brands: Sequence[Brand],
-        sentiment: SentimentConfig,
+        sentiment: Mapping[str, Any],  # keyword arguments of `SentimentConfig`
         *,
         analyse_inline: Callable[
             [Sequence[Item], Collection[str], Collection[str]],
@@ -95,7 +92,7 @@ class CpuPool:
         ],
     ) -> None:
         self.workers = workers
-        self._initargs = (tuple(brands), _plain(sentiment))
+        self._initargs = (tuple(brands), dict(sentiment))
         self._pool: ProcessPoolExecutor | None = None
         self._analyse_inline = analyse_inline
         self.broken = False
@@ -135,7 +132,11 @@ class CpuPool:
         analyse again), the items are analysed there too: see `ParsedFeed.analysed`."""
         skip = frozenset(analyse_skip) if analyse_skip is not None else None
         parsed = await self._run(_parse, body, kwargs, skip)
-        return parsed if parsed is not None else parse_feed(body, **kwargs)
+        if parsed is None:
+            from .parse import parse_feed
+
+            parsed = parse_feed(body, **kwargs)
+        return parsed
 
     async def analyse(
         self, items: Sequence[Item], skip_hashes: Collection[str], brand_threads: Collection[str]

@@ -61,7 +61,7 @@ def setup(tmp_path: Path, httpd) -> Path:
 def test_label_correction_sticks_and_explanations_are_stored(tmp_path, httpd):
     cfg = setup(tmp_path, httpd)
     before = mentions(tmp_path)
-    mid, label, auto, override, nr, expl = before["Ticket"]
+    mid, label, auto, override, _nr, expl = before["Ticket"]
     assert label == auto == "negative" and override is None
     words = {e.get("phrase") or e.get("word") for e in json.loads(expl)}
     assert words & {"never answered", "crashing", "keeps crashing"}

@@ -1,0 +1,71 @@
+"""The store's transactions: a source's save is all or nothing, alone or inside a grouped poll."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from listener.store import MIGRATIONS, Store
+
+
+class Boom(Exception):
+    pass
+
+
+def names(path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [n for (n,) in conn.execute("SELECT name FROM sources ORDER BY name")]
+    finally:
+        conn.close()
+
+
+def add(store: Store, name: str) -> None:
+    store.conn.execute("INSERT INTO sources(name, kind, url) VALUES (?, 'feed', NULL)", (name,))
+
+
+def test_a_failed_transaction_leaves_nothing_and_a_failed_inner_one_only_undoes_itself(tmp_path):
+    path = tmp_path / "m.db"
+    store = Store.open(path)
+    with pytest.raises(Boom), store.transaction():
+        add(store, "lost")
+        raise Boom
+    with store.transaction():
+        add(store, "kept")
+        with pytest.raises(Boom), store.transaction():
+            add(store, "inner-lost")
+            raise Boom
+        add(store, "kept-too")
+    store.close()
+    assert names(path) == ["kept", "kept-too"]
+
+
+def test_in_a_grouped_poll_each_source_stays_all_or_nothing_and_the_rest_is_committed(tmp_path):
+    path = tmp_path / "m.db"
+    store = Store.open(path)
+    with store.grouped(every_s=3600):
+        with store.transaction():
+            add(store, "a")
+        with pytest.raises(Boom), store.transaction():
+            add(store, "b")
+            raise Boom
+        with store.transaction():
+            add(store, "c")
+        assert names(path) == []  # not committed yet: another reader sees nothing
+    assert not store.conn.in_transaction
+    store.close()
+    assert names(path) == ["a", "c"]
+
+
+def test_reopening_keeps_the_schema_and_records_every_migration_once(tmp_path):
+    path = tmp_path / "m.db"
+    Store.open(path).close()
+    store = Store.open(path)
+    add(store, "x")
+    applied = [
+        n for (n,) in store.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")
+    ]
+    store.close()
+    assert applied == [fn.__name__ for fn in MIGRATIONS]
+    assert names(path) == ["x"]

@@ -498,9 +498,15 @@ _NOT_WORD = re.compile(r"[\W_]+")
 FINGERPRINT_TEXT_CHARS = 500
 
 
+# For ASCII text, `_NOT_WORD.sub("", ...)` keeps exactly the letters and digits: as bytes, a
+# translate that deletes everything else does the same ~25x faster (the fingerprint of every item
+# of a poll is computed, so this is hot).
+_ASCII_NOT_ALNUM = bytes(b for b in range(128) if not chr(b).isalnum())
+
+
 def _fold(s: str) -> str:
     if s.isascii():  # most text: NFKC and casefold are no-ops beyond lower()
-        return _NOT_WORD.sub("", s.lower())
+        return s.lower().encode("ascii").translate(None, _ASCII_NOT_ALNUM).decode("ascii")
     return _NOT_WORD.sub("", unicodedata.normalize("NFKC", s).casefold())
 
 

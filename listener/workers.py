@@ -118,7 +118,15 @@ class CpuPool:
             return None
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor(), fn, *args)
+            executor = self._executor()
+        except (OSError, RuntimeError) as exc:
+            # No processes to be had: out of PIDs or memory, or spawned from a script without
+            # the `if __name__ == "__main__":` guard that "spawn" needs.
+            self.broken = True
+            log.warning("could not start worker processes (%s); working in this process", exc)
+            return None
+        try:
+            return await loop.run_in_executor(executor, fn, *args)
         except BrokenProcessPool:
             if not self.broken:
                 self.broken = True

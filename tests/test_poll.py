@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -408,6 +410,49 @@ def test_a_worker_that_dies_does_not_fail_the_rest_of_the_poll(tmp_path, httpd):
         ("first", "negative"),
         ("second", "negative"),
     ]
+
+
+UNGUARDED_SCRIPT = """
+import asyncio, sys
+from listener.config import load_config
+from listener.pipeline import poll_sources
+from listener.runtime import open_runtime
+
+config = load_config(sys.argv[1], env={})
+
+
+async def main():
+    async with open_runtime(config, workers=1) as rt:
+        summary = await poll_sources(list(config.sources), rt)
+    print(__name__, summary.ok, summary.failed, sum(len(r.new_mentions) for r in summary.reports))
+
+
+asyncio.run(main())
+"""
+
+
+def test_workers_that_cannot_start_leave_the_work_to_the_polling_process(tmp_path, httpd):
+    """A user's own script without the `if __name__ == "__main__":` guard cannot spawn workers."""
+    body = "<p>Acme lost my order. Terrible support.</p>"
+    httpd.add("/f", rss([{"title": "Acme", "link": "https://f.example/1", "body": body}]))
+    cfg = write_config(tmp_path, [("f", httpd.url("/f"))])
+    script = tmp_path / "poll_script.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # (Without the guard, "spawn" runs the script again in the would-be worker: "__mp_main__".)
+    # That second run may store the mention first; either way there is one, and no failure.
+    ours = [line.split()[1:3] for line in done.stdout.splitlines() if line.startswith("__main__ ")]
+    assert ours == [["1", "0"]]
+    assert "could not start worker processes" in done.stderr
+    assert rows(tmp_path, "SELECT source, label FROM mentions") == [("f", "negative")]
 
 
 def test_thread_replies_are_followed_without_disturbing_the_schedule(tmp_path, httpd):

@@ -161,8 +161,10 @@ class SourcePoll:
     body_hash: str | None = None  # hash of the main body, to skip re-parsing an unchanged one
     error: str | None = None  # set when the poll failed as a whole
     not_modified: bool = False
-    # `items` as analysed by a worker process (`listener.analyse.analyse_items`), when done.
-    analysed: list[Any] | None = None
+    # What a worker process worked out when it parsed the items (`listener.analyse.analyse_items`):
+    # (the items it analysed, one analysis each). Used only while `items` are still those items:
+    # a kind that rewrites or reorders them (Reddit, Google Alerts, YouTube) has them analysed anew.
+    analysed: tuple[list[Item], list[Any]] | None = None
 
 
 # Keys under which source kinds keep the title of the conversation a reply belongs to.

@@ -270,7 +270,8 @@ async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     analysed: Analysed | None = None
     try:
         result = await kind.poll(ctx)
-        analysed = result.analysed
+        if result.analysed is not None and result.analysed[0] == result.items:
+            analysed = result.analysed[1]
         if analysed is None and cpu is not None and len(result.items) >= WORKER_MIN_ITEMS:
             analysed = await cpu.analyse(
                 result.items,

@@ -373,3 +373,31 @@ def test_requests_to_reddit_are_spaced_by_the_request_interval(httpd):
 
     asyncio.run(main())
     assert waits == [6.0]
+
+
+def test_worker_processes_analyse_reddit_items_as_the_polling_process_does(tmp_path, reddit):
+    """Big polls parse and score in workers; Reddit reorders and rewrites the parsed items after,
+    so what a worker found must not be paired with the wrong post."""
+    from listener.pipeline import poll_sources
+    from listener.runtime import open_runtime
+
+    found = {}
+    for workers in (0, 1):
+        run_dir = tmp_path / f"w{workers}"
+        run_dir.mkdir()
+        config = load_config(
+            write_config(run_dir, [], extra=reddit_source(reddit.base_url)), env={}
+        )
+
+        async def main(config=config, workers=workers) -> None:
+            async with open_runtime(config, workers=workers, now=lambda: NOW) as rt:
+                summary = await poll_sources(list(config.sources), rt)
+                assert summary.failed == 0, [r.error for r in summary.reports]
+
+        asyncio.run(main())
+        found[workers] = rows(
+            run_dir, "SELECT url, brand, label, compound, snippet FROM mentions ORDER BY url, brand"
+        )
+    assert found[0] == found[1]
+    labels = {url.rstrip("/").rsplit("/", 1)[-1]: label for url, _, label, _, _ in found[0]}
+    assert labels["rocket_skates_broke_on_day_one"] == "negative"

@@ -66,7 +66,7 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
         responses=[response],
         validators=response.validators,
         body_hash=digest,
-        analysed=parsed.analysed,
+        analysed=(parsed.items, parsed.analysed) if parsed.analysed is not None else None,
     )
 
 

@@ -112,12 +112,12 @@ def make_transport(
     Neither retries nor decompresses: the Fetcher does both, identically for either.
     """
     limits = limits or FetchLimits()
-    pool = httpx.Limits(
-        max_connections=limits.concurrency,
-        max_keepalive_connections=limits.concurrency,
-        keepalive_expiry=30.0,
-    )
     if kind == "httpx":
+        pool = httpx.Limits(
+            max_connections=limits.concurrency,
+            max_keepalive_connections=limits.concurrency,
+            keepalive_expiry=30.0,
+        )
         return httpx.AsyncHTTPTransport(
             verify=_ssl_context(), limits=pool, http1=True, http2=False, retries=0
         )

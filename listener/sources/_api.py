@@ -8,6 +8,7 @@ Stack Exchange or the Lemmy instance and says what to do about it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -15,9 +16,13 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from ..models import SourcePoll
+
 if TYPE_CHECKING:
     from ..models import Item, Response
     from . import PollContext
+
+log = logging.getLogger(__name__)
 
 JSON_ACCEPT = "application/json"
 
@@ -169,6 +174,23 @@ def waiting_until(cursor: Mapping[str, Any], now: datetime) -> datetime | None:
     """The cursor's `not_before` (a rate-limit wait) while it is still ahead of `now`."""
     not_before = parse_iso_time(cursor.get("not_before"))
     return not_before if not_before is not None and now < not_before else None
+
+
+def held_back(ctx: PollContext, service: str | None = None) -> SourcePoll | None:
+    """The poll to return instead of asking while the service's wait (`not_before`) runs, else
+    None. With `service`, the wait is logged under that name (a source poll; its thread reads
+    stay quiet)."""
+    not_before = waiting_until(ctx.state.cursor, ctx.now())
+    if not_before is None:
+        return None
+    if service is not None:
+        log.info(
+            "%s: %s asked us to wait; next request after %s",
+            ctx.spec.name,
+            service,
+            not_before.isoformat(timespec="seconds"),
+        )
+    return SourcePoll(items=[], responses=[], not_modified=True)
 
 
 def cursor_with_wait(cursor: Mapping[str, Any], until: datetime | None) -> dict[str, Any]:

@@ -41,11 +41,11 @@ from ._api import (
     Interval,
     WebUrl,
     decode_json,
+    held_back,
     json_dict,
     load_options,
     pace,
     parse_iso_time,
-    waiting_until,
 )
 
 log = logging.getLogger(__name__)
@@ -367,10 +367,8 @@ async def poll(ctx: PollContext) -> SourcePoll:
     pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    not_before = waiting_until(cursor, now)
-    if not_before is not None:
-        log.info("%s: Bluesky asked us to wait until %s", ctx.spec.name, not_before.isoformat())
-        return SourcePoll(items=[], responses=[], not_modified=True)
+    if (waiting := held_back(ctx, "Bluesky")) is not None:
+        return waiting
     since = parse_iso_time(cursor.get("since"))
     newest = since
     items: list[Item] = []
@@ -448,8 +446,8 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
     opts = load_options(BlueskyOptions, ctx)
     pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    if waiting_until(ctx.state.cursor, now) is not None:
-        return SourcePoll(items=[], responses=[], not_modified=True)
+    if (waiting := held_back(ctx)) is not None:
+        return waiting
     parts = urlsplit(thread_url)
     method = parts.path.rsplit("/", 1)[-1]
     responses: list[Response] = []

@@ -39,11 +39,11 @@ from ._api import (
     WebUrl,
     cursor_with_wait,
     decode_json,
+    held_back,
     json_dict,
     load_options,
     pace,
     parse_iso_time,
-    waiting_until,
 )
 
 log = logging.getLogger(__name__)
@@ -283,14 +283,8 @@ async def poll(ctx: PollContext) -> SourcePoll:
     pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    not_before = waiting_until(cursor, now)
-    if not_before is not None:
-        log.info(
-            "%s: GitHub rate limit: waiting until %s",
-            ctx.spec.name,
-            not_before.isoformat(timespec="seconds"),
-        )
-        return SourcePoll(items=[], responses=[], not_modified=True)
+    if (waiting := held_back(ctx, "GitHub")) is not None:
+        return waiting
 
     since_by_kind: dict[str, Any] = dict(cursor.get("since") or {})
     rate: dict[str, Any] = dict(cursor.get("rate") or {})
@@ -369,8 +363,8 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
     opts = load_options(GitHubOptions, ctx)
     pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    if waiting_until(ctx.state.cursor, now) is not None:
-        return SourcePoll(items=[], responses=[], not_modified=True)
+    if (waiting := held_back(ctx)) is not None:
+        return waiting
     items: list[Item] = []
     responses: list[Response] = []
     url: str | None = f"{thread_url}{'&' if '?' in thread_url else '?'}per_page=100"

@@ -43,10 +43,10 @@ from ._api import (
     WebUrl,
     cursor_with_wait,
     decode_json,
+    held_back,
     json_dict,
     load_options,
     pace,
-    waiting_until,
 )
 
 log = logging.getLogger(__name__)
@@ -273,14 +273,8 @@ async def poll(ctx: PollContext) -> SourcePoll:
     pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
     cursor = dict(ctx.state.cursor)
-    not_before = waiting_until(cursor, now)
-    if not_before is not None:
-        log.info(
-            "%s: Stack Exchange asked us to wait; next request after %s",
-            ctx.spec.name,
-            not_before.isoformat(timespec="seconds"),
-        )
-        return SourcePoll(items=[], responses=[], not_modified=True)
+    if (waiting := held_back(ctx, "Stack Exchange")) is not None:
+        return waiting
 
     sites: dict[str, Any] = dict(cursor.get("sites") or {})
     quota: dict[str, Any] = {k: cursor[k] for k in ("quota_remaining", "quota_max") if k in cursor}
@@ -371,8 +365,8 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
     opts = load_options(StackExchangeOptions, ctx)
     pace(ctx, opts.base_url, opts.request_interval)
     now = ctx.now()
-    if waiting_until(ctx.state.cursor, now) is not None:
-        return SourcePoll(items=[], responses=[], not_modified=True)
+    if (waiting := held_back(ctx)) is not None:
+        return waiting
     site = dict(parse_qsl(urlsplit(thread_url).query)).get("site", "")
     response = await _get(ctx, opts, thread_url)
     responses = [_recorded(response)]

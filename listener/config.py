@@ -8,18 +8,24 @@ file, the line and the key so a person can fix it without reading code.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,6 +47,95 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.problems))
 
 
+# --- reading YAML --------------------------------------------------------------------------
+
+# Aliases (`*name`) may repeat what an anchor holds, but only this many values in all beyond the
+# ones written out: a "billion laughs" document of nested aliases is refused before anything
+# walks it, instead of growing to gigabytes.
+MAX_ALIASED_VALUES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _YamlProblem(Exception):
+    def __init__(self, node: yaml.Node, key: str, message: str) -> None:
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+        self.key = key
+        self.message = message
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse duplicate keys, recursive aliases and alias expansion beyond MAX_ALIASED_VALUES.
+
+    Works on the composed node graph, where an alias is the anchor's own node: each node is
+    visited once and its expanded size remembered, so the check is linear in the file's size.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    written = 0
+
+    def size(node: yaml.Node, path: str) -> int:
+        nonlocal written
+        ident = id(node)
+        if ident in sizes:
+            return sizes[ident]
+        if ident in active:
+            raise _YamlProblem(node, path, "an alias refers to the anchor it is inside (a loop)")
+        active.add(ident)
+        written += 1
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                sub = f"{path}.{key}" if path else key
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    seen = first.setdefault((key_node.tag, key), key_node.start_mark.line + 1)
+                    if seen != key_node.start_mark.line + 1:
+                        raise _YamlProblem(
+                            key_node, sub, f"duplicate key {key!r} (already set on line {seen})"
+                        )
+                total += size(key_node, sub) + size(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, f"{path}[{i}]") for i, child in enumerate(node.value))
+        active.discard(ident)
+        sizes[ident] = total
+        if total > written + MAX_ALIASED_VALUES:
+            raise _YamlProblem(
+                node,
+                path,
+                f"aliases (*name) repeat more than {MAX_ALIASED_VALUES:,} values: "
+                "write the values out, or use fewer nested aliases",
+            )
+        return total
+
+    size(root, "")
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """Parse `text` (libyaml when available) with duplicate keys and alias bombs refused."""
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
+    except _YamlProblem as exc:
+        raise ConfigError(
+            [f"{path}:{exc.line}: {exc.key or '(top level)'}: {exc.message}"]
+        ) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
+    finally:
+        loader.dispose()
+
+
 # --- durations and environment -------------------------------------------------------------
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|[smhdw]))+\s*$")
@@ -48,8 +143,15 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# No duration is longer than this: longer ones overflow date arithmetic, and are mistakes.
+MAX_DURATION_S = 3650 * 86400.0
+
+
 def parse_duration(value: Any) -> float:
-    """`15m`, `1h30m`, `90s`, `2d`, `500ms`, or a number of seconds -> seconds."""
+    """`15m`, `1h30m`, `90s`, `2d`, `500ms`, or a number of seconds -> seconds.
+
+    Always finite, greater than zero and at most ten years (`.inf`, `.nan` and `0` are errors).
+    """
     if isinstance(value, bool):
         raise ValueError("expected a duration like 15m, 1h or 90s")
     if isinstance(value, int | float):
@@ -58,16 +160,41 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value))
     else:
         raise ValueError(f"{value!r} is not a duration: use e.g. 30s, 15m, 1h30m, 2d")
+    if not math.isfinite(seconds):
+        shown = value if isinstance(value, str) else (".nan" if math.isnan(seconds) else ".inf")
+        raise ValueError(f"{shown} is not a duration: use e.g. 30s, 15m, 1h30m, 2d")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is too long: at most {format_duration(MAX_DURATION_S)}")
     return seconds
 
 
+def duration_between(low: float, high: float = MAX_DURATION_S, why: str = "") -> Any:
+    """A pydantic before-validator: a duration from `low` to `high` seconds (inclusive)."""
+
+    def check(value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < low:
+            raise ValueError(
+                f"{format_duration(seconds)} is too short: at least {format_duration(low)}{why}"
+            )
+        if seconds > high:
+            raise ValueError(
+                f"{format_duration(seconds)} is too long: at most {format_duration(high)}"
+            )
+        return seconds
+
+    return BeforeValidator(check)
+
+
 def format_duration(seconds: float) -> str:
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("w", "d", "h", "m", "s"):
         size = _UNIT_S[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
     return f"{seconds:g}s"
 
 
@@ -101,11 +228,42 @@ Duration = float
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def _duration_field(v: Any) -> float:
     return parse_duration(v)
+
+
+# `every:` floors. A remote source polled more often than every 30s gets rate-limited or
+# blocked (and a 1ms interval is thousands of requests a second); a source on this machine
+# (127.0.0.1, ::1, localhost: a test server, a local mirror) may be polled every second.
+MIN_EVERY_S = 30.0
+MIN_EVERY_LOCAL_S = 1.0
+_LOCAL_HOSTS = re.compile(r"^(?:localhost|127(?:\.\d{1,3}){3}|\[?::1\]?)$", re.I)
+
+
+def is_local_url(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return bool(_LOCAL_HOSTS.match(host))
+
+
+def every_floor(url: str | None) -> float:
+    """The shortest `every:` for a source at `url`."""
+    return MIN_EVERY_LOCAL_S if is_local_url(url) else MIN_EVERY_S
+
+
+# Floors are applied per source (they depend on where the source is), in load_config.
+Every = Annotated[float, BeforeValidator(parse_duration)]
 
 
 # --- brands --------------------------------------------------------------------------------
@@ -145,21 +303,20 @@ class BrandModel(_Strict):
 # --- sources -------------------------------------------------------------------------------
 
 
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$"
+
+
 class SourceModel(BaseModel):
     """The keys every source has; kind-specific keys are checked by the kind's own model."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$")
+    name: str = Field(min_length=1, pattern=_NAME_PATTERN)
     kind: str = "feed"
-    every: float | None = None
+    every: Every | None = None
     enabled: bool = True
     follow_threads: bool = True
     influential: bool = False
-
-    _every = field_validator("every", mode="before")(
-        lambda v: None if v is None else parse_duration(v)
-    )
 
 
 # --- sentiment -----------------------------------------------------------------------------
@@ -202,10 +359,17 @@ class SentimentModel(_Strict):
 # --- fetching ------------------------------------------------------------------------------
 
 
+# A timeout shorter than a second fails on any ordinary network; an endless one hangs a poll.
+MIN_TIMEOUT_S = 1.0
+# A body cap below 1 KB refuses every real feed; above 1 GB it protects nothing.
+MIN_BODY = 1024
+MAX_BODY = 1024**3
+
+
 class FetchModel(_Strict):
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    total_timeout: float = 60.0
+    connect_timeout: Annotated[float, duration_between(MIN_TIMEOUT_S, 300)] = 10.0
+    read_timeout: Annotated[float, duration_between(MIN_TIMEOUT_S, 600)] = 30.0
+    total_timeout: Annotated[float, duration_between(MIN_TIMEOUT_S, 3600)] = 60.0
     max_body: str | int = "20MB"
     max_redirects: int = Field(5, ge=0, le=30)
     retries: int = Field(2, ge=0, le=10)
@@ -214,20 +378,26 @@ class FetchModel(_Strict):
     user_agent: str | None = None
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
 
-    _t = field_validator("connect_timeout", "read_timeout", "total_timeout", mode="before")(
-        _duration_field
-    )
-
-    @field_validator("max_body")
+    @field_validator("max_body", mode="before")
     @classmethod
-    def _size(cls, v: str | int) -> int:
-        return parse_size(v)
+    def _size(cls, v: Any) -> int:
+        size = parse_size(v)
+        if size < MIN_BODY:
+            raise ValueError(f"{v!r} is too small: at least 1KB (a feed is bigger than that)")
+        if size > MAX_BODY:
+            raise ValueError(f"{v!r} is too big: at most 1GB")
+        return size
 
 
-def parse_size(v: str | int) -> int:
-    if isinstance(v, int):
+def parse_size(v: Any) -> int:
+    """`20MB`, `512KB`, `1GB` or a number of bytes -> bytes."""
+    if isinstance(v, int) and not isinstance(v, bool):
         return v
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", v, re.I)
+    m = (
+        re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", v, re.I)
+        if isinstance(v, str)
+        else None
+    )
     if not m:
         raise ValueError(f"{v!r} is not a size: use e.g. 20MB or 512KB")
     number, unit = float(m.group(1)), (m.group(2) or "B").upper().replace("I", "")
@@ -238,11 +408,24 @@ def parse_size(v: str | int) -> int:
 
 Digest = Literal["hourly", "daily"] | None
 
+# A plain address, as SMTP's envelope takes it: something@domain, no display name, no spaces.
+_EMAIL = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*$")
+
+
+def _email_address(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address (like marketing@example.com)")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+
 
 class SlackChannelModel(_Strict):
     name: str
     kind: Literal["slack"]
-    webhook_url: str = Field(pattern=r"^https?://")
+    webhook_url: str = Field(pattern=r"^https?://\S+$")
     digest: Digest = None
 
 
@@ -255,8 +438,8 @@ class EmailChannelModel(_Strict):
     ssl: bool = False
     username: str | None = None
     password: str | None = None
-    from_: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
-    to: list[str] = Field(min_length=1)
+    from_: EmailAddress = Field(alias="from")
+    to: list[EmailAddress] = Field(min_length=1)
     digest: Digest = None
 
     _to = field_validator("to", mode="before")(_str_list)
@@ -271,24 +454,46 @@ class EmailChannelModel(_Strict):
 class WebhookChannelModel(_Strict):
     name: str
     kind: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://\S+$")
     headers: dict[str, str] = Field(default_factory=dict)
     digest: Digest = None
 
 
-ChannelModel = SlackChannelModel | EmailChannelModel | WebhookChannelModel
+_CHANNEL_MODELS: dict[str, type[_Strict]] = {
+    "slack": SlackChannelModel,
+    "email": EmailChannelModel,
+    "webhook": WebhookChannelModel,
+}
+
+
+def _channel_tag(value: Any) -> str | None:
+    """Which channel model validates `value`: only that one reports errors (one line for a bad
+    port, not one per channel kind). An unknown kind is passed on as it is, to be reported."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if kind is None:
+        return None
+    model = _CHANNEL_MODELS.get(kind) if isinstance(kind, str) else None
+    return model.__name__ if model else repr(kind)
+
+
+ChannelModel = Annotated[
+    Annotated[SlackChannelModel, Tag("SlackChannelModel")]
+    | Annotated[EmailChannelModel, Tag("EmailChannelModel")]
+    | Annotated[WebhookChannelModel, Tag("WebhookChannelModel")],
+    Discriminator(_channel_tag),
+]
 
 
 class NegativeThreadRule(_Strict):
     enabled: bool = True
     min_negative: int = Field(3, ge=1)  # negative posts within `window` ...
-    window: float = 24 * 3600.0
+    window: Annotated[float, duration_between(60)] = 24 * 3600.0
     mean_at_most: float = Field(-0.3, ge=-1, le=1)  # ... or a mean compound this low ...
     min_posts: int = Field(3, ge=1)  # ... over at least this many posts
     escalate_every: int = Field(3, ge=1)  # a new level every N more negative posts
     cooldown: float = 3600.0
 
-    _d = field_validator("window", "cooldown", mode="before")(_duration_field)
+    _d = field_validator("cooldown", mode="before")(_duration_field)
 
 
 class VeryNegativeMentionRule(_Strict):
@@ -312,6 +517,15 @@ class SpikeRule(_Strict):
 
     _d = field_validator("window", "baseline", "cooldown", mode="before")(_duration_field)
 
+    @model_validator(mode="after")
+    def _bounds(self) -> SpikeRule:
+        if self.baseline <= self.window:
+            raise ValueError(
+                f"baseline ({format_duration(self.baseline)}) must be longer than window "
+                f"({format_duration(self.window)}): it is what the window is compared with"
+            )
+        return self
+
 
 class SourceHealthRule(_Strict):
     enabled: bool = True
@@ -325,40 +539,48 @@ class RulesModel(_Strict):
     source_health: SourceHealthRule = Field(default_factory=SourceHealthRule)
 
 
+# The outbox is looked at, and a failed delivery retried, at most twice a second.
+MIN_FLUSH_S = 0.5
+
+
 class AlertsModel(_Strict):
     channels: list[ChannelModel] = Field(default_factory=list)
     rules: RulesModel = Field(default_factory=RulesModel)
     # How often the outbox is looked at, and how retries of an undelivered alert back off.
-    flush_every: float = 15.0
-    retry_first: float = 30.0
-    retry_max: float = 3600.0
-
-    _d = field_validator("flush_every", "retry_first", "retry_max", mode="before")(_duration_field)
+    flush_every: Annotated[float, duration_between(MIN_FLUSH_S, 86400)] = 15.0
+    retry_first: Annotated[float, duration_between(MIN_FLUSH_S, 86400)] = 30.0
+    retry_max: Annotated[float, duration_between(MIN_FLUSH_S, 7 * 86400)] = 3600.0
 
     @field_validator("channels", mode="before")
     @classmethod
-    def _kinds(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            for i, ch in enumerate(v):
-                if isinstance(ch, dict) and ch.get("kind") not in ("slack", "email", "webhook"):
-                    raise ValueError(
-                        f"channels[{i}].kind must be one of slack, email, webhook (got {ch.get('kind')!r})"
-                    )
-        return v
+    def _none_is_empty(cls, v: Any) -> Any:
+        # `channels:` with every example under it commented out: no channels yet.
+        return [] if v is None else v
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AlertsModel:
+        if self.retry_max < self.retry_first:
+            raise ValueError("retry_max must not be shorter than retry_first")
+        return self
 
 
 class ConfigModel(_Strict):
     database: str = "mentions.db"
     # Processes that parse and score in parallel; default: one per core for polls of 50+ sources.
     workers: int | None = Field(None, ge=0, le=64)
-    every: float = 900.0  # default polling interval
+    # The default polling interval; each source's floor is checked where its address is known.
+    every: Annotated[
+        float,
+        duration_between(
+            MIN_EVERY_LOCAL_S,
+            why=f" ({format_duration(MIN_EVERY_S)} for sources on other machines)",
+        ),
+    ] = 900.0
     brands: list[BrandModel] = Field(min_length=1)
     sources: list[SourceModel] = Field(default_factory=list)
     sentiment: SentimentModel = Field(default_factory=SentimentModel)
     fetch: FetchModel = Field(default_factory=FetchModel)
     alerts: AlertsModel = Field(default_factory=AlertsModel)
-
-    _every = field_validator("every", mode="before")(_duration_field)
 
 
 # --- the validated config ------------------------------------------------------------------
@@ -453,13 +675,119 @@ def _line_for(index: Mapping[str, int], path: str) -> int | None:
     return None
 
 
-def _describe(err: Mapping[str, Any]) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean every?)` for a near miss among `choices`, else ''."""
+    choices = sorted(set(choices))
+
+    def squash(w: str) -> str:
+        return re.sub(r"[\s_-]+", "", w.lower())
+
+    same = [c for c in choices if squash(c) == squash(word)]
+    close = same or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's type holds (through lists, unions, Annotated, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _keys_at(models: Sequence[type[BaseModel]], loc: Sequence[int | str]) -> set[str]:
+    """The keys allowed in the mapping at `loc` below `models` (for "did you mean")."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        named = [m for m in models if m.__name__ == part]
+        if named:  # a union member's name
+            models = named
+            continue
+        models = [
+            sub
+            for m in models
+            for name, f in m.model_fields.items()
+            if part in (name, f.alias)
+            for sub in _models_in(f.annotation)
+        ]
+    return {f.alias or name for m in models for name, f in m.model_fields.items()}
+
+
+def _human_pattern(pattern: str, value: Any) -> str:
+    if "https?://" in pattern:
+        if isinstance(value, str) and re.match(r"^https?://", value):
+            return "a web address must not contain spaces"
+        if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+            return "only http:// and https:// addresses can be used here"
+        return "not a web address: write it in full, starting with https:// (or http://)"
+    if pattern == _NAME_PATTERN:
+        return (
+            f"{value!r} is not a usable name: letters, digits and _ . : @ / - only, "
+            "starting with a letter or digit"
+        )
+    return f"{value!r} does not have the expected form"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(err: Mapping[str, Any], models: Sequence[type[BaseModel]] = ()) -> tuple[str, str]:
+    """One pydantic error as (path, message): plain words, no regexes, one line."""
+    kind, loc, value = err["type"], tuple(err["loc"]), err.get("input")
+    ctx = err.get("ctx") or {}
+    path = _loc(loc)
+    if kind == "extra_forbidden":
+        return path, "unknown key" + did_you_mean(str(loc[-1]), _keys_at(models, loc[:-1]))
+    if kind == "missing":
+        return path, "required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # alert channels: by `kind:`
+        kinds = ", ".join(_CHANNEL_MODELS)
+        if not isinstance(value, dict):
+            return path, f"expected a channel: a mapping with name:, kind: ({kinds}) and its keys"
+        if "kind" not in value or value["kind"] is None:
+            return f"{path}.kind", f"required key is missing: one of {kinds}"
+        got = value["kind"]
+        hint = did_you_mean(got, _CHANNEL_MODELS) if isinstance(got, str) else ""
+        return f"{path}.kind", f"unknown channel kind {_short(got)}{hint}; known kinds: {kinds}"
+    if kind == "string_pattern_mismatch":
+        return path, _human_pattern(str(ctx.get("pattern", "")), value)
+    if kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        word = "at most" if kind == "less_than_equal" else "less than"
+        return path, f"{_short(value)} is too large: {word} {bound}"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        word = "at least" if kind == "greater_than_equal" else "more than"
+        return path, f"{_short(value)} is too small: {word} {bound}"
+    if kind == "finite_number":
+        return path, f"{_short(value)} is not a usable number: it must be finite"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return path, f"{_short(value)} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return path, f"{_short(value)} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return path, f"{_short(value)} is not true or false"
+    if kind in ("string_type", "list_type", "dict_type", "model_type", "model_attributes_type"):
+        want = {"string_type": "text", "list_type": "a list"}.get(kind, "a mapping (key: value)")
+        return path, f"expected {want}, not {_short(value)}"
+    if kind == "too_short":
+        if isinstance(value, str):
+            return path, "must not be empty"
+        return path, f"must list at least {ctx.get('min_length', 1)}"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = re.findall(r"'([^']*)'", expected)
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        return path, f"{_short(value)} is not one of {expected.replace(' or ', ', ')}{hint}"
+    message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return path, " ".join(message.split())
+
+
+def _within(where: str, error: tuple[str, str]) -> tuple[str, str]:
+    key, message = error
+    return (f"{where}.{key}" if key else where), message
 
 
 def _format_errors(
@@ -469,7 +797,9 @@ def _format_errors(
     for key, message in errors:
         line = _line_for(index, key)
         where = f"{path}:{line}" if line else str(path)
-        out.append(f"{where}: {key or '(top level)'}: {message}")
+        problem = f"{where}: {key or '(top level)'}: {' '.join(message.split())}"
+        if problem not in out:
+            out.append(problem)
     return out
 
 
@@ -487,13 +817,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
+    data = _load_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: expected a mapping with `brands:` and `sources:` at the top"])
 
@@ -512,7 +836,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         model = ConfigModel.model_validate({**data, "sources": []})
     except ValidationError as exc:
-        errors.extend((_loc(e["loc"]), _describe(e)) for e in exc.errors())
+        errors.extend(_describe(e, [ConfigModel]) for e in exc.errors())
         model = None
 
     specs: list[SourceSpec] = []
@@ -523,9 +847,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         try:
             src = SourceModel.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(
-                (f"{where}.{_loc(e['loc'])}".rstrip("."), _describe(e)) for e in exc.errors()
-            )
+            errors.extend(_within(where, _describe(e, [SourceModel])) for e in exc.errors())
             continue
         if src.name in seen:
             errors.append(
@@ -536,25 +858,41 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             errors.append(
                 (
                     f"{where}.kind",
-                    f"unknown kind {src.kind!r}; known kinds: {', '.join(kind_names())}",
+                    f"unknown kind {src.kind!r}{did_you_mean(src.kind, kind_names())}; "
+                    f"known kinds: {', '.join(kind_names())}",
                 )
             )
             continue
         extra = dict(src.model_extra or {})
+        kind_model = options_model(src.kind)
         try:
-            options = options_model(src.kind).model_validate(extra)
+            options = kind_model.model_validate(extra)
         except ValidationError as exc:
             errors.extend(
-                (f"{where}.{_loc(e['loc'])}".rstrip("."), _describe(e)) for e in exc.errors()
+                _within(where, _describe(e, [SourceModel, kind_model])) for e in exc.errors()
             )
             continue
         opts = options.model_dump()
         url = opts.get("url")
+        every = src.every or default_every
+        floor = every_floor(url or opts.get("base_url"))
+        if every < floor:
+            # Polled too often; a global `every:` the source inherits is reported once.
+            key = f"{where}.every" if src.every else "every"
+            where_s = "on this machine" if floor < MIN_EVERY_S else "on another machine"
+            errors.append(
+                (
+                    key,
+                    f"{format_duration(every)} is too often: a source {where_s} is polled at "
+                    f"most every {format_duration(floor)}"
+                    + ("" if floor < MIN_EVERY_S else " (every 1s when it is on 127.0.0.1)"),
+                )
+            )
         specs.append(
             SourceSpec(
                 name=src.name,
                 kind=src.kind,
-                every_s=src.every or default_every,
+                every_s=every,
                 url=str(url) if url else None,
                 enabled=src.enabled,
                 follow_threads=src.follow_threads,

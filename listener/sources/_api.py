@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -38,6 +39,8 @@ _NO_DATE = datetime.max.replace(tzinfo=UTC)
 def parse_seconds(value: Any) -> float:
     """A number of seconds (0 allowed) or a duration as sources.yaml writes it (`6s`, `500ms`)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a number of seconds: it must be finite")
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)

@@ -1,9 +1,14 @@
 """Load and validate `sources.yaml` into typed, frozen objects.
 
 Validation happens once, here, at the edge: unknown keys are rejected with their place
-(`sources[3].evry`), `${VAR}` references are filled from the environment (a missing variable is
-an error that names it), durations such as `15m` are parsed, and every error message carries the
-file, the line and the key so a person can fix it without reading code.
+(`sources[3].evry`, with a "did you mean" for near misses), `${VAR}` references are filled from
+the environment (a missing variable is an error that names it), durations such as `15m` are
+parsed, and every error message is one line carrying the file, the line and the key so a person
+can fix it without reading code.
+
+The YAML itself is read defensively: duplicate keys are errors, and aliases may not expand a
+document by more than MAX_ALIASED_VALUES values. Durations and sizes are finite and bounded (a
+source is polled at most every MIN_EVERY_S, or MIN_EVERY_LOCAL_S on this machine).
 """
 
 from __future__ import annotations

@@ -320,6 +320,7 @@ def status(state: State) -> None:
         click.echo(
             f"outbox: {counts.get('pending', 0)} pending, {counts.get('sent', 0)} sent, "
             f"{counts.get('failed', 0)} failed"
+            + (f", {counts['sending']} being sent" if counts.get("sending") else "")
         )
         for channel, error, n in store.conn.execute(
             "SELECT channel, last_error, count(*) FROM outbox WHERE status != 'sent' AND last_error "
@@ -368,7 +369,8 @@ def alerts_test(state: State) -> None:
     async def main() -> list[tuple[str, Any]]:
         async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
             return [
-                (name, await send_alert(ch, message, http=http)) for name, ch in channels.items()
+                (name, await send_alert(ch, message, http=http, user_agent=config.user_agent))
+                for name, ch in channels.items()
             ]
 
     failed = 0
@@ -397,7 +399,9 @@ def alerts_flush(state: State) -> None:
 
     async def main() -> Any:
         async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
-            return await deliver_pending(store, channels, http=http, now=utc_now, force=True)
+            return await deliver_pending(
+                store, channels, http=http, now=utc_now, force=True, user_agent=config.user_agent
+            )
 
     try:
         report = asyncio.run(main())

@@ -26,7 +26,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .alerts.channels import Channel, SlackRateLimiter
-from .alerts.outbox import Backoff, deliver_pending
+from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
 from .models import SourceSpec
 from .pipeline import Runtime, log_report, poll_source
 from .store import iso, parse_iso
@@ -154,6 +154,7 @@ class Service:
                     now=self.rt.now,
                     limiter=self._limiter,
                     backoff=self.backoff,
+                    user_agent=self.rt.fetcher.user_agent,
                 )
             except Exception:
                 log.exception("delivering alerts failed; will retry")
@@ -171,6 +172,8 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         self.rt.store.ensure_sources(self.specs.values())
+        # The only `run` on this database: a send still marked in flight was cut off by a crash.
+        recover_interrupted(self.rt.store, self.rt.now(), everything=True)
         self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
         async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
             self._http = http

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from helpers import BASE_TIME, rss, write_config
 from httpd import LoopbackServer, RequestInfo
 
-from listener.alerts.outbox import Backoff, build_channels, deliver_pending
+from listener.alerts.channels import SlackRateLimiter
+from listener.alerts.outbox import SEND_LEASE_S, Backoff, build_channels, deliver_pending
 from listener.config import load_config
 from listener.pipeline import PollSummary, poll_sources
 from listener.runtime import open_runtime
@@ -350,3 +357,207 @@ def test_digest_channel_gathers_alerts(tmp_path, httpd):
     clock.advance(minutes=61)
     assert flush(cfg, clock).sent == 1
     assert hook.got[0]["type"] == "listener.digest"
+
+
+# --------------------------------------------------------------- one bad channel, not all of them
+
+
+def three_channels(httpd: LoopbackServer) -> str:
+    """A Slack webhook that answers 429 (first, so a crash there would stop the others), then a
+    JSON webhook and a second Slack webhook that accept."""
+    return (
+        "  channels:\n"
+        f"    - name: slack-limited\n      kind: slack\n      webhook_url: {httpd.url('/limited')}\n"
+        f"    - name: ops\n      kind: webhook\n      url: {httpd.url('/ops')}\n"
+        f"    - name: slack-ok\n      kind: slack\n      webhook_url: {httpd.url('/slack-ok')}\n"
+    )
+
+
+def outbox_rows(tmp_path: Path) -> dict[str, tuple[str, int, str, str | None]]:
+    store = Store.open(tmp_path / "mentions.db")
+    try:
+        return {
+            channel: (status, attempts, next_at, error)
+            for channel, status, attempts, next_at, error in store.conn.execute(
+                "SELECT channel, status, attempts, next_attempt_at, last_error FROM outbox"
+            )
+        }
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["1e20", "inf", "99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"],
+)
+def test_a_bad_retry_after_on_one_channel_never_stops_the_others(
+    tmp_path, httpd, caplog, retry_after
+):
+    clock = Clock()
+    httpd.add("/limited", body="rate_limited", status=429, retry_after=retry_after)
+    httpd.add("/ops", body="{}", content_type="application/json")
+    httpd.add("/slack-ok", body="ok", content_type="text/plain")
+    cfg = setup(tmp_path, httpd, RULES, three_channels(httpd))
+    thread_feed(httpd, 3)
+    poll(cfg, clock)
+
+    with caplog.at_level(logging.DEBUG):
+        report = flush(cfg, clock, limiter=SlackRateLimiter(0))
+    assert (report.sent, report.retrying, report.failed) == (2, 1, 0)
+    assert "429" in report.errors[0]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert httpd.hits["/ops"] == 1 and httpd.hits["/slack-ok"] == 1
+
+    rows = outbox_rows(tmp_path)
+    assert rows["ops"][0] == "sent" and rows["slack-ok"][0] == "sent"
+    status, attempts, next_at, error = rows["slack-limited"]
+    assert (status, attempts) == ("pending", 1)
+    assert error is not None and "rate limited" in error
+    # Asked to wait "forever": it waits the outbox's longest backoff (1 h here), no more.
+    wait = datetime.fromisoformat(next_at.replace("Z", "+00:00")) - clock.now
+    assert timedelta(minutes=59) <= wait <= timedelta(hours=1)
+
+    # Nothing is due now; an hour later the limited channel is tried again, the others are done.
+    assert flush(cfg, clock, limiter=SlackRateLimiter(0)).errors == []
+    clock.advance(hours=1, seconds=1)
+    httpd.add("/limited", body="ok", content_type="text/plain")
+    assert flush(cfg, clock, limiter=SlackRateLimiter(0)).sent == 1
+    assert httpd.hits["/limited"] == 2 and httpd.hits["/ops"] == 1
+    assert outbox_rows(tmp_path)["slack-limited"][:2] == ("sent", 2)
+
+
+def test_bad_retry_after_through_alerts_flush_exits_cleanly(tmp_path, httpd):
+    """What a user sees: `listener alerts flush` reports the limited channel and delivers the
+    others, without a traceback."""
+    httpd.add("/limited", body="rate_limited", status=429, retry_after="1e20")
+    httpd.add("/ops", body="{}", content_type="application/json")
+    httpd.add("/slack-ok", body="ok", content_type="text/plain")
+    cfg = setup(tmp_path, httpd, RULES, three_channels(httpd))
+    thread_feed(httpd, 3)
+    poll(cfg, Clock())
+
+    done = subprocess.run(
+        [sys.executable, "-m", "listener", "-c", str(cfg), "alerts", "flush"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out  # 1: something is still undelivered (documented)
+    assert "Traceback" not in out
+    assert "alerts: 2 sent, 1 still pending, 0 failed" in out
+    assert "slack-limited: Slack slack-limited: rate limited, HTTP 429 (retry after 3600 s)" in out
+
+
+def test_an_unreadable_alert_is_marked_failed_and_the_rest_are_delivered(tmp_path, httpd):
+    clock = Clock()
+    ops, other = Receiver(fail=0), Receiver(fail=0)
+    httpd.add("/ops", handler=ops)
+    httpd.add("/other", handler=other)
+    channels = (
+        "  channels:\n"
+        f"    - name: ops\n      kind: webhook\n      url: {httpd.url('/ops')}\n"
+        f"    - name: other\n      kind: webhook\n      url: {httpd.url('/other')}\n"
+    )
+    cfg = setup(tmp_path, httpd, RULES, channels)
+    thread_feed(httpd, 3)
+    poll(cfg, clock)
+    # A second alert, then the first one's stored payload is damaged (a hand edit, a bug).
+    store = Store.open(tmp_path / "mentions.db")
+    try:
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO alerts(key, created_at, rule, level, brand, subject, title, why, "
+                "payload) SELECT 'second', created_at, rule, level, brand, 'second', title, why, "
+                "payload FROM alerts WHERE id = 1"
+            )
+            store.conn.execute(
+                "INSERT INTO outbox(alert_id, channel, next_attempt_at) "
+                "SELECT 2, channel, next_attempt_at FROM outbox WHERE alert_id = 1"
+            )
+            store.conn.execute("UPDATE alerts SET payload = '{\"alert_id\": ' WHERE id = 1")
+    finally:
+        store.close()
+
+    report = flush(cfg, clock)
+    assert (report.sent, report.failed) == (2, 2)
+    assert len(ops.got) == 1 and len(other.got) == 1
+    store = Store.open(tmp_path / "mentions.db")
+    try:
+        states = store.conn.execute(
+            "SELECT alert_id, channel, status, last_error FROM outbox ORDER BY alert_id, channel"
+        ).fetchall()
+    finally:
+        store.close()
+    assert [(a, c, s) for a, c, s, _ in states] == [
+        (1, "ops", "failed"),
+        (1, "other", "failed"),
+        (2, "ops", "sent"),
+        (2, "other", "sent"),
+    ]
+    assert "cannot be read" in states[0][3]
+
+
+# ----------------------------------------------------------------- a send cut off in the middle
+
+
+def test_a_send_is_claimed_before_the_network_call_and_retried_once_after_its_lease(
+    tmp_path, httpd
+):
+    """The row says `sending` (committed) while the receiver holds the request; a flush that was
+    cut off there leaves it so, and it is sent exactly once more when its lease runs out."""
+    clock = Clock()
+    arrived, release = threading.Event(), threading.Event()
+
+    def slow_receiver(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        arrived.set()
+        release.wait(20)
+        return 200, {}, b"{}"
+
+    httpd.add("/ops", handler=slow_receiver)
+    channels = (
+        f"  channels:\n    - name: ops\n      kind: webhook\n      url: {httpd.url('/ops')}\n"
+    )
+    cfg = setup(tmp_path, httpd, RULES, channels)
+    thread_feed(httpd, 3)
+    poll(cfg, clock)
+    config = load_config(cfg, env={})
+    store = Store.open(config.database)
+    seen: list[tuple[str, int]] = []
+
+    async def cut_off() -> None:
+        async with httpx.AsyncClient() as http:
+            task = asyncio.create_task(
+                deliver_pending(store, build_channels(config.alerts.channels), http=http, now=clock)
+            )
+            await asyncio.to_thread(arrived.wait, 20)
+            # What another process (or the same one after a crash) reads while the request is out.
+            reader = Store.open(config.database)
+            try:
+                seen.append(reader.conn.execute("SELECT status, attempts FROM outbox").fetchone())
+            finally:
+                reader.close()
+            task.cancel()  # the process dies here: no answer is recorded
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    try:
+        asyncio.run(cut_off())
+    finally:
+        release.set()
+        store.close()
+    assert seen == [("sending", 1)]
+    assert outbox_rows(tmp_path)["ops"][:2] == ("sending", 1)
+
+    # Within the lease another flush leaves it alone: the first sender may still be at it.
+    assert flush(cfg, clock).sent == 0
+    assert httpd.hits["/ops"] == 1
+    clock.advance(seconds=SEND_LEASE_S + 1)
+    assert flush(cfg, clock).sent == 1
+    clock.advance(hours=2)
+    assert flush(cfg, clock).sent == 0
+    assert httpd.hits["/ops"] == 2  # once more, never more
+    status, attempts, _, _ = outbox_rows(tmp_path)["ops"]
+    assert (status, attempts) == ("sent", 2)
+    keys = {r.headers["idempotency-key"] for r in httpd.requests_for("/ops")}
+    assert len(keys) == 1  # so a receiver that honours it shows it once

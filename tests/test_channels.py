@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from helpers import write_config
 from httpd import LoopbackServer, RequestInfo, unused_port_url
 from smtp_peer import free_port
 
@@ -32,6 +34,8 @@ from listener.alerts.render import (
     render_slack,
     slack_link,
 )
+from listener.cli import cli
+from listener.fetch import default_user_agent
 
 HOSTILE = (
     "Acme support is a joke <!channel> <!here> <!everyone> ping <@U123ABC> "
@@ -303,6 +307,31 @@ def test_slack_429_reports_retry_after(httpd: LoopbackServer) -> None:
     assert result.retry_after_s == 7
 
 
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("120", 120.0),
+        ("1e20", 3600.0),  # cut to the longest wait listener accepts
+        ("inf", 3600.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 3600.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),  # in the past: now
+        ("nan", None),  # nothing usable: the outbox's own backoff applies
+        ("-5", None),
+        ("1_0", None),
+        ("soon, maybe", None),
+    ],
+)
+def test_slack_429_retry_after_is_finite_and_bounded(
+    httpd: LoopbackServer, header: str, wait: float | None
+) -> None:
+    httpd.add(
+        "/hook", body="rate_limited", status=429, retry_after=header, content_type="text/plain"
+    )
+    result = send(slack_channel(httpd, "/hook"), make_message())
+    assert not result.ok and not result.permanent and "429" in (result.error or "")
+    assert result.retry_after_s == wait
+
+
 def test_slack_429_retry_after_from_json_body(httpd: LoopbackServer) -> None:
     httpd.add(
         "/hook", body='{"ok": false, "retry_after": 3}', status=429, content_type="application/json"
@@ -509,3 +538,34 @@ def test_webhook_digest_carries_every_alert(httpd: LoopbackServer) -> None:
     assert body["type"] == "listener.digest"
     assert [m["alert_id"] for m in body["messages"]] == ["thread-42:1", "t-2"]
     assert request.headers["idempotency-key"] == body["digest_id"]
+
+
+# ----------------------------------------------------------------------------------- User-Agent
+
+
+def test_slack_webhook_and_email_identify_as_listener(httpd: LoopbackServer, smtp_server) -> None:
+    recorder, port = smtp_server
+    httpd.add("/services/T000/B000/XXXX", handler=slack_ok)
+    httpd.add("/alerts", body="{}", content_type="application/json")
+    assert send(slack_channel(httpd), make_message()).ok
+    assert send(WebhookChannel(name="ops", url=httpd.url("/alerts")), make_message()).ok
+    assert send(email_channel(port), make_message()).ok
+
+    ours = default_user_agent()
+    assert ours.startswith("listener/")
+    assert [r.headers["user-agent"] for r in httpd.requests] == [ours, ours]
+    assert recorder.received()["User-Agent"] == ours
+
+
+def test_alert_channels_use_the_configured_user_agent(tmp_path, httpd: LoopbackServer) -> None:
+    httpd.add("/slack", handler=slack_ok)
+    cfg = write_config(
+        tmp_path,
+        [("blog", httpd.url("/feed"))],
+        extra=f"alerts:\n  channels:\n    - name: s\n      kind: slack\n"
+        f"      webhook_url: {httpd.url('/slack')}\n",
+    )
+    cfg.write_text(cfg.read_text().replace("fetch:\n", "fetch:\n  user_agent: AcmeWatch/2.0\n"))
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "alerts", "test"])
+    assert result.exit_code == 0, result.output
+    assert httpd.requests_for("/slack")[0].headers["user-agent"] == "AcmeWatch/2.0"

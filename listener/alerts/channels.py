@@ -26,10 +26,14 @@ import httpx
 
 from listener.alerts.message import AlertMessage, Digest, digest_to_dict, message_to_dict
 from listener.alerts.render import clean_text, render_email, render_slack, truncate
+from listener.fetch import default_user_agent
 
 log = logging.getLogger(__name__)
 
 ERROR_BODY_MAX = 200
+# The longest wait a receiver can ask for with Retry-After: a longer (or infinite) one is cut to
+# this, so one odd header cannot park an alert for years or overflow a date.
+RETRY_AFTER_MAX_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -122,23 +126,31 @@ async def send_alert(
     *,
     http: httpx.AsyncClient,
     limiter: SlackRateLimiter | None = None,
+    user_agent: str | None = None,
 ) -> Delivery:
     """Deliver `message` on `channel`. Never raises for delivery problems.
 
     `http` is used for Slack and webhooks (redirects are never followed: a POST must not turn into
     a GET elsewhere); email goes through stdlib smtplib in a worker thread. `limiter` spaces Slack
-    messages per webhook URL (default: one shared process-wide limiter).
+    messages per webhook URL (default: one shared process-wide limiter). `user_agent` is the one
+    the fetcher sends (default: listener's own), on HTTP posts and as the email's User-Agent.
     """
     if isinstance(message, Digest) and not message.messages:
         log.debug("channel %s: empty digest, nothing to send", channel.name)
         return Delivery(ok=True)
+    user_agent = user_agent or default_user_agent()
     try:
         if isinstance(channel, SlackChannel):
-            result = await _send_slack(channel, message, http, limiter or DEFAULT_SLACK_LIMITER)
+            result = await _send_slack(
+                channel, message, http, limiter or DEFAULT_SLACK_LIMITER, user_agent
+            )
         elif isinstance(channel, WebhookChannel):
-            result = await _send_webhook(channel, message, http)
+            result = await _send_webhook(channel, message, http, user_agent)
         elif isinstance(channel, EmailChannel):
-            result = await asyncio.to_thread(_send_email, channel, render_email(message, channel))
+            msg = render_email(message, channel)
+            if "User-Agent" not in msg:
+                msg["User-Agent"] = user_agent
+            result = await asyncio.to_thread(_send_email, channel, msg)
         else:
             return Delivery(False, f"unknown channel type {type(channel).__name__}", permanent=True)
     except Exception as exc:
@@ -190,31 +202,53 @@ def _json_safe(value: Any) -> Any:
 # --------------------------------------------------------------------------------------- HTTP
 
 
-def parse_retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds or HTTP date) or a JSON
-    `retry_after` field; None when the receiver did not say."""
-    value = response.headers.get("retry-after", "").strip()
-    if value:
+def clamp_wait(seconds: object, max_s: float = RETRY_AFTER_MAX_S) -> float | None:
+    """The one rule for a wait a receiver asked for: seconds in [0, `max_s`] (longer, infinite
+    included, is cut to `max_s`), or None when there is nothing usable in it (missing, not a
+    number, negative, NaN), so the caller falls back to its own backoff."""
+    if seconds is None or isinstance(seconds, bool):
+        return None
+    try:
+        value = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if math.isnan(value) or value < 0:
+        return None
+    return min(value, max_s)
+
+
+def _retry_after_header(value: str, now: datetime | None) -> float | None:
+    if not value:
+        return None
+    if "_" not in value:  # float() would read "1_0" as 10: not an HTTP number
         try:
-            return max(0.0, float(value))
+            return clamp_wait(float(value))
         except ValueError:
             pass
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    # A date in the past means "now"; one far ahead is cut to the maximum.
+    return clamp_wait(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
+
+
+def parse_retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds or HTTP date) or a JSON
+    `retry_after` field, through `clamp_wait`: finite, at most `RETRY_AFTER_MAX_S`; None when
+    the receiver did not say, or said something unusable (the outbox's backoff applies)."""
+    wait = _retry_after_header(response.headers.get("retry-after", "").strip(), now)
+    if wait is not None:
+        return wait
     try:
         data = json.loads(response.content[:10_000])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    seconds = data.get("retry_after") if isinstance(data, dict) else None
-    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
-        return float(seconds)
-    return None
+    return clamp_wait(data.get("retry_after")) if isinstance(data, dict) else None
 
 
 # What Slack's incoming webhooks answer, and what a person should do about it.
@@ -275,13 +309,18 @@ async def _post(
     url: str,
     body: dict[str, Any],
     headers: dict[str, str],
+    user_agent: str,
 ) -> Delivery:
     content = json.dumps(_json_safe(body), ensure_ascii=False, allow_nan=False).encode()
     try:
         response = await http.post(
             url,
             content=content,
-            headers={**headers, "Content-Type": "application/json; charset=utf-8"},
+            headers={
+                "User-Agent": user_agent,
+                **headers,
+                "Content-Type": "application/json; charset=utf-8",
+            },
             follow_redirects=False,
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -294,10 +333,15 @@ async def _send_slack(
     message: AlertMessage | Digest,
     http: httpx.AsyncClient,
     limiter: SlackRateLimiter,
+    user_agent: str,
 ) -> Delivery:
     payload = render_slack(message)
     await limiter.wait(channel.webhook_url)
-    return await _post("Slack", channel.name, http, channel.webhook_url, payload, {})
+    # Slack's incoming webhooks ignore Idempotency-Key today; a relay or proxy in front may not.
+    headers = {"Idempotency-Key": _message_key(message)}
+    return await _post(
+        "Slack", channel.name, http, channel.webhook_url, payload, headers, user_agent
+    )
 
 
 def _bad_header(name: str, value: str) -> bool:
@@ -305,7 +349,10 @@ def _bad_header(name: str, value: str) -> bool:
 
 
 async def _send_webhook(
-    channel: WebhookChannel, message: AlertMessage | Digest, http: httpx.AsyncClient
+    channel: WebhookChannel,
+    message: AlertMessage | Digest,
+    http: httpx.AsyncClient,
+    user_agent: str,
 ) -> Delivery:
     if isinstance(message, Digest):
         body = {"type": "listener.digest", **digest_to_dict(message)}
@@ -323,7 +370,7 @@ async def _send_webhook(
     # Same key on every attempt: a receiver that honours it ignores the retry of a send that
     # timed out after it had already arrived.
     headers["Idempotency-Key"] = _message_key(message)
-    return await _post("webhook", channel.name, http, channel.url, body, headers)
+    return await _post("webhook", channel.name, http, channel.url, body, headers, user_agent)
 
 
 # -------------------------------------------------------------------------------------- email

@@ -2,15 +2,26 @@
 
 An outbox row stays `pending` until its channel accepts it. A channel that is down (Slack 5xx,
 SMTP refused, a timeout) gets the row back with a later `next_attempt_at` (exponential backoff, or
-what the receiver asked for with Retry-After); a restart simply finds the pending rows again. A
-permanent refusal (bad credentials, a webhook that no longer exists) marks the row `failed` with
-the reason, shown by `listener status`, instead of retrying forever.
+what the receiver asked for with Retry-After, at most `Backoff.max_s`); a restart simply finds the
+pending rows again. A permanent refusal (bad credentials, a webhook that no longer exists) marks
+the row `failed` with the reason, shown by `listener status`, instead of retrying forever.
+
+Each send is claimed first: the row becomes `sending` (attempt counted, committed) before the
+network call, and its result is recorded right after. Only one row is in flight at a time, so a
+process killed mid-send leaves at most one `sending` row; it is sent once more (at-least-once: the
+receiver may show it twice, webhooks and mail can deduplicate by Idempotency-Key / Message-ID) when
+`run` starts again (`recover_interrupted`), or by any flush once its lease has run out. A second
+process flushing at the same time cannot claim a row that is already in flight.
+
+One alert or channel failing never stops the others: every batch is delivered and recorded on its
+own, and an unexpected error is logged and recorded on the row it concerns.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +38,7 @@ from .channels import (
     SlackChannel,
     SlackRateLimiter,
     WebhookChannel,
+    clamp_wait,
     send_alert,
 )
 from .message import AlertMessage, Digest, Evidence
@@ -36,6 +48,14 @@ log = logging.getLogger(__name__)
 BACKOFF_FIRST_S = 30.0
 BACKOFF_MAX_S = 3600.0
 DIGEST_PERIOD_S = {"hourly": 3600.0, "daily": 86400.0}
+# How long a claimed (`sending`) row belongs to the process that claimed it. A send is bounded by
+# the HTTP / SMTP timeouts (20 s per step), so a row still `sending` after this was abandoned by a
+# process that died mid-send; `run` also takes them back at once when it starts.
+SEND_LEASE_S = 300.0
+INTERRUPTED = (
+    "interrupted mid-send (the process stopped before the receiver answered); sent once more, "
+    "so the receiver may show it twice"
+)
 
 
 def build_channels(models: Sequence[ChannelModel]) -> dict[str, Channel]:
@@ -95,8 +115,19 @@ class Backoff:
     max_s: float = BACKOFF_MAX_S
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
-        delay = min(self.first_s * 2 ** max(attempts - 1, 0), self.max_s)
-        return max(delay, retry_after or 0.0)
+        """Seconds before the next attempt: doubling from `first_s` up to `max_s`, or longer when
+        the receiver asked for it, never beyond `max_s` (nor non-finite)."""
+        delay = min(self.first_s * 2.0 ** min(max(attempts - 1, 0), 64), self.max_s)
+        asked = clamp_wait(retry_after, max(self.max_s, 0.0))
+        delay = max(delay, asked or 0.0)
+        return delay if math.isfinite(delay) and delay >= 0 else BACKOFF_MAX_S
+
+
+def _later(now: datetime, seconds: float) -> datetime:
+    try:
+        return now + timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        return now + timedelta(seconds=BACKOFF_MAX_S)
 
 
 def _pending(store: Store, channel: str, now: datetime, force: bool) -> list[tuple[int, int, str]]:
@@ -109,6 +140,50 @@ def _pending(store: Store, channel: str, now: datetime, force: bool) -> list[tup
         sql += " AND o.next_attempt_at <= ?"
         args.append(iso(now))
     return store.conn.execute(sql + " ORDER BY a.id", args).fetchall()
+
+
+def recover_interrupted(store: Store, now: datetime, *, everything: bool = False) -> int:
+    """Rows left `sending` by a process that died mid-send go back to `pending`, due now.
+
+    Without `everything`, only rows whose lease has run out (another live process may still be
+    sending the others); with it, all of them (`run` at start: it is the only service on the
+    database, and a forced flush)."""
+    sql = "UPDATE outbox SET status = 'pending', next_attempt_at = ?, last_error = ? "
+    sql += "WHERE status = 'sending'"
+    args: list[Any] = [iso(now), INTERRUPTED]
+    if not everything:
+        sql += " AND next_attempt_at <= ?"
+        args.append(iso(now))
+    with store.transaction():
+        n = store.conn.execute(sql, args).rowcount
+    if n:
+        log.warning("outbox: %d alert delivery(s) %s", n, INTERRUPTED)
+    return n
+
+
+def _claim(
+    store: Store, alert_ids: Sequence[int], channel: str, now: datetime
+) -> tuple[list[int], list[int]]:
+    """Mark the rows `sending` (one more attempt) and commit, before any network call.
+    Returns the ids this process got, with their attempts before this one."""
+    got: list[int] = []
+    attempts: list[int] = []
+    lease = iso(_later(now, SEND_LEASE_S))
+    with store.transaction():
+        for alert_id in alert_ids:
+            claimed = store.conn.execute(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, "
+                "next_attempt_at = ? WHERE alert_id = ? AND channel = ? AND status = 'pending'",
+                (lease, alert_id, channel),
+            ).rowcount
+            if claimed:
+                (tried,) = store.conn.execute(
+                    "SELECT attempts FROM outbox WHERE alert_id = ? AND channel = ?",
+                    (alert_id, channel),
+                ).fetchone()
+                got.append(alert_id)
+                attempts.append(int(tried) - 1)
+    return got, attempts
 
 
 def _record(
@@ -124,22 +199,22 @@ def _record(
         for alert_id, tried in zip(alert_ids, attempts, strict=True):
             if d.ok:
                 store.conn.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, last_error = ? "
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = ? "
                     "WHERE alert_id = ? AND channel = ?",
-                    (iso(now), tried + 1, d.error, alert_id, channel),
+                    (iso(now), d.error, alert_id, channel),
                 )
             elif d.permanent:
                 store.conn.execute(
-                    "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? "
-                    "WHERE alert_id = ? AND channel = ?",
-                    (tried + 1, d.error, alert_id, channel),
+                    "UPDATE outbox SET status = 'failed', last_error = ? "
+                    "WHERE alert_id = ? AND channel = ? AND status = 'sending'",
+                    (d.error, alert_id, channel),
                 )
             else:
-                later = now + timedelta(seconds=backoff.delay(tried + 1, d.retry_after_s))
+                later = _later(now, backoff.delay(tried + 1, d.retry_after_s))
                 store.conn.execute(
-                    "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? "
-                    "WHERE alert_id = ? AND channel = ?",
-                    (tried + 1, d.error, iso(later), alert_id, channel),
+                    "UPDATE outbox SET status = 'pending', last_error = ?, next_attempt_at = ? "
+                    "WHERE alert_id = ? AND channel = ? AND status = 'sending'",
+                    (d.error, iso(later), alert_id, channel),
                 )
     return "sent" if d.ok else ("failed" if d.permanent else "retrying")
 
@@ -171,40 +246,84 @@ async def deliver_pending(
     force: bool = False,
     limiter: SlackRateLimiter | None = None,
     backoff: Backoff | None = None,
+    user_agent: str | None = None,
 ) -> FlushReport:
-    """Send what is due; `force` sends everything pending now (digests included)."""
+    """Send what is due; `force` sends everything pending now (digests included, and sends a
+    process interrupted). One channel or alert failing never stops the others."""
     report = FlushReport()
     backoff = backoff or Backoff()
+    try:
+        recover_interrupted(store, now(), everything=force)
+    except Exception:
+        log.exception("outbox: could not take back interrupted sends; trying again next flush")
     for name, channel in channels.items():
-        rows = _pending(store, name, now(), force)
-        if not rows:
-            continue
-        batches: list[tuple[AlertMessage | Digest, list[int], list[int]]]
-        if channel.digest and not force and not _digest_due(store, channel, now()):
-            continue
-        if channel.digest:
-            digest = Digest(
-                channel=name,
-                period=channel.digest,
-                messages=tuple(message_from_payload(p) for _, _, p in rows),
+        try:
+            await _deliver_channel(
+                store, name, channel, report, http, now, force, limiter, backoff, user_agent
             )
-            batches = [(digest, [r[0] for r in rows], [r[1] for r in rows])]
-        else:
-            batches = [(message_from_payload(p), [aid], [tried]) for aid, tried, p in rows]
-        for message, ids, attempts in batches:
-            delivery = await send_alert(channel, message, http=http, limiter=limiter)
-            outcome = _record(store, ids, name, delivery, attempts, now(), backoff)
-            if outcome == "sent":
-                report.sent += len(ids)
-            elif outcome == "failed":
-                report.failed += len(ids)
-                report.errors.append(f"{name}: {delivery.error}")
-            else:
-                report.retrying += len(ids)
-                report.errors.append(f"{name}: {delivery.error}")
-            if not delivery.ok and not delivery.permanent:
-                break  # the channel is down: the rest waits for the next attempt
+        except Exception as exc:
+            # A bug or a database error: this channel waits for the next flush, the others go on.
+            log.exception("outbox: delivering on channel %s failed", name)
+            report.errors.append(f"{name}: unexpected {type(exc).__name__} (see log)")
     return report
+
+
+async def _deliver_channel(
+    store: Store,
+    name: str,
+    channel: Channel,
+    report: FlushReport,
+    http: httpx.AsyncClient,
+    now: Callable[[], datetime],
+    force: bool,
+    limiter: SlackRateLimiter | None,
+    backoff: Backoff,
+    user_agent: str | None,
+) -> None:
+    rows = _pending(store, name, now(), force)
+    if not rows:
+        return
+    if channel.digest and not force and not _digest_due(store, channel, now()):
+        return
+    payloads = {aid: payload for aid, _, payload in rows}
+    ids_due = [aid for aid, _, _ in rows]
+    # A digest channel sends everything due as one message; the others one message per alert.
+    batches = [ids_due] if channel.digest else [[aid] for aid in ids_due]
+    for batch in batches:
+        ids, attempts = _claim(store, batch, name, now())
+        if not ids:
+            continue  # another process is sending these
+        try:
+            messages = [message_from_payload(payloads[aid]) for aid in ids]
+            message: AlertMessage | Digest = (
+                Digest(channel=name, period=channel.digest, messages=tuple(messages))
+                if channel.digest
+                else messages[0]
+            )
+        except Exception as exc:
+            log.exception("outbox: alert(s) %s cannot be read for channel %s", ids, name)
+            delivery = Delivery(
+                False, f"{name}: the stored alert cannot be read ({type(exc).__name__})", None, True
+            )
+        else:
+            try:
+                delivery = await send_alert(
+                    channel, message, http=http, limiter=limiter, user_agent=user_agent
+                )
+            except Exception as exc:  # send_alert answers Delivery; this is a bug
+                log.exception("outbox: sending on channel %s failed", name)
+                delivery = Delivery(False, f"{name}: unexpected {type(exc).__name__} (see log)")
+        outcome = _record(store, ids, name, delivery, attempts, now(), backoff)
+        if outcome == "sent":
+            report.sent += len(ids)
+        elif outcome == "failed":
+            report.failed += len(ids)
+            report.errors.append(f"{name}: {delivery.error}")
+        else:
+            report.retrying += len(ids)
+            report.errors.append(f"{name}: {delivery.error}")
+        if not delivery.ok and not delivery.permanent:
+            break  # the channel is down: the rest waits for the next attempt
 
 
 def outbox_counts(store: Store) -> dict[str, int]:

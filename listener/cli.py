@@ -292,7 +292,7 @@ def _offline_hosts(summary: Any) -> dict[str, list[str]] | None:
 def _sources_line(ok: int, failed: int) -> str:
     total = ok + failed
     if not failed:
-        return f"sources: {ok} ok"
+        return f"sources: {ok} ok, 0 failed"
     if not ok:
         return f"sources: every source failed ({failed} of {total})"
     return f"sources: {ok} ok, {failed} of {total} failed"

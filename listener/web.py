@@ -259,6 +259,7 @@ def bind_port(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        sock.listen(2048)  # connections wait from now on, even before the server accepts them
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:

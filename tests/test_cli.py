@@ -195,30 +195,48 @@ def start() -> Iterator[object]:
             proc.stdout.close()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_serve_stops_on_sigterm_with_exit_0(tmp_path: Path, start) -> None:
     demo = run_demo(tmp_path / "demo")
-    proc = start("serve", "-c", str(demo.config_path), "--port", "0", tmpdir=tmp_path)
+    port = free_port()
+    proc = start("-c", str(demo.config_path), "serve", "--port", str(port), tmpdir=tmp_path)
     banner = read_until(proc, "Press Ctrl+C to stop.")
-    url = re.search(r"dashboard: (\S+)", banner)
-    assert url, banner
-    with urllib.request.urlopen(url.group(1), timeout=30) as page:  # it serves on that port
+    assert f"dashboard: http://127.0.0.1:{port}/-/dashboard" in banner
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
         assert page.status == 200
     proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+
+
+def test_serve_on_port_0_shows_the_port_it_got(tmp_path: Path, start) -> None:
+    demo = run_demo(tmp_path / "demo")
+    proc = start("-c", str(demo.config_path), "serve", "--port", "0", tmpdir=tmp_path)
+    banner = read_until(proc, "Press Ctrl+C to stop.")
+    url = re.search(r"dashboard: (http://127\.0\.0\.1:[1-9][0-9]*/-/dashboard)", banner)
+    assert url, banner
+    with urllib.request.urlopen(url.group(1), timeout=30) as page:  # banner shown: it answers
+        assert page.status == 200
+    proc.send_signal(signal.SIGINT)  # Ctrl+C
     assert proc.wait(30) == 0
 
 
 def test_demo_stops_on_sigterm_with_exit_0_and_removes_its_temporary_folder(
     tmp_path: Path, start
 ) -> None:
-    proc = start("demo", "--port", "0", tmpdir=tmp_path)
+    proc = start("demo", "--port", str(free_port()), tmpdir=tmp_path)
     banner = read_until(proc, "Press Ctrl+C to stop.")
     database = Path(re.search(r"Database: (\S+)", banner).group(1))  # type: ignore[union-attr]
     assert database.exists() and database.parent.parent == tmp_path
-    assert "removed when the demo stops" in banner
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert not database.parent.exists()
     assert list(tmp_path.iterdir()) == []
+    assert "removed when the demo stops: keep it with --dir DIR" in banner
 
 
 def test_demo_without_serve_removes_its_temporary_folder(
@@ -243,7 +261,9 @@ def test_serve_on_a_busy_port_says_so_naming_port_before_any_banner(
     tmp_path: Path, busy_port: int
 ) -> None:
     demo = run_demo(tmp_path)
-    result = CliRunner().invoke(cli, ["serve", "-c", str(demo.config_path), "--port", str(busy_port)])
+    result = CliRunner().invoke(
+        cli, ["-c", str(demo.config_path), "serve", "--port", str(busy_port)]
+    )
     assert result.exit_code == 1
     assert f"port {busy_port} on 127.0.0.1 is already in use" in result.output
     assert "--port" in result.output

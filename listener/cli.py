@@ -255,7 +255,7 @@ class _SummaryTellsFailures(logging.Filter):
 _UNREACHABLE = (
     ("DNS lookup failed", "DNS lookup failed"),
     ("could not connect", "could not connect"),
-    ("s (connect)", "connection timed out"),
+    ("(connect)", "connection timed out"),
     ("network is unreachable", "network unreachable"),
 )
 

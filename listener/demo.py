@@ -387,7 +387,7 @@ def format_report(result: DemoResult, *, temporary: bool = False) -> str:
 @click.command(
     epilog="""\b
 Examples:
-  listener demo                          poll the samples, then open the explorer
+  listener demo                          poll the samples, then serve them on :8001
   listener demo --port 8002 --open       another port; open the browser too
   listener demo --dir ./demo --no-serve  keep the demo database, print the report only
   listener -c ./demo/sources.yaml serve  explore a kept demo database again

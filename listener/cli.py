@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +21,24 @@ STARTER = Path(__file__).with_name("starter.yaml")
 
 
 class State:
-    def __init__(self, config: str | None, quiet: bool = False) -> None:
+    def __init__(self, config: str | None, quiet: bool = False, verbose: int = 0) -> None:
         self.config_arg = config
         self.quiet = quiet
+        self.verbose = verbose
         self._config: Config | None = None
 
     @property
     def path(self) -> Path:
         return config_path(self.config_arg)
+
+    def command(self, verb: str, path: Path | str | None = None) -> str:
+        """How the user runs `verb` on this config, or on `path`: with the `-c` they gave
+        (`listener -c my.yaml check`), or plain when plain `listener` reads that file anyway."""
+        if path is None:
+            path = self.config_arg
+        elif Path(path).resolve() == config_path(None).resolve():
+            path = None
+        return f"listener -c {shlex.quote(str(path))} {verb}" if path else f"listener {verb}"
 
     def config(self) -> Config:
         if self._config is None:
@@ -54,7 +65,44 @@ def setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-class _Group(click.Group):
+def _set_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    state = ctx.find_object(State)
+    if value is not None and state is not None:
+        state.config_arg = value
+
+
+CONFIG_HELP = "Config file (default: $LISTENER_CONFIG, else ./sources.yaml)."
+
+# Verbs that read no config: `demo` writes its own.
+_NO_CONFIG = frozenset({"demo"})
+
+
+def _accept_config(command: click.Command) -> click.Command:
+    """Let `-c PATH` come after the verb too (`listener check -c my.yaml`), as before it."""
+    if not any(p.name == "config" for p in command.params):
+        command.params.append(
+            click.Option(
+                ["-c", "--config"],
+                metavar="PATH",
+                expose_value=False,
+                callback=_set_config,
+                help=CONFIG_HELP,
+            )
+        )
+    return command
+
+
+class _VerbGroup(click.Group):
+    """A group whose every verb takes `-c/--config` after it as well as before."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None or name in _NO_CONFIG:
+            return command
+        return _accept_config(command)
+
+
+class _Group(_VerbGroup):
     """Commands that live in their own modules (Datasette's) are imported only when used."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
@@ -71,18 +119,27 @@ class _Group(click.Group):
 
             module, attr = self.lazy[name]
             command: click.Command = getattr(importlib.import_module(module), attr)
-            return command
+            self.add_command(command, name)
         return super().get_command(ctx, name)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-c",
-    "--config",
-    "config",
-    metavar="PATH",
-    help="Config file (default: $LISTENER_CONFIG, else ./sources.yaml).",
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Examples:
+  listener demo                  try it offline on bundled sample data
+  listener init my.yaml          write a starter config, then edit it
+  listener check -c my.yaml      validate it (-c goes before or after the verb)
+  listener poll -c my.yaml       poll every source once
+  listener run -c my.yaml        the service: poll on schedule and alert
+  listener serve -c my.yaml      explore the mentions in Datasette
+
+Exit status: 0 ok, 1 runtime failure (e.g. every source failed), 2 bad config or usage.
+
+Run `listener VERB --help` for a verb's options and examples.""",
 )
+@click.option("-c", "--config", "config", metavar="PATH", help=CONFIG_HELP)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.version_option(__version__, prog_name="listener")
@@ -91,7 +148,7 @@ def cli(ctx: click.Context, config: str | None, verbose: int, quiet: bool) -> No
     """Social listening: find mentions of your brands in feeds and forums, score their
     sentiment, and alert when a conversation turns negative."""
     setup_logging(verbose, quiet)
-    ctx.obj = State(config, quiet)
+    ctx.obj = State(config, quiet, verbose)
 
 
 @cli.command()
@@ -99,19 +156,35 @@ def cli(ctx: click.Context, config: str | None, verbose: int, quiet: bool) -> No
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.pass_obj
 def init(state: State, path: Path | None, force: bool) -> None:
-    """Write a commented starter sources.yaml."""
+    """Write a commented starter config (default: ./sources.yaml).
+
+    \b
+    Examples:
+      listener init                  writes ./sources.yaml
+      listener init my.yaml          then: listener check -c my.yaml
+    """
     target = path or state.path
     if target.exists() and not force:
         click.echo(f"error: {target} already exists (use --force to overwrite)", err=True)
         raise SystemExit(2)
     target.write_text(STARTER.read_text(encoding="utf-8"), encoding="utf-8")
-    click.echo(f"wrote {target}: add your brands and sources, then run `listener check`")
+    click.echo(
+        f"wrote {target}: add your brands and sources, then run `{state.command('check', target)}`"
+    )
 
 
 @cli.command()
 @click.pass_obj
 def check(state: State) -> None:
-    """Validate the config and list what will be polled."""
+    """Validate the config and list what will be polled.
+
+    Exits 2 with the file, line and key of each mistake.
+
+    \b
+    Examples:
+      listener check
+      listener check -c my.yaml
+    """
     config = state.config()
     click.echo(f"{config.path}: ok")
     click.echo(f"database: {config.database}")
@@ -170,13 +243,81 @@ def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:
     return (lambda _r: bar.update(1)), (lambda: bar.__exit__(None, None, None))
 
 
-@cli.command()
+class _SummaryTellsFailures(logging.Filter):
+    """During `poll` the summary names each failed source: its log line would say it twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.funcName == "log_report" and record.levelno >= logging.WARNING)
+
+
+# Errors (from the fetcher) of a request that reached no server: with nothing else answering
+# either, the machine is offline (or has no DNS).
+_UNREACHABLE = (
+    ("DNS lookup failed", "DNS lookup failed"),
+    ("could not connect", "could not connect"),
+    ("(connect)", "connection timed out"),
+    ("network is unreachable", "network unreachable"),
+)
+
+
+def _unreachable(error: str) -> str | None:
+    lowered = error.lower()
+    return next((why for needle, why in _UNREACHABLE if needle.lower() in lowered), None)
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
+def _offline_hosts(summary: Any) -> dict[str, list[str]] | None:
+    """{reason: [host, ...]} when every source failed without reaching any server; else None."""
+    if summary.ok or not summary.reports:
+        return None
+    reasons: dict[str, list[str]] = {}
+    for r in sorted(summary.reports, key=lambda r: r.source):
+        if not r.unanswered:
+            return None
+        for url, error in r.unanswered:
+            why = _unreachable(error)
+            if why is None:
+                return None
+            hosts = reasons.setdefault(why, [])
+            if _host(url) not in hosts:
+                hosts.append(_host(url))
+    return reasons
+
+
+def _sources_line(ok: int, failed: int) -> str:
+    total = ok + failed
+    if not failed:
+        return f"sources: {ok} ok, 0 failed"
+    if not ok:
+        return f"sources: every source failed ({failed} of {total})"
+    return f"sources: {ok} ok, {failed} of {total} failed"
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  listener poll -c my.yaml
+  listener poll -c my.yaml --source hn --source acme-blog
+
+Exit status: 0 when at least one source was polled (failures are listed), 1 when every
+source failed, 2 for a bad config or an unknown --source."""
+)
 @click.option(
     "--source", "sources", multiple=True, metavar="NAME", help="Poll only this source (repeatable)."
 )
 @click.pass_obj
 def poll(state: State, sources: tuple[str, ...]) -> None:
-    """Poll every source once (or only the named ones) and print a summary."""
+    """Poll every source once and print a summary.
+
+    Polls every enabled source (or only the ones named with --source) now, with a progress bar
+    on a terminal, then prints what was fetched, the new mentions by sentiment, and each
+    source that failed and why.
+    """
     from .pipeline import poll_sources
     from .runtime import auto_workers, open_runtime
 
@@ -197,19 +338,36 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
         async with open_runtime(config, workers=workers) as rt:
             return await poll_sources(specs, rt, on_done=update, group_commits=True)
 
+    pipeline_log = logging.getLogger("listener.pipeline")
+    quiet_failures = _SummaryTellsFailures()
+    if not state.verbose:
+        pipeline_log.addFilter(quiet_failures)
     try:
         summary = asyncio.run(main())
     finally:
         close()
+        pipeline_log.removeFilter(quiet_failures)
     labels = summary.new_mentions_by_label()
     click.echo(
-        f"sources: {summary.ok} ok, {summary.failed} failed; items: {summary.items} "
+        f"{_sources_line(summary.ok, summary.failed)}; items: {summary.items} "
         f"({summary.new_items} new); new mentions: {sum(labels.values())} "
         f"({labels['negative']} negative, {labels['neutral']} neutral, {labels['positive']} positive)"
     )
-    for r in sorted(summary.reports, key=lambda r: r.source):
-        if r.error:
-            click.echo(f"  failed: {r.source}: {r.error}")
+    offline = _offline_hosts(summary)
+    if offline:
+        click.echo("This machine looks offline: no source could reach its server.")
+        for why, hosts in offline.items():
+            click.echo(f"  {why}: {', '.join(hosts)}")
+        click.echo(
+            "Check the connection, or try listener without internet: `listener demo`\n"
+            "(bundled sample feeds served on 127.0.0.1, polled, then the dashboard)."
+        )
+    else:
+        for r in sorted(summary.reports, key=lambda r: r.source):
+            if r.error:
+                hosts = list(dict.fromkeys(_host(u) for u, _ in r.unanswered))
+                where = f" ({', '.join(hosts)})" if hosts else ""
+                click.echo(f"  failed: {r.source}: {r.error}{where}")
     if specs and summary.failed == len(specs):
         raise SystemExit(1)
 
@@ -217,12 +375,17 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
 @cli.command()
 @click.pass_obj
 def stats(state: State) -> None:
-    """Counts of mentions by brand, source and label."""
+    """Counts of mentions by brand, source and label.
+
+    \b
+    Example:
+      listener stats -c my.yaml
+    """
     from .store import Store
 
     config = state.config()
     if not config.database.exists():
-        click.echo(f"no database yet at {config.database}: run `listener poll` first")
+        click.echo(f"no database yet at {config.database}: run `{state.command('poll')}` first")
         return
     store = Store.open(config.database)
     try:
@@ -250,7 +413,15 @@ def main() -> None:
 @cli.command()
 @click.pass_obj
 def run(state: State) -> None:
-    """Run the service: poll each source on its schedule and deliver alerts, until SIGTERM/SIGINT."""
+    """Run the service: poll on schedule and send alerts.
+
+    Polls each source on its own interval and delivers alerts until SIGTERM or Ctrl+C, then
+    finishes the writes under way and exits 0. One instance per database.
+
+    \b
+    Example:
+      listener run -c my.yaml
+    """
     from .alerts.outbox import Backoff, build_channels
     from .daemon import AlreadyRunning, Service, instance_lock
     from .runtime import auto_workers, open_runtime
@@ -285,13 +456,24 @@ def run(state: State) -> None:
 @cli.command()
 @click.pass_obj
 def status(state: State) -> None:
-    """Each source's health (last success, last error, failures in a row, next poll) and the outbox."""
+    """Each source's health, and the alert outbox.
+
+    Per source: last success, last error, failures in a row and the next poll; then the alerts
+    waiting to be delivered and why they were not.
+
+    \b
+    Example:
+      listener status -c my.yaml
+    """
     from .alerts.outbox import outbox_counts
     from .store import Store
 
     config = state.config()
     if not config.database.exists():
-        click.echo(f"no database yet at {config.database}: run `listener poll` or `listener run`")
+        click.echo(
+            f"no database yet at {config.database}: "
+            f"run `{state.command('poll')}` or `{state.command('run')}`"
+        )
         return
     store = Store.open(config.database)
     try:
@@ -331,15 +513,28 @@ def status(state: State) -> None:
         store.close()
 
 
-@cli.group()
+@cli.group(cls=_VerbGroup)
 def alerts() -> None:
-    """Test the alert channels, or deliver what the outbox holds."""
+    """Test the alert channels, or deliver the outbox.
+
+    \b
+    Examples:
+      listener alerts test -c my.yaml     a test message on every channel
+      listener alerts flush -c my.yaml    deliver what is pending now
+    """
 
 
 @alerts.command("test")
 @click.pass_obj
 def alerts_test(state: State) -> None:
-    """Send a test alert through each channel and say which failed and why."""
+    """Send a test alert on each channel; say which failed.
+
+    Exits 1 when a channel failed, 2 when the config has no channel.
+
+    \b
+    Example:
+      listener alerts test -c my.yaml
+    """
     from datetime import UTC, datetime
 
     import httpx
@@ -386,7 +581,14 @@ def alerts_test(state: State) -> None:
 @alerts.command("flush")
 @click.pass_obj
 def alerts_flush(state: State) -> None:
-    """Deliver everything pending in the outbox now (digests included)."""
+    """Deliver everything pending in the outbox now.
+
+    Digests included. Exits 1 when something could not be delivered.
+
+    \b
+    Example:
+      listener alerts flush -c my.yaml
+    """
     import httpx
 
     from .alerts.outbox import build_channels, deliver_pending
@@ -433,7 +635,17 @@ def alerts_flush(state: State) -> None:
 def label(
     state: State, mention_id: int, label: str | None, not_relevant: bool | None, clear: bool
 ) -> None:
-    """Correct a mention: set its LABEL, or mark it not relevant. Corrections survive rescoring."""
+    """Correct a mention's label, or mark it not relevant.
+
+    Corrections survive rescoring and are what the alert rules use. MENTION_ID is the `id`
+    column of the mentions table (Datasette shows it).
+
+    \b
+    Examples:
+      listener label 42 negative
+      listener label 42 --not-relevant
+      listener label 42 --clear
+    """
     from .store import Store
 
     if label is None and not_relevant is None and not clear:
@@ -474,7 +686,16 @@ def label(
 )
 @click.pass_obj
 def rescore(state: State, everything: bool) -> None:
-    """Re-score stored mentions after a lexicon or threshold change; report the labels that changed."""
+    """Re-score stored mentions after a lexicon change.
+
+    Run it after changing the `sentiment:` lexicon or thresholds; it reports the labels that
+    changed and keeps people's corrections.
+
+    \b
+    Examples:
+      listener rescore -c my.yaml
+      listener rescore -c my.yaml --all
+    """
     from .match import Matcher
     from .rescore import rescore_mentions
     from .runtime import build_scorer
@@ -501,7 +722,16 @@ def rescore(state: State, everything: bool) -> None:
 @click.option("--brand", help="Brand the text is about: its names are neutralised before scoring.")
 @click.pass_obj
 def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
-    """Score TEXT (or JSON lines {"text": ..., "brand": ...} on stdin): one JSON line out each."""
+    """Score the sentiment of text: one JSON line out each.
+
+    Scores each TEXT argument, or JSON lines {"text": ..., "brand": ...} on stdin.
+
+    \b
+    Examples:
+      listener score "The new kettle is great"
+      listener score --brand Acme "Acme support never answered"
+      echo '{"text": "still waiting for a refund"}' | listener score
+    """
     import json
 
     from .match import Matcher

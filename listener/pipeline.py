@@ -90,6 +90,8 @@ class SourceReport:
     threads_touched: tuple[str, ...] = ()
     thread_items: int = 0
     alerts: tuple[int, ...] = ()  # ids of alerts this poll fired
+    # (url, error) of each fetch that got no HTTP answer at all (DNS, connect, TLS, timeout)
+    unanswered: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -349,6 +351,7 @@ def save_result(
         duration_s=time.perf_counter() - started,
         threads_touched=saved.threads_touched,
         alerts=tuple(alerts),
+        unanswered=tuple((r.url, r.error) for r in result.responses if r.error and not r.status),
     )
 
 

@@ -9,9 +9,15 @@ daemon keeps writing, WAL lets Datasette read meanwhile, and new rows show on re
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import signal
+import socket
 import sqlite3
+import threading
 import webbrowser
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,38 +246,149 @@ def dashboard_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}{DASHBOARD_PATH}"
 
 
-def run_server(db_path: str | Path, *, host: str, port: int, open_browser: bool) -> None:
-    """Serve Datasette until Ctrl+C (blocking)."""
+def bind_port(host: str, port: int) -> socket.socket:
+    """Bind `host:port` now, so that a port already in use is a clear error before anything is
+    printed (or, for `demo`, polled). The server then serves on this very socket."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot serve on --host {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)  # connections wait from now on, even before the server accepts them
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            problem = f"port {port} on {host} is already in use (an earlier `listener serve`?)"
+        elif exc.errno == errno.EACCES:
+            problem = f"not allowed to listen on port {port} on {host}"
+        else:
+            problem = f"cannot listen on {host}:{port}: {exc.strerror}"
+        free = _free_port_after(family, address, port)
+        example = f", e.g. --port {free}" if free else ""
+        raise click.ClickException(f"{problem}: choose another port with --port{example}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _free_port_after(family: int, address: tuple[Any, ...], port: int) -> int | None:
+    """The first port after `port` that can be bound at `address` now (a suggestion)."""
+    for candidate in range(port + 1, min(port + 20, 65536)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address[0], candidate, *address[2:]))
+            except OSError:
+                continue
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def sigterm_exits_0() -> Iterator[None]:
+    """SIGTERM (systemd, `docker stop`, kill) ends a long-running verb as Ctrl+C does: `finally`
+    blocks run (temporary folders go) and the process exits 0 instead of 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve_forever(app: Any, sock: socket.socket) -> None:
+    """Uvicorn on `sock` until SIGTERM or Ctrl+C: both stop it gracefully and return."""
     import uvicorn
 
-    ds = make_datasette(db_path)
-    url = dashboard_url(host, port)
-    click.echo(f"Serving {db_path}")
-    click.echo(f"  dashboard: {url}")
-    click.echo(f"  all data:  {url.removesuffix(DASHBOARD_PATH)}/")
-    click.echo("Press Ctrl+C to stop.")
-    if open_browser:
-        webbrowser.open(url)
-    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # Uvicorn's own re-raises the signal once it has stopped, which kills the process
+            # (exit 143 on SIGTERM); a stop asked for is a normal end here.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
 
 
-@click.command()
+def run_server(
+    db_path: str | Path,
+    *,
+    host: str,
+    port: int,
+    open_browser: bool,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve Datasette until SIGTERM or Ctrl+C (blocking); `sock`: already bound by `bind_port`."""
+    sock = sock or bind_port(host, port)
+    try:
+        ds = make_datasette(db_path)
+        url = dashboard_url(host, sock.getsockname()[1])
+        click.echo(f"Serving {db_path}")
+        click.echo(f"  dashboard: {url}")
+        click.echo(f"  all data:  {url.removesuffix(DASHBOARD_PATH)}/")
+        click.echo("Press Ctrl+C to stop.")
+        if open_browser:
+            webbrowser.open(url)
+        _serve_forever(ds.app(), sock)
+    finally:
+        sock.close()
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  listener serve -c my.yaml
+  listener serve -c my.yaml --port 8002 --open
+  listener serve -c my.yaml --host 0.0.0.0    reachable from other machines
+
+Stops on Ctrl+C or SIGTERM (exit 0)."""
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
-    "--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port."
+    "--port",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
 )
 @click.option(
     "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
 )
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
-    """Explore the mentions in Datasette: dashboard, search, facets and canned questions."""
-    config = ctx.obj.config()
+    """Explore the mentions in Datasette.
+
+    The dashboard, full-text search, facets and canned questions on the config's database,
+    readable while `listener run` keeps writing.
+    """
+    state = ctx.obj
+    config = state.config()
     if not config.database.exists():
         click.echo(
-            f"error: no database yet at {config.database}: run `listener poll` first "
+            f"error: no database yet at {config.database}: run `{state.command('poll')}` first "
             "(or `listener demo` to try listener on sample data)",
             err=True,
         )
         raise SystemExit(1)
-    run_server(config.database, host=host, port=port, open_browser=open_browser)
+    sock = bind_port(host, port)
+    with sigterm_exits_0():
+        run_server(config.database, host=host, port=port, open_browser=open_browser, sock=sock)

@@ -489,4 +489,4 @@ def test_serve_without_a_database_says_what_to_do(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, [("blog", "https://example.com/feed")])
     result = CliRunner().invoke(serve, [], obj=State(str(cfg)))
     assert result.exit_code == 1
-    assert "run `listener poll` first" in result.output
+    assert f"run `listener -c {cfg} poll` first" in result.output

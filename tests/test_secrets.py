@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,35 @@ def test_values_are_masked_as_written_and_as_url_encoded() -> None:
     text = "GET https://h/?q=p%40ss%20word%2F1 failed; p@ss word/1 refused"
     assert mask(text, {secret}) == "GET https://h/?q=*** failed; *** refused"
     assert mask("port 587 open", {"587"}) == "port 587 open"  # too short to search for
+
+
+def test_check_shows_which_options_are_set_but_never_their_secret_values(tmp_path: Path) -> None:
+    source = (
+        "  - name: gh\n    kind: github\n    query: acme\n    token: ghp_Ux84qLs\n"
+        "    base_url: http://127.0.0.1:9/${GH_PATH}\n"
+    )
+    cfg = write_config(tmp_path, [], extra=source)
+    env = {"GH_PATH": "mirror-Pd61kHz"}  # the token is written in the file: a secret by name
+    output = CliRunner().invoke(cli, ["-c", str(cfg), "check"], env=env).output
+    assert "query=acme" in output and "token=***" in output
+    assert "base_url=http://127.0.0.1:9/***" in output
+    assert "ghp_Ux84qLs" not in output and "mirror-Pd61kHz" not in output
+
+
+def test_status_masks_secrets_a_database_of_an_earlier_version_still_holds(
+    tmp_path: Path, httpd: LoopbackServer
+) -> None:
+    feeds(httpd)
+    cfg = config(tmp_path, httpd)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["-c", str(cfg), "poll"], env=ENV).exit_code == 0
+    conn = sqlite3.connect(tmp_path / "mentions.db")
+    with conn:  # as an earlier version wrote it: the URL in the error, unmasked
+        conn.execute(
+            "UPDATE sources SET last_error = ?, consecutive_failures = 1 WHERE name = 'pathed'",
+            (f"redirect loop: {httpd.url(f'/k/{PATH_KEY}/rss')}",),
+        )
+    conn.close()
+    status = runner.invoke(cli, ["-c", str(cfg), "status"], env=ENV).output
+    assert "redirect loop: http://127.0.0.1" in status and "/k/***/rss" in status
+    assert PATH_KEY not in status

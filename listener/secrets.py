@@ -51,7 +51,9 @@ SECRET_OPTIONS = SECRET_PARAMS | {"app_password", "refresh_token", "webhook_url"
 MIN_SEARCHED = 4
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
-_QUERY_PAIR = re.compile(r"(^|[&;])([^=&;]*)=([^&;#]*)")
+_QUERY_PAIR = re.compile(r"(^|[&;])([^=&;]*)=([^&;]*)")
+# `scheme://user:password@`: the password runs to the last `@` before the path.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#:@]*):([^/?#]*)@")
 
 
 def _secret_name(name: str) -> bool:
@@ -79,36 +81,38 @@ def _mask_values(text: str, secrets: Collection[str]) -> str:
 
 def mask_url(url: str, secrets: Collection[str] = ()) -> str:
     """`url` as it may be stored, shown or logged: the password of its userinfo, the values of
-    secret-looking query parameters and every value in `secrets` replaced by `***`."""
-    if "@" in url or "=" in url:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            parts = None
-        if parts is not None:
-            netloc = parts.netloc
-            user, at, host = netloc.rpartition("@")
-            if at and ":" in user:
-                netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
-            query = _QUERY_PAIR.sub(
-                lambda m: (
-                    f"{m.group(1)}{m.group(2)}={MASK}"
-                    if m.group(3) and _secret_name(m.group(2))
-                    else m.group(0)
-                ),
-                parts.query,
-            )
-            if netloc != parts.netloc or query != parts.query:
-                url = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    secret-looking query parameters and every value in `secrets` replaced by `***`.
+
+    Done on the text, not on a parsed URL, so that a URL no parser accepts is masked too."""
+    if "@" in url:
+        url = _USERINFO.sub(rf"\1\2:{MASK}@", url, count=1)
+    if "=" in url:
+        head, sep, query = url.partition("?")
+        if sep:
+            query, hash_, fragment = query.partition("#")
+            query = _QUERY_PAIR.sub(_mask_pair, query)
+            url = f"{head}?{query}{hash_}{fragment}"
     return _mask_values(url, secrets)
+
+
+def _mask_pair(m: re.Match[str]) -> str:
+    if m.group(3) and _secret_name(m.group(2)):
+        return f"{m.group(1)}{m.group(2)}={MASK}"
+    return m.group(0)
 
 
 def mask(text: str, secrets: Collection[str] = ()) -> str:
     """Free text (an error message, a log line) with every URL in it masked by `mask_url` and
     every value in `secrets` replaced by `***`."""
     if "://" in text:
-        text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+        text = _URL_IN_TEXT.sub(_mask_url_in_text, text)
     return _mask_values(text, secrets)
+
+
+def _mask_url_in_text(m: re.Match[str]) -> str:
+    found = m.group(0)
+    url = found.rstrip(".,;:!?)]}")  # the sentence's punctuation, not the URL's
+    return mask_url(url) + found[len(url) :]
 
 
 def mask_option(name: str, value: Any, secrets: Collection[str] = ()) -> str:
@@ -141,16 +145,15 @@ def with_credentials_of(url: str, source_url: str | None) -> str:
         return url
     try:
         target, source = urlsplit(url), urlsplit(source_url)
-    except ValueError:
+        same_origin = (target.scheme, target.hostname, target.port) == (
+            source.scheme,
+            source.hostname,
+            source.port,
+        )
+    except ValueError:  # not a URL, or a port out of range
         return url
     userinfo, at, _ = source.netloc.rpartition("@")
-    if not at or "@" in target.netloc:
-        return url
-    if (target.scheme, target.hostname, target.port) != (
-        source.scheme,
-        source.hostname,
-        source.port,
-    ):
+    if not at or "@" in target.netloc or not same_origin:
         return url
     return urlunsplit(
         (target.scheme, f"{userinfo}@{target.netloc}", target.path, target.query, target.fragment)

@@ -195,6 +195,7 @@ def test_a_config_error_does_not_quote_a_value_from_the_environment(tmp_path: Pa
         ),
         ("https://host/a?key=&q=1", "https://host/a?key=&q=1"),
         ("https://user@host/feed", "https://user@host/feed"),
+        ("http://[bad/x?token=t1", "http://[bad/x?token=***"),  # no parser takes it: still masked
     ],
 )
 def test_masked_url_forms(url: str, shown: str) -> None:
@@ -206,6 +207,8 @@ def test_values_are_masked_as_written_and_as_url_encoded() -> None:
     text = "GET https://h/?q=p%40ss%20word%2F1 failed; p@ss word/1 refused"
     assert mask(text, {secret}) == "GET https://h/?q=*** failed; *** refused"
     assert mask("port 587 open", {"587"}) == "port 587 open"  # too short to search for
+    said = "failed at http://u:pw@h/x?sig=zz, see (http://h/?token=a)."
+    assert mask(said) == "failed at http://u:***@h/x?sig=***, see (http://h/?token=***)."
 
 
 def test_check_shows_which_options_are_set_but_never_their_secret_values(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .config import Config, ConfigError, config_path, format_duration, load_config
+from .secrets import install_log_masking, mask, mask_option, mask_url, masked_in_logs
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     )
     for noisy in ("httpx", "httpcore", "aiohttp", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    install_log_masking()  # URL passwords and secret parameters never reach a log line
 
 
 def _set_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -186,52 +188,41 @@ def check(state: State) -> None:
       listener check -c my.yaml
     """
     config = state.config()
-    click.echo(f"{config.path}: ok")
-    click.echo(f"database: {config.database}")
-    click.echo("brands:")
+
+    def echo(line: str) -> None:  # values from the environment are shown as ***
+        click.echo(mask(line, config.secrets))
+
+    echo(f"{config.path}: ok")
+    echo(f"database: {config.database}")
+    echo("brands:")
     for b in config.brands:
         products = f" (products: {', '.join(p.name for p in b.products)})" if b.products else ""
-        click.echo(f"  {b.name}: {', '.join(b.terms)}{products}")
-    click.echo(f"sources ({len(config.sources)}):")
+        echo(f"  {b.name}: {', '.join(b.terms)}{products}")
+    echo(f"sources ({len(config.sources)}):")
     for s in config.sources:
-        where = s.url or _describe_options(s)
+        where = mask_url(s.url, config.secrets) if s.url else _describe_options(s, config.secrets)
         flag = "" if s.enabled else "  [disabled]"
-        click.echo(
-            f"  {s.name:<24} {s.kind:<14} every {format_duration(s.every_s):<6} {where}{flag}"
-        )
+        echo(f"  {s.name:<24} {s.kind:<14} every {format_duration(s.every_s):<6} {where}{flag}")
     channels = config.alerts.channels
     listed = ", ".join(f"{c.name} ({c.kind})" for c in channels)
-    click.echo(
-        f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}"
-    )
+    echo(f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}")
 
 
-def _describe_options(spec: Any) -> str:
-    """The options a user set for a source (defaults and secrets left out)."""
+def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:
+    """The options a user set for a source (defaults left out, secrets shown as ***)."""
     from .sources import get_kind
 
     fields = get_kind(spec.kind).options_model.model_fields
     shown = []
     for key, value in spec.options.items():
-        if key in _SECRET_KEYS or value in (None, "", [], ()):
+        if value in (None, "", [], ()):
             continue
         if key in fields and value == fields[key].get_default(call_default_factory=True):
             continue
         if isinstance(value, list | tuple):
             value = ",".join(map(str, value))
-        shown.append(f"{key}={value}")
+        shown.append(f"{key}={mask_option(key, value, secrets)}")
     return " ".join(shown)
-
-
-_SECRET_KEYS = {
-    "token",
-    "password",
-    "app_password",
-    "client_secret",
-    "refresh_token",
-    "key",
-    "api_key",
-}
 
 
 def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:
@@ -367,7 +358,7 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
             if r.error:
                 hosts = list(dict.fromkeys(_host(u) for u, _ in r.unanswered))
                 where = f" ({', '.join(hosts)})" if hosts else ""
-                click.echo(f"  failed: {r.source}: {r.error}{where}")
+                click.echo(f"  failed: {r.source}: {mask(r.error, config.secrets)}{where}")
     if specs and summary.failed == len(specs):
         raise SystemExit(1)
 
@@ -494,9 +485,11 @@ def status(state: State) -> None:
             )
             if not spec.enabled:
                 health = "disabled"
+            # Masked again: a database written before secrets were masked may still hold them.
+            error = mask(r["last_error"] or "", config.secrets)[:80]
             click.echo(
                 f"{spec.name:<24} {health:<8} {r['last_success_at'] or 'never':<21} {failures:>5}  "
-                f"{r['next_poll_at'] or 'now':<21} {(r['last_error'] or '')[:80]}"
+                f"{r['next_poll_at'] or 'now':<21} {error}"
             )
         counts = outbox_counts(store)
         click.echo(
@@ -508,7 +501,7 @@ def status(state: State) -> None:
             "SELECT channel, last_error, count(*) FROM outbox WHERE status != 'sent' AND last_error "
             "IS NOT NULL GROUP BY channel, last_error"
         ):
-            click.echo(f"  {channel}: {n} not delivered: {error}")
+            click.echo(f"  {channel}: {n} not delivered: {mask(error, config.secrets)}")
     finally:
         store.close()
 
@@ -569,12 +562,14 @@ def alerts_test(state: State) -> None:
             ]
 
     failed = 0
-    for name, delivery in asyncio.run(main()):
+    with masked_in_logs(config.secrets):
+        deliveries = asyncio.run(main())
+    for name, delivery in deliveries:
         if delivery.ok:
             click.echo(f"  ok      {name}")
         else:
             failed += 1
-            click.echo(f"  FAILED  {name}: {delivery.error}")
+            click.echo(f"  FAILED  {name}: {mask(delivery.error or '', config.secrets)}")
     raise SystemExit(1 if failed else 0)
 
 
@@ -606,14 +601,15 @@ def alerts_flush(state: State) -> None:
             )
 
     try:
-        report = asyncio.run(main())
+        with masked_in_logs(config.secrets):
+            report = asyncio.run(main())
     finally:
         store.close()
     click.echo(
         f"alerts: {report.sent} sent, {report.retrying} still pending, {report.failed} failed"
     )
     for error in report.errors:
-        click.echo(f"  {error}")
+        click.echo(f"  {mask(error, config.secrets)}")
     raise SystemExit(1 if report.retrying or report.failed else 0)
 
 

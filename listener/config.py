@@ -17,7 +17,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from .models import Brand, FetchLimits, Product, SourceSpec
+from .secrets import mask
 
 DEFAULT_CONFIG = "sources.yaml"
 # libyaml's parser when PyYAML was built with it: 8x faster on a config with 1,000 sources.
@@ -47,8 +48,9 @@ CONFIG_ENV = "LISTENER_CONFIG"
 class ConfigError(Exception):
     """A config problem a person must fix; `str()` says where and what."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+    def __init__(self, problems: Sequence[str], secrets: Collection[str] = ()) -> None:
+        # A value from the environment is a secret, also when it is why the config is wrong.
+        self.problems = [mask(p, secrets) for p in problems]
         super().__init__("\n".join(self.problems))
 
 
@@ -206,12 +208,23 @@ def format_duration(seconds: float) -> str:
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+def _interpolate(
+    value: Any,
+    env: Mapping[str, str],
+    path: str,
+    problems: list[str],
+    secrets: set[str] | None = None,
+) -> Any:
+    """`value` with `${VAR}` filled in; every value taken from `env` is added to `secrets`."""
+    if secrets is None:
+        secrets = set()
     if isinstance(value, str):
 
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in env:
+                if env[name]:
+                    secrets.add(env[name])  # a secret everywhere it goes (listener.secrets)
                 return env[name]
             if default is not None:
                 return default
@@ -221,11 +234,13 @@ def _interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[s
         return _ENV_RE.sub(replace, value)
     if isinstance(value, dict):
         return {
-            k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems)
+            k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems, secrets)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [
+            _interpolate(v, env, f"{path}[{i}]", problems, secrets) for i, v in enumerate(value)
+        ]
     return value
 
 
@@ -603,6 +618,8 @@ class Config:
     transport: str
     alerts: AlertsModel
     workers: int | None = None
+    # Every value `${VAR}` took from the environment: masked wherever it would be shown.
+    secrets: frozenset[str] = frozenset()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def source(self, name: str) -> SourceSpec:
@@ -829,7 +846,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     # Where each key stands in the file: only worked out when there is an error to place.
     index = _LazyIndex(text)
     problems: list[str] = []
-    data = _interpolate(data, env, "", problems)
+    found: set[str] = set()
+    data = _interpolate(data, env, "", problems, found)
+    secrets = frozenset(found)
     if problems:
         raise ConfigError(_format_errors(path, index, [tuple(p.split(": ", 1)) for p in problems]))  # type: ignore[misc]
 
@@ -906,7 +925,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             )
         )
     if model is None:
-        raise ConfigError(_format_errors(path, index, errors))
+        raise ConfigError(_format_errors(path, index, errors), secrets)
     brand_names = [b.name for b in model.brands]
     for i, name in enumerate(brand_names):
         if brand_names.index(name) != i:
@@ -921,7 +940,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 (f"alerts.rules.very_negative_mention.sources[{i}]", f"no source named {name!r}")
             )
     if errors:
-        raise ConfigError(_format_errors(path, index, errors))
+        raise ConfigError(_format_errors(path, index, errors), secrets)
 
     f = model.fetch
     limits = FetchLimits(
@@ -948,6 +967,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         transport=f.transport,
         alerts=model.alerts,
         workers=model.workers,
+        secrets=secrets,
         raw=data,
     )
 

@@ -41,7 +41,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
@@ -49,6 +48,7 @@ import yarl
 
 from listener import __version__
 from listener.models import FetchLimits, Response, Validators
+from listener.secrets import basic_credentials, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +80,6 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Output step for inflating: bounds the memory one step of a gzip bomb can take.
 _INFLATE_STEP = 64 * 1024
-# Query parameters whose values are never logged.
-_SECRET_PARAMS = frozenset(
-    {
-        "access_token",
-        "api_key",
-        "apikey",
-        "auth",
-        "client_secret",
-        "key",
-        "password",
-        "secret",
-        "sig",
-        "signature",
-        "token",
-    }
-)
 # Request headers not forwarded when a redirect leaves the origin they were meant for.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
@@ -510,6 +494,12 @@ class Fetcher:
         headers: dict[str, str],
         body_kwargs: dict[str, Any],
     ) -> _Exchange:
+        if url.userinfo:
+            # `https://user:pass@host/`: the credentials go in a header, never in the URL sent,
+            # whichever transport sends it.
+            if not any(k.lower() == "authorization" for k in headers):
+                headers = {**headers, "Authorization": basic_credentials(url.userinfo.decode())}
+            url = url.copy_with(username=None, password=None)
         request = httpx.Request(
             method, url, headers=headers, extensions={"timeout": self._timeouts}, **body_kwargs
         )
@@ -970,16 +960,5 @@ class _LogURL:
 
 
 def _redact(url: str) -> str:
-    """The URL for logs: no userinfo, no values of secret-looking query parameters."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "REDACTED" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/:"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    """The URL for logs and messages: no password, no values of secret-looking parameters."""
+    return mask_url(url)

@@ -14,6 +14,7 @@ from .alerts.rules import Alerting
 from .config import Config
 from .fetch import Fetcher
 from .pipeline import Runtime, utc_now
+from .secrets import masked_in_logs
 from .store import Store
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ async def open_runtime(
     """Everything a poll needs; `workers` > 0 starts that many processes for parsing and scoring."""
     own_store = store is None
     store = store or Store.open(config.database)
+    store.secrets = config.secrets
     fetcher = Fetcher(
         config.fetch,
         user_agent=config.user_agent,
@@ -87,7 +89,8 @@ async def open_runtime(
     )
     cpu: CpuPool | None = None
     try:
-        async with fetcher:
+        # Logs mask this config's secrets while it runs (not after: tests load many configs).
+        async with fetcher, masked_in_logs(config.secrets):
             rt = Runtime(
                 store=store,
                 fetcher=fetcher,

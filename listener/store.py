@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .models import Item, Mention, Response, Score, Validators, thread_title
+from .secrets import mask, mask_url
 from .sources import SourceState
 from .views import ensure_views
 
@@ -406,6 +407,8 @@ class Store:
         else:
             self.conn, self._db = db.conn, db
         self._depth = 0
+        # Values from the environment (`Config.secrets`): never written to the database.
+        self.secrets: frozenset[str] = frozenset()
         self._group_every: float | None = None
         self._group_started = 0.0
 
@@ -491,7 +494,7 @@ class Store:
                 self.conn.execute(
                     "INSERT INTO sources(name, kind, url) VALUES (?, ?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, url = excluded.url",
-                    (spec.name, spec.kind, spec.url),
+                    (spec.name, spec.kind, spec.url and mask_url(spec.url, self.secrets)),
                 )
 
     def load_source_state(self, name: str) -> SourceState:
@@ -592,7 +595,7 @@ class Store:
                 [
                     (
                         source,
-                        response.url,
+                        mask_url(response.url, self.secrets),
                         now_s,
                         response.status,
                         round(response.duration_ms, 1),
@@ -600,7 +603,7 @@ class Store:
                         response.attempts,
                         len(processed),
                         new_items,
-                        response.error,
+                        response.error and mask(response.error, self.secrets),
                     )
                     for response in responses
                 ],
@@ -613,7 +616,7 @@ class Store:
                 self._update_source(
                     source,
                     now_s,
-                    error=error,
+                    error=error and mask(error, self.secrets),
                     status=responses[-1].status if responses else None,
                     validators=validators,
                     body_hash=body_hash,

@@ -9,6 +9,7 @@ import logging
 from pydantic import BaseModel, ConfigDict
 
 from ..models import SourcePoll
+from ..secrets import link_base, with_credentials_of
 from . import PollContext, SourceKind, register
 from ._api import WebUrl
 
@@ -53,7 +54,7 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
         parsed = await ctx.parse_feed(
             response.body,
             source=ctx.spec.name,
-            url=response.final_url,
+            url=link_base(response.final_url),  # links built from it carry no credentials
             content_type=response.content_type,
             headers=response.headers,
         )
@@ -76,7 +77,9 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
-    return await fetch_feed_items(ctx, thread_url, conditional=False)
+    # A comment feed beside a password-protected feed needs its password (links carry none).
+    url = with_credentials_of(thread_url, ctx.spec.url)
+    return await fetch_feed_items(ctx, url, conditional=False)
 
 
 KIND = register(

@@ -115,7 +115,7 @@ def test_secrets_from_the_environment_are_never_stored_shown_logged_or_sent(
     httpd.add("/private", "who are you?", status=401, content_type="text/plain")
     httpd.add(f"/k/{PATH_KEY}/rss", redirect_to=httpd.url(f"/k/{PATH_KEY}/rss"))
     second = run("poll")
-    assert "3 failed" in second and "redirect loop" in second
+    assert "every source failed (3 of 3)" in second and "redirect loop" in second
     status = run("status")
     assert "redirect loop" in status and "failing" in status
     flushed = run("alerts", "flush")

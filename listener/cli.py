@@ -312,9 +312,11 @@ def status(state: State) -> None:
             )
             if not spec.enabled:
                 health = "disabled"
+            # A working source may still have something to say (a feed cut to its first entries).
+            last = r["last_error"] or (f"note: {r['last_note']}" if r.get("last_note") else "")
             click.echo(
                 f"{spec.name:<24} {health:<8} {r['last_success_at'] or 'never':<21} {failures:>5}  "
-                f"{r['next_poll_at'] or 'now':<21} {(r['last_error'] or '')[:80]}"
+                f"{r['next_poll_at'] or 'now':<21} {last[:80]}"
             )
         counts = outbox_counts(store)
         click.echo(

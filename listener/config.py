@@ -206,6 +206,8 @@ class FetchModel(_Strict):
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     total_timeout: float = 60.0
+    # All the network time one source poll may take: attempts, waits between them, thread reads.
+    poll_budget: float = 90.0
     max_body: str | int = "20MB"
     max_redirects: int = Field(5, ge=0, le=30)
     retries: int = Field(2, ge=0, le=10)
@@ -214,9 +216,9 @@ class FetchModel(_Strict):
     user_agent: str | None = None
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
 
-    _t = field_validator("connect_timeout", "read_timeout", "total_timeout", mode="before")(
-        _duration_field
-    )
+    _t = field_validator(
+        "connect_timeout", "read_timeout", "total_timeout", "poll_budget", mode="before"
+    )(_duration_field)
 
     @field_validator("max_body")
     @classmethod
@@ -585,6 +587,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         connect_timeout_s=f.connect_timeout,
         read_timeout_s=f.read_timeout,
         total_timeout_s=f.total_timeout,
+        poll_budget_s=f.poll_budget,
         max_body_bytes=parse_size(f.max_body),
         max_redirects=f.max_redirects,
         retries=f.retries,

@@ -486,10 +486,12 @@ def status(state: State) -> None:
             if not spec.enabled:
                 health = "disabled"
             # Masked again: a database written before secrets were masked may still hold them.
-            error = mask(r["last_error"] or "", config.secrets)[:80]
+            # A working source may still have something to say (a feed cut to its first entries).
+            last = r["last_error"] or (f"note: {r['last_note']}" if r.get("last_note") else "")
+            last = mask(last, config.secrets)[:80]
             click.echo(
                 f"{spec.name:<24} {health:<8} {r['last_success_at'] or 'never':<21} {failures:>5}  "
-                f"{r['next_poll_at'] or 'now':<21} {error}"
+                f"{r['next_poll_at'] or 'now':<21} {last}"
             )
         counts = outbox_counts(store)
         click.echo(

@@ -390,6 +390,8 @@ class FetchModel(_Strict):
     connect_timeout: Annotated[float, duration_between(MIN_TIMEOUT_S, 300)] = 10.0
     read_timeout: Annotated[float, duration_between(MIN_TIMEOUT_S, 600)] = 30.0
     total_timeout: Annotated[float, duration_between(MIN_TIMEOUT_S, 3600)] = 60.0
+    # All the network time one source poll may take: attempts, waits between them, thread reads.
+    poll_budget: Annotated[float, duration_between(MIN_TIMEOUT_S, 3600)] = 90.0
     max_body: str | int = "20MB"
     max_redirects: int = Field(5, ge=0, le=30)
     retries: int = Field(2, ge=0, le=10)
@@ -947,6 +949,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         connect_timeout_s=f.connect_timeout,
         read_timeout_s=f.read_timeout,
         total_timeout_s=f.total_timeout,
+        poll_budget_s=f.poll_budget,
         max_body_bytes=parse_size(f.max_body),
         max_redirects=f.max_redirects,
         retries=f.retries,

@@ -31,18 +31,34 @@ import contextlib
 import email.utils
 import errno
 import functools
+import ipaddress
 import logging
 import random
+import re
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.abc
+import aiohttp.resolver
+import httpcore
 import httpx
 import yarl
 
@@ -55,10 +71,16 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_TRANSPORT",
     "FEED_ACCEPT",
+    "AddressGuard",
+    "BlockedAddress",
     "Fetcher",
+    "PollBudget",
     "TransportKind",
+    "current_budget",
     "default_user_agent",
+    "is_internal",
     "make_transport",
+    "poll_budget",
 ]
 
 TransportKind = Literal["aiohttp", "httpx"]
@@ -88,12 +110,240 @@ def default_user_agent() -> str:
     return f"listener/{__version__} (+{PROJECT_URL}; social listening monitor)"
 
 
+# -- where requests may go -----------------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes that carry an IPv4 address a gateway connects to (NAT64).
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def is_internal(ip: IPAddress) -> bool:
+    """Whether `ip` is not on the public internet: loopback, private (10/8, 172.16/12,
+    192.168/16, fc00::/7), link-local and cloud metadata (169.254/16, fe80::/10), shared
+    (100.64/10), unspecified (0.0.0.0, ::), reserved, multicast, or an IPv6 address wrapping
+    one of those (::ffff:127.0.0.1, 6to4, NAT64)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and any(ip in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_internal(embedded)
+    return not ip.is_global or ip.is_multicast
+
+
+def _ip(text: str) -> IPAddress | None:
+    """The IP address `text` is written as (no brackets, an IPv6 zone dropped), or None."""
+    try:
+        return ipaddress.ip_address(text.strip("[]").partition("%")[0])
+    except ValueError:
+        return None
+
+
+class BlockedAddress(OSError):
+    """A request would have reached an internal address the config does not use."""
+
+    def __init__(self, host: str, addresses: Sequence[str]) -> None:
+        shown = ", ".join(addresses[:3])
+        where = host if _ip(host) is not None else f"{host} ({shown})"
+        super().__init__(
+            f"not fetched: {where} is an internal address that no configured source uses "
+            "(a link or redirect from a feed may not reach it)"
+        )
+
+
+class AddressGuard:
+    """Which internal addresses (see `is_internal`) requests may reach: those of the config.
+
+    Public addresses are always allowed. An internal one only where the config's own URLs live:
+    a host named in the config may be reached at whatever it resolves to (and those addresses
+    then count as the config's for every URL), an IP address written in the config may be
+    reached by any URL. Everything else that leads to an internal address (a feed's comment
+    link, a thread URL from an API, a redirect to another host) is refused before connecting, so
+    no byte of what answers there is read, let alone stored.
+
+    The check is made on the resolved address the connection then goes to (the transports'
+    resolver and network backend, below), not on the name, so a name that resolves to 10.0.0.1,
+    or that resolves differently the second time (DNS rebinding), gets nowhere.
+    """
+
+    def __init__(self, urls: Iterable[str] = ()) -> None:
+        self._hosts: set[str] = set()
+        self._addresses: set[IPAddress] = set()
+        for url in urls:
+            self.allow_url(url)
+
+    def allow_url(self, url: str) -> None:
+        """Let requests reach the host of `url`, a URL from the config, wherever it lives."""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            return
+        if not host:
+            return
+        ip = _ip(host)
+        if ip is not None:
+            self._addresses.add(ip)
+        else:
+            self._hosts.add(host.lower().rstrip("."))
+
+    def permits(self, host: str, address: str) -> bool:
+        """Whether a request for `host` may connect to `address` (an IP address)."""
+        ip = _ip(address)
+        if ip is None:
+            return False
+        if not is_internal(ip) or ip in self._addresses:
+            return True
+        if host.lower().rstrip(".") in self._hosts:
+            self._addresses.add(ip)  # the config's host lives here: so may its links
+            return True
+        return False
+
+    def allowed(self, host: str, addresses: Sequence[str]) -> list[str]:
+        """The `addresses` a request for `host` may connect to; BlockedAddress when none."""
+        ok = [a for a in addresses if self.permits(host, a)]
+        if addresses and not ok:
+            log.debug("refused to connect to %s: internal address %s", host, addresses[0])
+            raise BlockedAddress(host, addresses)
+        return ok
+
+    def check_literal(self, host: str) -> None:
+        """For a URL whose host is an IP address: raise BlockedAddress unless it may be reached
+        (a name is checked once resolved, by the transport)."""
+        ip = _ip(host)
+        if ip is not None:
+            self.allowed(host, [str(ip)])
+
+
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver, keeping only the addresses the guard allows: the connector connects
+    to exactly what this returns (and caches it, per host)."""
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self._guard = guard
+        self._inner = aiohttp.resolver.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = set(self._guard.allowed(host, [r["host"] for r in results]))
+        return [r for r in results if r["host"] in allowed]
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend resolving names itself, so that the guard sees the address
+    and the connection goes to that same address (TLS still verifies the URL's host name)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, guard: AddressGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"DNS lookup of {host} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        last: Exception | None = None
+        for address in self._guard.allowed(host, addresses):
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"no address for {host}")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+# -- how long one poll may wait ------------------------------------------------------------------
+
+
+class PollBudget:
+    """The network time one source poll may spend (`fetch: poll_budget`), over all its requests:
+    every attempt, the waits between them, redirects and the thread reads after the feed.
+
+    Time spent waiting for a free connection slot or for a host's pacing interval is not
+    counted: that is other sources' time, not this source's slowness.
+    """
+
+    __slots__ = ("seconds", "spent")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.spent = 0.0
+
+    @property
+    def remaining(self) -> float:
+        return self.seconds - self.spent
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    def message(self) -> str:
+        return f"the poll's time budget of {self.seconds:g} s is used up"
+
+
+_BUDGET: ContextVar[PollBudget | None] = ContextVar("listener_poll_budget", default=None)
+
+
+@contextlib.contextmanager
+def poll_budget(seconds: float | None) -> Iterator[PollBudget | None]:
+    """Requests made inside (in this task) share one `PollBudget` of `seconds`; None: no budget."""
+    budget = PollBudget(seconds) if seconds is not None else None
+    token = _BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _BUDGET.reset(token)
+
+
+def current_budget() -> PollBudget | None:
+    """The budget of the poll this code runs in, if any."""
+    return _BUDGET.get()
+
+
 def make_transport(
-    kind: TransportKind = DEFAULT_TRANSPORT, limits: FetchLimits | None = None
+    kind: TransportKind = DEFAULT_TRANSPORT,
+    limits: FetchLimits | None = None,
+    guard: AddressGuard | None = None,
 ) -> httpx.AsyncBaseTransport:
     """The connection layer under the shared client: "aiohttp" (default) or "httpx" (httpcore).
 
-    Neither retries nor decompresses: the Fetcher does both, identically for either.
+    Neither retries nor decompresses: the Fetcher does both, identically for either. With a
+    `guard`, both connect only to addresses it allows, checked after resolving.
     """
     limits = limits or FetchLimits()
     if kind == "httpx":
@@ -102,11 +352,16 @@ def make_transport(
             max_keepalive_connections=limits.concurrency,
             keepalive_expiry=30.0,
         )
-        return httpx.AsyncHTTPTransport(
+        transport = httpx.AsyncHTTPTransport(
             verify=_ssl_context(), limits=pool, http1=True, http2=False, retries=0
         )
+        if guard is not None:
+            # httpx does not take a network backend; its pool (httpcore's) does.
+            pool_impl = transport._pool
+            pool_impl._network_backend = _GuardedBackend(pool_impl._network_backend, guard)
+        return transport
     if kind == "aiohttp":
-        return AiohttpTransport(limits.concurrency)
+        return AiohttpTransport(limits.concurrency, guard=guard)
     raise ValueError(f"unknown transport {kind!r}: use 'aiohttp' or 'httpx'")
 
 
@@ -118,13 +373,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     errors they correspond to, with the aiohttp error as their cause.
     """
 
-    def __init__(self, max_connections: int = 50) -> None:
+    def __init__(self, max_connections: int = 50, *, guard: AddressGuard | None = None) -> None:
         self._max_connections = max_connections
+        self._guard = guard
+        self._resolver: _GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop.
+        self._resolver = _GuardedResolver(self._guard) if self._guard is not None else None
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             keepalive_timeout=30.0,
@@ -132,6 +390,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # (loading a CA bundle, ~0.1 s) would be paid by every poll, HTTPS or not.
             ssl=True,
             ttl_dns_cache=300,
+            # IP literals skip the resolver: the Fetcher checks those itself.
+            resolver=self._resolver,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -185,6 +445,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:  # a resolver given to a connector is not closed by it
+            await self._resolver.close()
+            self._resolver = None
 
 
 class _AiohttpBody(httpx.AsyncByteStream):
@@ -281,11 +544,16 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.limits = limits or FetchLimits()
         self.user_agent = user_agent or default_user_agent()
+        # None: any address may be reached (a library user's choice); the service always has one
+        # built from its config (`listener.runtime`). A transport passed in ready-made checks
+        # names only if it was made with the same guard (`make_transport`).
+        self.guard = guard
         if transport is None or isinstance(transport, str):
-            transport = make_transport(transport or DEFAULT_TRANSPORT, self.limits)
+            transport = make_transport(transport or DEFAULT_TRANSPORT, self.limits, guard)
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -365,9 +633,16 @@ class Fetcher:
             with contextlib.suppress(httpx.InvalidURL, ValueError, TypeError):
                 url = str(httpx.URL(url).copy_merge_params(dict(params)))
         body_kwargs = {"json": json, "data": data, "content": content}
+        budget = _BUDGET.get()
 
         attempt = 0
         while True:
+            if budget is not None and budget.exhausted:
+                # Earlier requests of this poll used its time (a thread read after a slow feed).
+                failure = _Failure(
+                    f"not fetched: {budget.message()}", retryable=False, final_url=url
+                )
+                return self._finish(url, started, attempt, validators, failure)
             attempt += 1
             try:
                 exchange = await self._follow(
@@ -380,8 +655,15 @@ class Fetcher:
                 if not _retryable_status(exchange.status):
                     return self._finish(url, started, attempt, validators, exchange)
             wait, message = self._plan_retry(outcome, attempt, max_attempts)
+            if wait is not None and budget is not None and wait >= budget.remaining:
+                if attempt > 1:
+                    message += f" after {attempt} attempts"
+                message += f"; no time left to try again in the poll's {budget.seconds:g} s budget"
+                wait = None
             if wait is None:
                 return self._finish(url, started, attempt, validators, outcome, message)
+            if budget is not None:
+                budget.spent += wait
             log.debug(
                 "%s %s: %s; attempt %d of %d in %.2f s",
                 method,
@@ -445,11 +727,21 @@ class Fetcher:
     ) -> _Exchange:
         """One request and its whole body, under the host's and the global limits."""
         host = url.host.lower()
+        if self.guard is not None:
+            try:
+                self.guard.check_literal(host)
+            except BlockedAddress as exc:
+                raise _Failure(str(exc), retryable=False, final_url=str(url)) from exc
+        budget = _BUDGET.get()
         async with self._host_slot(host):
             await self._wait_host_interval(host)
             async with self._global:
                 started = self._clock()
-                deadline = asyncio.timeout(self.limits.total_timeout_s)
+                limit = self.limits.total_timeout_s
+                by_budget = budget is not None and budget.remaining < limit
+                if budget is not None and by_budget:
+                    limit = max(0.0, budget.remaining)
+                deadline = asyncio.timeout(limit)
                 try:
                     async with deadline:
                         exchange = await self._send(method, url, headers, body_kwargs)
@@ -465,18 +757,24 @@ class Fetcher:
                     )
                     raise
                 except TimeoutError as exc:
-                    if deadline.expired():
+                    retryable = True
+                    if deadline.expired() and budget is not None and by_budget:
+                        message, retryable = f"timed out: {budget.message()}", False
+                    elif deadline.expired():
                         message = f"timed out after {self.limits.total_timeout_s:g} s (total)"
                     else:
                         message = self._describe(exc)
                     log.debug("%s %s: %s", method, _LogURL(url), message)
-                    raise _Failure(message, retryable=True, final_url=str(url)) from exc
+                    raise _Failure(message, retryable=retryable, final_url=str(url)) from exc
                 except _NETWORK_ERRORS as exc:
                     message = self._describe(exc)
                     log.debug("%s %s: %s", method, _LogURL(url), message)
                     raise _Failure(
                         message, retryable=_retryable_exception(exc), final_url=str(url)
                     ) from exc
+                finally:
+                    if budget is not None:
+                        budget.spent += self._clock() - started
                 log.debug(
                     "%s %s -> %d, %d bytes in %.0f ms",
                     method,
@@ -809,7 +1107,8 @@ def _retryable_exception(exc: BaseException) -> bool:
             | aiohttp.InvalidURL
             | aiohttp.NonHttpUrlClientError
             | ssl.SSLCertVerificationError
-            | aiohttp.ClientConnectorCertificateError,
+            | aiohttp.ClientConnectorCertificateError
+            | BlockedAddress,
         ):
             return False
     return True
@@ -837,6 +1136,9 @@ def _describe_exception(exc: BaseException, limits: FetchLimits) -> str:
     connect = f"timed out after {limits.connect_timeout_s:g} s (connect)"
     read = f"timed out after {limits.read_timeout_s:g} s (read)"
     chain = list(_chain(exc))
+    for e in chain:  # aiohttp wraps it as a DNS failure: found wherever it is in the chain
+        if isinstance(e, BlockedAddress):
+            return str(e)
     for e in chain:
         if isinstance(e, aiohttp.ConnectionTimeoutError):
             return connect
@@ -859,10 +1161,10 @@ def _describe_exception(exc: BaseException, limits: FetchLimits) -> str:
         if isinstance(e, aiohttp.ClientPayloadError):
             if "ContentLengthError" in str(e) or "not completed" in str(e):
                 return _TRUNCATED
-            return f"broken response body: {_first_line(e)}"
+            return f"broken response body: {_unquoted(_first_line(e))}"
         if isinstance(e, aiohttp.ClientResponseError):
             # aiohttp's parser errors (bad status line, oversized header) arrive as these.
-            return f"server broke the HTTP protocol: {_first_line(' '.join(e.message.split()))}"
+            return _protocol_error(" ".join(e.message.split()))
     first = chain[0]
     if isinstance(first, httpx.ConnectTimeout):
         return connect
@@ -880,7 +1182,7 @@ def _describe_exception(exc: BaseException, limits: FetchLimits) -> str:
             return _DISCONNECTED
         if "without sending complete message body" in text:
             return _TRUNCATED
-        return f"server broke the HTTP protocol: {_first_line(first)}"
+        return _protocol_error(str(first))
     if isinstance(first, httpx.UnsupportedProtocol):
         return f"unsupported URL: {_first_line(first)}"
     if isinstance(first, httpx.InvalidURL | aiohttp.InvalidURL):
@@ -888,8 +1190,22 @@ def _describe_exception(exc: BaseException, limits: FetchLimits) -> str:
     if isinstance(first, httpx.ConnectError):
         return f"could not connect: {_first_line(first)}"
     if isinstance(first, httpx.ReadError):
-        return f"connection failed while reading: {_first_line(first)}"
-    return f"{type(first).__name__}: {_first_line(first)}"
+        return f"connection failed while reading: {_unquoted(_first_line(first))}"
+    return f"{type(first).__name__}: {_unquoted(_first_line(first))}"
+
+
+# Where a parser's message starts quoting what the server sent: `: b'...'`, `bytearray(b'...')`.
+_QUOTED = re.compile(r"""[\s:]*(?:bytearray\()?b?['"]""")
+
+
+def _unquoted(text: str) -> str:
+    """`text` up to where it quotes the server's bytes: an error never repeats a response
+    (it is stored, shown by `status` and Datasette, and sent in source-health alerts)."""
+    return _QUOTED.split(text, maxsplit=1)[0].strip() or "unreadable answer"
+
+
+def _protocol_error(detail: str) -> str:
+    return f"server broke the HTTP protocol: {_unquoted(_first_line(detail))}"
 
 
 def _first_line(exc: BaseException | str) -> str:
@@ -900,7 +1216,14 @@ def _first_line(exc: BaseException | str) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+# A reason phrase is the server's to choose: only this much of it is kept.
+_REASON_MAX = 40
+
+
 def _status_text(status: int, reason: str) -> str:
+    reason = " ".join("".join(c if c.isprintable() else " " for c in reason).split())
+    if len(reason) > _REASON_MAX:
+        reason = reason[: _REASON_MAX - 3] + "..."
     return f"HTTP {status} {reason}".rstrip()
 
 

@@ -54,6 +54,8 @@ class FetchLimits:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
     total_timeout_s: float = 60.0
+    # One source poll's network time, all its requests together (see `listener.fetch.PollBudget`).
+    poll_budget_s: float = 90.0
     max_body_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
     retries: int = 2
@@ -161,6 +163,9 @@ class SourcePoll:
     body_hash: str | None = None  # hash of the main body, to skip re-parsing an unchanged one
     error: str | None = None  # set when the poll failed as a whole
     not_modified: bool = False
+    # What the user should know about a poll that worked (a feed cut to its first entries): kept
+    # on the source (`sources.last_note`, shown by `status`) until a later poll reads it anew.
+    note: str | None = None
     # What a worker process worked out when it parsed the items (`listener.analyse.analyse_items`):
     # (the items it analysed, one analysis each). Used only while `items` are still those items:
     # a kind that rewrites or reorders them (Reddit, Google Alerts, YouTube) has them analysed anew.

@@ -73,6 +73,18 @@ class ParsedFeed:
     # What a worker process worked out about `items` when it parsed them
     # (`listener.analyse.analyse_items`, one entry per item); None when not analysed.
     analysed: list[Any] | None = None
+    # Entries the document has beyond the MAX_ITEMS that were read (see `truncation`).
+    dropped: int = 0
+
+    @property
+    def truncation(self) -> str | None:
+        """What the user should know when the feed was cut to MAX_ITEMS entries, else None."""
+        if not self.dropped:
+            return None
+        return (
+            f"feed cut: it has {MAX_ITEMS + self.dropped:,} entries, only the first "
+            f"{MAX_ITEMS:,} were read"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +117,6 @@ _ENTITY_DECL = re.compile(
     r"""<!ENTITY\s+(%\s+)?([A-Za-z_][\w.-]*)\s+(?:"([^"]*)"|'([^']*)'|[^>]*)>""", re.S
 )
 _CHAR_REF = re.compile(r"^&#(?:[0-9]{1,7}|x[0-9a-fA-F]{1,6});$")
-_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.S | re.I)
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([^\"';,\s]+)", re.I)
 
 FEED_ROOTS = frozenset({"rss", "feed", "rdf", "channel"})
@@ -205,31 +216,23 @@ def _doctype_end(head: str, start: int) -> int:
     raise NotAFeed(f"the DOCTYPE does not end within the first {_HEAD_BYTES // 1024} KB")
 
 
-def _html_title(head: str) -> str:
-    m = _HTML_TITLE.search(head)
-    title = html_to_text(m.group(1)) if m else ""
-    return title[:80]
-
-
 def _not_a_feed_reason(sniffed: _Sniffed, content_type: str) -> str | None:
-    """Why a document with this root is certainly not a feed, or None if it may be one."""
+    """Why a document with this root is certainly not a feed, or None if it may be one.
+
+    The reason describes the document without quoting it: it is stored and shown (`status`,
+    Datasette, source-health alerts), and the answer may come from somewhere a feed's link led.
+    """
     root = sniffed.root
     if root in FEED_ROOTS:
         return None
     if root in _HTML_ROOTS or (root and "html" in content_type):
-        title = _html_title(sniffed.head)
-        return (
-            f"got an HTML page (title: {title!r}), not a feed"
-            if title
-            else ("got an HTML page, not a feed")
-        )
+        return "got an HTML page (a login, error or home page?), not a feed"
     if root in _OTHER_DOCUMENTS:
         return "got " + _OTHER_DOCUMENTS[root]
     if not root:
-        start = sniffed.head.lstrip()[:40]
-        if start.startswith("<"):
+        if sniffed.head.lstrip().startswith("<"):
             return "not a feed: an XML document without any element"
-        return f"not a feed: neither XML nor JSON (starts with {start!r})"
+        return "not a feed: neither XML nor JSON"
     return None
 
 
@@ -472,7 +475,8 @@ class _Entry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_FeedParts = tuple[str, str, list[_Entry]]  # feed title, feed link, entries
+# feed title, feed link, entries (at most MAX_ITEMS), how many entries the document has
+_FeedParts = tuple[str, str, list[_Entry], int]
 
 
 def _str(value: Any) -> str:
@@ -865,6 +869,7 @@ def parse_feed(
             items=items,
             parser=PARSER_JSON,
             warning="; ".join(json_notes) or None,
+            dropped=max(0, len(json_entries) - MAX_ITEMS),
         )
 
     sniffed = _sniff(body)
@@ -887,24 +892,24 @@ def parse_feed(
     if route is None:
         fast, route = _parse_fast(body, sniffed)
     if route is None and fast is not None:
-        title, feed_link, entries = fast
+        title, feed_link, entries, total = fast
     else:
         log.debug("%s: feedparser because %s", source, route)
         try:
-            title, feed_link, entries, bozo = _parse_reference(body, content_type, sniffed)
+            title, feed_link, entries, total, bozo = _parse_reference(body, content_type, sniffed)
             parser = PARSER_REFERENCE
             if bozo:
                 notes.append(bozo)
         except NotAFeed:
             raise
         except Exception as e:  # feedparser has bugs on hostile input (KeyError, chr() range...)
-            failure = f"feedparser failed ({type(e).__name__}: {str(e)[:100]})"
+            failure = f"feedparser failed ({type(e).__name__})"  # its text may quote the body
             if fast is None and sniffed.root in ("rss", "feed", "rdf"):
                 fast, _ = _parse_fast(body, sniffed)  # second best beats nothing
             if fast is None or not fast[2]:
                 raise NotAFeed(f"unreadable feed: {failure}") from e
             log.warning("%s: %s; using fastfeedparser's entries", source, failure)
-            title, feed_link, entries = fast
+            title, feed_link, entries, total = fast
             notes.append(failure)
     base = _absolute(feed_link, doc_url) if feed_link else doc_url
     if not base.startswith(("http://", "https://")):
@@ -915,6 +920,7 @@ def parse_feed(
         items=items,
         parser=parser,
         warning="; ".join(notes) or None,
+        dropped=max(0, total - MAX_ITEMS),
     )
 
 
@@ -934,6 +940,7 @@ def _parse_fast(body: bytes, sniffed: _Sniffed) -> tuple[_FeedParts | None, str 
         if expected:
             return None, f"fastfeedparser found none of {expected} entries"
     feed = result.get("feed") or {}
+    total = len(raw_entries)
     raw_entries = raw_entries[:MAX_ITEMS]
     # fastfeedparser fills a missing id with the link; only a document with ids can have both.
     has_ids = None
@@ -945,13 +952,15 @@ def _parse_fast(body: bytes, sniffed: _Sniffed) -> tuple[_FeedParts | None, str 
     title = _str(feed.get("title"))
     head = sniffed.head[: sniffed.root_pos + _SMALL_HEAD_BYTES]
     _attach_thread_markup(body, entries, head)
-    return (title, _str(feed.get("link")), entries), _fast_output_problem(body, title, entries)
+    parts = (title, _str(feed.get("link")), entries, total)
+    return parts, _fast_output_problem(body, title, entries)
 
 
 def _parse_reference(
     body: bytes, content_type: str, sniffed: _Sniffed
-) -> tuple[str, str, list[_Entry], str | None]:
-    """(title, link, entries, bozo reason) from feedparser; NotAFeed when it finds no feed."""
+) -> tuple[str, str, list[_Entry], int, str | None]:
+    """(title, link, entries, how many the document has, bozo reason) from feedparser;
+    NotAFeed when it finds no feed."""
     # feedparser is only ever given bytes: a string could make it open a URL or a file. It gets
     # no Content-Location: it would resolve ids like Reddit's "t3_abc" as relative URLs; links
     # are resolved against the document URL in _build_items instead.
@@ -965,7 +974,7 @@ def _parse_reference(
     bozo = str(result.get("bozo_exception") or "")[:200] if result.get("bozo") else None
     if not entries and not result.get("version") and sniffed.root not in FEED_ROOTS:
         raise NotAFeed(
-            f"got an XML document with root <{sniffed.root}>, not a feed"
+            f"got an XML document with root <{sniffed.root[:40]}>, not a feed"
             + (f" ({bozo})" if bozo else "")
         )
     feed = result.get("feed") or {}
@@ -973,5 +982,6 @@ def _parse_reference(
         _str(feed.get("title")),
         _str(feed.get("link")),
         [_from_reference(e) for e in entries[:MAX_ITEMS]],
+        len(entries),
         bozo,
     )

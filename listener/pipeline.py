@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .alerts.rules import Alerting, PollOutcome, evaluate
-from .fetch import Fetcher
+from .fetch import Fetcher, current_budget, poll_budget
 from .models import Item, Mention, SourcePoll, SourceSpec
 from .sources import PollContext, get_kind
 from .store import KnownItem, ProcessedItem, Store, iso
@@ -257,6 +257,13 @@ def next_poll_time(spec: SourceSpec, now: datetime, failures: int) -> datetime:
 
 
 async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
+    """One poll of `spec`: its requests (every attempt, redirect and thread read) share one time
+    budget, `fetch: poll_budget`, so a trickling server costs at most that, not a multiple."""
+    with poll_budget(rt.fetcher.limits.poll_budget_s):
+        return await _poll_source(spec, rt)
+
+
+async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     started = time.perf_counter()
     kind = get_kind(spec.kind)
     state = rt.store.load_source_state(spec.name)
@@ -331,6 +338,10 @@ def save_result(
             cursor=result.cursor if save_state else None,
             next_poll_at=next_poll_time(spec, now, failures) if save_state else None,
             update_source=save_state,
+            # A poll that read the feed anew says what it noticed, or clears the old note.
+            note=(result.note or "")
+            if save_state and not error and not result.not_modified
+            else None,
         )
         if rt.alerting is not None:
             outcome = PollOutcome(
@@ -378,7 +389,16 @@ async def follow_threads(
     extra_items = 0
     mentions = list(report.new_mentions)
     alerts = list(report.alerts)
-    for key, replies_url in rows:
+    for done, (key, replies_url) in enumerate(rows):
+        budget = current_budget()
+        if budget is not None and budget.exhausted:
+            log.warning(
+                "%s: %d conversation(s) not re-read this poll: %s",
+                spec.name,
+                len(rows) - done,
+                budget.message(),
+            )
+            break
         started = time.perf_counter()
         try:
             result = await kind.fetch_thread(ctx, key, replies_url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,7 +12,7 @@ import httpx
 
 from .alerts.rules import Alerting
 from .config import Config
-from .fetch import Fetcher
+from .fetch import AddressGuard, Fetcher
 from .pipeline import Runtime, utc_now
 from .secrets import masked_in_logs
 from .store import Store
@@ -69,6 +69,32 @@ def build_alerting(config: Config) -> Alerting:
     )
 
 
+def config_urls(config: Config) -> Iterator[str]:
+    """Every URL the config gives its sources: `url:`, `base_url:`, `instances:`, ..."""
+
+    def found(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            if "://" in value:
+                yield value.strip()
+        elif isinstance(value, list | tuple):
+            for v in value:
+                yield from found(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from found(v)
+
+    for spec in config.sources:
+        if spec.url:
+            yield spec.url
+        yield from found(spec.options)
+
+
+def address_guard(config: Config) -> AddressGuard:
+    """Where requests may go: the public internet, and the internal addresses (loopback,
+    private, link-local...) that the config's own sources live at, nothing else."""
+    return AddressGuard(config_urls(config))
+
+
 @asynccontextmanager
 async def open_runtime(
     config: Config,
@@ -86,6 +112,7 @@ async def open_runtime(
         config.fetch,
         user_agent=config.user_agent,
         transport=transport if transport is not None else config.transport,
+        guard=address_guard(config),
     )
     cpu: CpuPool | None = None
     try:

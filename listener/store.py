@@ -301,6 +301,13 @@ def m007_fts_rows_written_in_batches(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m008_source_notes(db: sqlite_utils.Database) -> None:
+    # What the last poll that read a source noticed though it worked (a feed cut to its first
+    # entries): shown by `status` beside the last error.
+    db.execute("ALTER TABLE sources ADD COLUMN last_note TEXT")
+
+
 def open_connection(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -574,8 +581,11 @@ class Store:
         next_poll_at: datetime | None = None,
         thread_replies_url: Mapping[str, str] | None = None,
         update_source: bool = True,
+        note: str | None = None,
     ) -> SaveResult:
         """Everything one source poll learnt, in one transaction.
+
+        `note` replaces the source's `last_note` ("" clears it); None leaves it as it is.
 
         Rows are written in batches (`executemany`); new items and mentions get their ids here,
         which is safe because the database has one writer and this runs in its transaction.
@@ -624,6 +634,7 @@ class Store:
                     next_poll_at=iso(next_poll_at),
                     items=new_items,
                     mentions=len(saved.new_mentions),
+                    note=note,
                 )
         return saved
 
@@ -891,6 +902,7 @@ class Store:
         next_poll_at: str | None,
         items: int,
         mentions: int,
+        note: str | None = None,
     ) -> None:
         sets = [
             "last_attempt_at = :now",
@@ -909,6 +921,8 @@ class Store:
             sets.append("body_hash = :body_hash")
         if cursor is not None:
             sets.append("cursor = :cursor")
+        if note is not None:
+            sets.append("last_note = nullif(:note, '')")
         self.conn.execute(
             f"UPDATE sources SET {', '.join(sets)} WHERE name = :name",
             {
@@ -922,6 +936,7 @@ class Store:
                 "last_modified": validators.last_modified if validators else None,
                 "body_hash": body_hash,
                 "cursor": json.dumps(cursor) if cursor is not None else None,
+                "note": note,
                 "name": name,
             },
         )

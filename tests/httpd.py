@@ -200,9 +200,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class LoopbackServer:
-    """A started-on-demand HTTP server on 127.0.0.1:<free port>; a context manager."""
+    """A started-on-demand HTTP server on 127.0.0.1:<free port>; a context manager.
 
-    def __init__(self) -> None:
+    `host` puts it on another loopback address (127.0.0.2: "an internal server" that a config
+    on 127.0.0.1 does not name)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
         self._conns: set[socket.socket] = set()
@@ -223,7 +227,7 @@ class LoopbackServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _RequestHandler)
+        server = _Server((self.host, 0), _RequestHandler)
         server.owner = self
         self._server = server
         self._wake_r, self._wake_w = socket.socketpair()

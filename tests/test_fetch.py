@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
 import json
 import logging
 import random
 import tracemalloc
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from httpd import LoopbackServer, RequestInfo, http_date, unused_port_url
 
-from listener.fetch import FEED_ACCEPT, Fetcher, make_transport
+from listener.fetch import (
+    FEED_ACCEPT,
+    AddressGuard,
+    Fetcher,
+    is_internal,
+    make_transport,
+    poll_budget,
+)
 from listener.models import FetchLimits, Response, Validators
 
 FEED = "<?xml version='1.0'?><rss version='2.0'><channel><title>Acme news</title></channel></rss>"
@@ -509,3 +517,161 @@ def test_jitter_is_seeded_by_the_injected_rng(httpd: LoopbackServer) -> None:
         run("aiohttp", lambda f: f.get(httpd.url("/feed")), fake=fake, rng=random.Random(7))
         sleeps.append(fake.sleeps)
     assert sleeps[0] == sleeps[1] and len(sleeps[0]) == 2
+
+
+# -- where requests may go: the config's own addresses, and the public internet -----------------
+
+SECRET = "TOP-SECRET-metadata-token"
+
+
+@pytest.fixture
+def internal() -> Iterator[LoopbackServer]:
+    """A server on 127.0.0.2: an internal address a config on 127.0.0.1 does not name."""
+    with LoopbackServer("127.0.0.2") as server:
+        server.add("/latest/meta-data", f"<html><title>{SECRET}</title>{SECRET}</html>")
+        yield server
+
+
+def test_redirect_to_an_internal_address_is_refused_before_connecting(
+    httpd: LoopbackServer, internal: LoopbackServer, transport: str
+) -> None:
+    httpd.add("/feed", redirect_to=internal.url("/latest/meta-data"))
+    guard = AddressGuard([httpd.url("/feed")])
+    r = run(transport, lambda f: f.get(httpd.url("/feed")), guard=guard)
+    assert not r.ok and r.body == b"" and r.attempts == 1  # refused, and not retried
+    assert r.error is not None and "internal address" in r.error and SECRET not in r.error
+    assert sum(internal.hits.values()) == 0  # not one request reached it
+
+
+def test_a_name_resolving_to_an_internal_address_is_refused(
+    httpd: LoopbackServer, transport: str
+) -> None:
+    # The config lives on 127.0.0.2; a redirect names "localhost", which resolves to 127.0.0.1:
+    # the check is on the address the name resolves to, in the transport that then connects.
+    with LoopbackServer("127.0.0.2") as configured:
+        httpd.add("/secret", SECRET)
+        port = httpd.base_url.rsplit(":", 1)[1]
+        configured.add("/feed", redirect_to=f"http://localhost:{port}/secret")
+        guard = AddressGuard([configured.url("/feed")])
+        r = run(transport, lambda f: f.get(configured.url("/feed")), guard=guard)
+    assert not r.ok and r.error is not None
+    assert r.error.startswith("not fetched: localhost (127.0.0.1) is an internal address")
+    assert httpd.hits["/secret"] == 0
+
+
+def test_the_configs_own_address_may_be_reached_under_another_name(
+    httpd: LoopbackServer, transport: str
+) -> None:
+    # A feed on 127.0.0.1 linking to "localhost" (the same address) is followed: the config's
+    # own sources live there.
+    port = httpd.base_url.rsplit(":", 1)[1]
+    httpd.add("/feed", redirect_to=f"http://localhost:{port}/moved")
+    httpd.add("/moved", FEED)
+    guard = AddressGuard([httpd.url("/feed")])
+    r = run(transport, lambda f: f.get(httpd.url("/feed")), guard=guard)
+    assert r.ok and r.body == FEED.encode() and httpd.hits["/moved"] == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "internal_"),
+    [
+        ("169.254.169.254", True),  # cloud metadata
+        ("127.0.0.1", True),
+        ("127.3.4.5", True),
+        ("10.1.2.3", True),
+        ("172.16.0.1", True),
+        ("172.31.255.255", True),
+        ("192.168.1.1", True),
+        ("100.64.0.1", True),  # carrier-grade NAT
+        ("0.0.0.0", True),
+        ("224.0.0.1", True),  # multicast
+        ("::1", True),
+        ("::", True),
+        ("fd00::1", True),
+        ("fe80::1", True),
+        ("::ffff:10.0.0.1", True),  # IPv4-mapped
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 of 169.254.169.254
+        ("2002:7f00:1::", True),  # 6to4 of 127.0.0.1
+        ("93.184.215.14", False),
+        ("172.32.0.1", False),
+        ("2606:4700:4700::1111", False),
+    ],
+)
+def test_internal_addresses(address: str, internal_: bool) -> None:
+    assert is_internal(ipaddress.ip_address(address)) is internal_
+    assert AddressGuard().permits("example.com", address) is not internal_
+
+
+def test_an_error_never_quotes_what_the_server_sent(transport: str) -> None:
+    answers = [
+        b"SECRET status line\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX SECRET: y\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nSECRETZZ\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 500 " + b"x" * 60 + b"SECRET\r\nContent-Length: 0\r\n\r\n",
+    ]
+
+    async def body(f: Fetcher) -> list[Response]:
+        out = []
+        for answer in answers:
+
+            async def serve(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes = answer
+            ) -> None:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                await writer.drain()
+                writer.close()
+
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with server:
+                out.append(await f.get(f"http://127.0.0.1:{port}/feed"))
+        return out
+
+    responses = run(transport, body, FetchLimits(retries=0))
+    for r in responses:
+        assert r.error is not None and "SECRET" not in r.error, r.error
+    assert responses[0].error.startswith("server broke the HTTP protocol")
+    assert responses[3].error.startswith("HTTP 500 xxx")
+
+
+# -- one time budget for a whole poll ---------------------------------------------------------------
+
+
+def test_a_trickling_server_costs_the_polls_budget_not_every_attempt(
+    httpd: LoopbackServer, transport: str
+) -> None:
+    # Each attempt would take the whole total timeout (0.5 s), and three attempts 1.5 s; the
+    # poll's budget of 0.8 s ends the second attempt and allows no third.
+    httpd.add("/trickle", "x" * 2000, chunk_delay=0.1, chunk_size=100)
+    limits = FetchLimits(read_timeout_s=1.0, total_timeout_s=0.5, retries=2, backoff_s=0.01)
+
+    async def body(f: Fetcher) -> tuple[Response, Response]:
+        with poll_budget(0.8):
+            first = await f.get(httpd.url("/trickle"))
+            later = await f.get(httpd.url("/trickle"))  # e.g. a thread read: nothing left
+        return first, later
+
+    first, later = run(transport, body, limits)
+    assert not first.ok and first.attempts == 2
+    assert first.error == "timed out: the poll's time budget of 0.8 s is used up after 2 attempts"
+    assert later.error == "not fetched: the poll's time budget of 0.8 s is used up"
+    assert later.attempts == 0 and httpd.hits["/trickle"] == 2
+
+
+def test_no_retry_is_started_that_the_budget_cannot_wait_for(
+    httpd: LoopbackServer, transport: str
+) -> None:
+    httpd.add("/feed", FEED, fail_times=5, fail_status=503, retry_after="30")
+    limits = FetchLimits(retries=2)
+
+    async def body(f: Fetcher) -> Response:
+        with poll_budget(10.0):
+            return await f.get(httpd.url("/feed"))
+
+    r = run(transport, body, limits)
+    assert r.status == 503 and r.attempts == 1 and httpd.hits["/feed"] == 1
+    assert r.error == (
+        "HTTP 503 Service Unavailable (Retry-After: 30); "
+        "no time left to try again in the poll's 10 s budget"
+    )

@@ -227,12 +227,34 @@ def test_items_and_text_are_capped():
     assert len(item.text) == MAX_TEXT_CHARS
 
 
+@pytest.mark.parametrize("form", ["rss", "rss-latin-1", "json"])
+def test_a_feed_cut_to_its_first_entries_says_so(form):
+    # The fast parser, feedparser (a document in another charset goes there) and JSON Feed.
+    n = MAX_ITEMS + 50
+    if form == "json":
+        items = [{"id": str(i), "url": f"https://ex.com/{i}", "title": f"n{i}"} for i in range(n)]
+        body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": items})
+    else:
+        entries = "".join(
+            f"<item><title>n{i}</title><link>https://ex.com/{i}</link></item>" for i in range(n)
+        )
+        latin = '<?xml version="1.0" encoding="iso-8859-1"?>'
+        body = rss(entries, decl=latin) if form == "rss-latin-1" else rss(entries)
+    feed = parse_feed(body.encode(), source="t", url=FEED_URL)
+    assert len(feed.items) == MAX_ITEMS and feed.dropped == 50
+    assert feed.truncation == "feed cut: it has 2,050 entries, only the first 2,000 were read"
+    whole = parse_feed(rss("<item><title>a</title></item>").encode(), source="t", url=FEED_URL)
+    assert whole.dropped == 0 and whole.truncation is None
+
+
 # ------------------------------------------------------------------------------- not a feed
 
 
 def test_html_login_page_is_not_a_feed():
-    with pytest.raises(NotAFeed, match=r"got an HTML page \(title: 'Sign in'\), not a feed"):
+    with pytest.raises(NotAFeed, match=r"got an HTML page \(a login, error or home page\?\)") as e:
         parse("login.html", content_type="text/html; charset=utf-8")
+    # Described, never quoted: the message is stored and shown, whoever answered.
+    assert "Sign in" not in str(e.value)
     # Without a DOCTYPE or a content type it is recognised all the same.
     with pytest.raises(NotAFeed, match="HTML page"):
         parse_feed(b"<html><body><p>Error 502</p></body></html>", source="t", url=FEED_URL)
@@ -251,8 +273,9 @@ def test_html_login_page_is_not_a_feed():
     ],
 )
 def test_other_documents_are_not_feeds(body, reason):
-    with pytest.raises(NotAFeed, match=reason):
+    with pytest.raises(NotAFeed, match=reason) as e:
         parse_feed(body, source="t", url=FEED_URL)
+    assert "temporarily" not in str(e.value)  # the body is described, not quoted
 
 
 def test_a_feed_served_as_text_html_is_still_a_feed():

@@ -62,12 +62,16 @@ async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> 
         return SourcePoll(items=[], responses=[response], error=str(exc))
     if parsed.warning:
         log.debug("%s: feed recovered from: %s", ctx.spec.name, parsed.warning)
+    note = parsed.truncation
+    if note:
+        log.warning("%s: %s", ctx.spec.name, note)
     return SourcePoll(
         items=parsed.items,
         responses=[response],
         validators=response.validators,
         body_hash=digest,
         analysed=(parsed.items, parsed.analysed) if parsed.analysed is not None else None,
+        note=note,
     )
 
 

@@ -170,6 +170,27 @@ def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:
     return (lambda _r: bar.update(1)), (lambda: bar.__exit__(None, None, None))
 
 
+def _is_database_busy(exc: BaseException) -> bool:
+    from .store import DatabaseBusy, is_busy
+
+    return isinstance(exc, DatabaseBusy) or is_busy(exc)
+
+
+def _database_busy(database: Path, *, service: bool = False) -> click.ClickException:
+    """What a user is told when another process kept the database locked for writing."""
+    from .daemon import running_pid
+
+    holder = None if service else running_pid(database)
+    if holder:
+        return click.ClickException(
+            f"the database is busy: `listener run` (pid {holder}) is writing to it; "
+            "try again or stop it"
+        )
+    return click.ClickException(
+        f"the database is busy: another process kept {database} locked for writing; try again"
+    )
+
+
 @cli.command()
 @click.option(
     "--source", "sources", multiple=True, metavar="NAME", help="Poll only this source (repeatable)."
@@ -199,6 +220,10 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
 
     try:
         summary = asyncio.run(main())
+    except Exception as exc:
+        if _is_database_busy(exc):
+            raise _database_busy(config.database) from None
+        raise
     finally:
         close()
     labels = summary.new_mentions_by_label()
@@ -276,7 +301,12 @@ def run(state: State) -> None:
                         backoff=Backoff(config.alerts.retry_first, config.alerts.retry_max),
                     ).run()
 
-            asyncio.run(main())
+            try:
+                asyncio.run(main())
+            except Exception as exc:
+                if _is_database_busy(exc):
+                    raise _database_busy(config.database, service=True) from None
+                raise
     except AlreadyRunning as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None

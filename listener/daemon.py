@@ -29,7 +29,7 @@ from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending
 from .models import SourceSpec
 from .pipeline import Runtime, log_report, poll_source
-from .store import iso, parse_iso
+from .store import DatabaseBusy, iso, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,23 @@ def instance_lock(database: Path) -> Iterator[IO[str]]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def running_pid(database: Path) -> str | None:
+    """The pid of the `listener run` holding this database's instance lock ("unknown" if it
+    did not write one), or None when no service runs on it."""
+    path = database.with_name(database.name + ".lock")
+    try:
+        handle = open(path)  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 class Service:
@@ -103,10 +120,10 @@ class Service:
         due = parse_iso(row[0]) if row and row[0] else None
         return max(due or now, now)
 
-    def _schedule(self, name: str) -> None:
+    def _schedule(self, name: str, when: datetime | None = None) -> None:
         if self._stop.is_set() or self._scheduler is None:
             return
-        when = self._due(name, self.rt.now())
+        when = when or self._due(name, self.rt.now())
         self._scheduler.add_job(
             self._start_poll,
             "date",
@@ -127,20 +144,30 @@ class Service:
 
     async def _poll(self, name: str) -> None:
         spec = self.specs[name]
+        when: datetime | None = None
         try:
             report = await poll_source(spec, self.rt)
             log_report(report)
             if report.alerts:
                 await self.flush()
+        except DatabaseBusy as exc:
+            # Another process kept the write lock (not another listener: they hold it briefly).
+            # Nothing of this poll was saved; its source is polled again after its interval.
+            when = self.rt.now() + timedelta(seconds=spec.every_s)
+            log.warning("%s: %s; not saved, polled again at %s", name, exc, iso(when))
         except Exception:
             # A bug in one poll is logged with its traceback; the service goes on.
             log.exception("%s: poll crashed; it will be retried on schedule", name)
-            self.rt.store.conn.execute(
-                "UPDATE sources SET next_poll_at = ? WHERE name = ?",
-                (iso(self.rt.now() + timedelta(seconds=spec.every_s)), name),
-            )
+            when = self.rt.now() + timedelta(seconds=spec.every_s)
+            try:
+                async with self.rt.store.writing():
+                    self.rt.store.conn.execute(
+                        "UPDATE sources SET next_poll_at = ? WHERE name = ?", (iso(when), name)
+                    )
+            except Exception:
+                log.exception("%s: could not record the next poll", name)
         finally:
-            self._schedule(name)
+            self._schedule(name, when)
 
     async def flush(self) -> None:
         if not self.channels or self._http is None or self._flush_lock.locked():

@@ -216,7 +216,15 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
     async def main() -> Any:
         workers = auto_workers(len(specs), config.workers)
         async with open_runtime(config, workers=workers) as rt:
-            return await poll_sources(specs, rt, on_done=update, group_commits=True)
+            summary = await poll_sources(specs, rt, on_done=update, group_commits=True)
+            keep = config.retention
+            await rt.store.prune_fetches(
+                rt.now(),
+                max_age_s=keep.fetches,
+                per_source=keep.fetches_per_source,
+                sources=[s.name for s in specs],
+            )
+            return summary
 
     try:
         summary = asyncio.run(main())
@@ -299,6 +307,7 @@ def run(state: State) -> None:
                         build_channels(config.alerts.channels),
                         flush_every_s=config.alerts.flush_every,
                         backoff=Backoff(config.alerts.retry_first, config.alerts.retry_max),
+                        retention=config.retention,
                     ).run()
 
             try:

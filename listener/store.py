@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -309,6 +309,13 @@ def m007_fts_rows_written_in_batches(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m008_fetches_by_time(db: sqlite_utils.Database) -> None:
+    # The fetch log is trimmed by age (see `Store.prune_fetches`): without this index, finding
+    # the old rows reads the whole table.
+    db.execute("CREATE INDEX IF NOT EXISTS fetches_started ON fetches(started_at)")
+
+
 def open_connection(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -415,6 +422,10 @@ PATIENCE_ENV = "LISTENER_WRITE_PATIENCE"
 # busy handler; between tries the loop runs, sleeping up to `_LOOP_BACKOFF_MAX_S`.
 _LOOP_TRY_MS = 10
 _LOOP_BACKOFF_MAX_S = 0.1
+
+
+# Fetch-log rows deleted per transaction when trimming (see `Store.prune_fetches`).
+PRUNE_BATCH = 2000
 
 
 class DatabaseBusy(Exception):
@@ -1119,6 +1130,64 @@ class Store:
             ).fetchall()
         )
         return list(found.items())[:limit]
+
+    # --- retention -------------------------------------------------------------------------
+
+    async def prune_fetches(
+        self,
+        now: datetime,
+        *,
+        max_age_s: float,
+        per_source: int,
+        sources: Iterable[str] | None = None,
+        batch: int = PRUNE_BATCH,
+    ) -> int:
+        """Trim the fetch log; return the rows deleted.
+
+        Rows started more than `max_age_s` before `now` go (0: none by age), and each source
+        keeps only its newest `per_source` rows (0: no cap; `sources`: only these are looked
+        at). Each batch of at most `batch` rows is its own short write transaction, and the
+        event loop runs between batches: polls are never held up for long.
+        """
+        deleted = 0
+        c = self.conn
+        if max_age_s > 0:
+            cutoff = iso(now - timedelta(seconds=max_age_s))
+            while True:
+                async with self.writing():
+                    n = c.execute(
+                        "DELETE FROM fetches WHERE id IN "
+                        "(SELECT id FROM fetches WHERE started_at < ? LIMIT ?)",
+                        (cutoff, batch),
+                    ).rowcount
+                deleted += n
+                if n < batch:
+                    break
+                await asyncio.sleep(0)
+        if per_source > 0:
+            if sources is None:
+                sources = [name for (name,) in c.execute("SELECT name FROM sources")]
+            for i, name in enumerate(sources):
+                if i % 100 == 99:
+                    await asyncio.sleep(0)
+                # Read first, outside the lock: most sources are under their cap.
+                over = c.execute(
+                    "SELECT 1 FROM fetches WHERE source = ? "
+                    "ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
+                    (name, per_source),
+                ).fetchone()
+                while over:
+                    async with self.writing():
+                        n = c.execute(
+                            "DELETE FROM fetches WHERE id IN (SELECT id FROM fetches "
+                            "WHERE source = ? ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?)",
+                            (name, batch, per_source),
+                        ).rowcount
+                    deleted += n
+                    if n < batch:
+                        break
+                    await asyncio.sleep(0)
+        return deleted
 
     # --- corrections -----------------------------------------------------------------------
 

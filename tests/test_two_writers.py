@@ -23,7 +23,7 @@ from listener.config import load_config
 from listener.daemon import instance_lock
 from listener.pipeline import poll_source
 from listener.runtime import open_runtime
-from listener.store import Store
+from listener.store import _LOOP_TRY_MS, Store
 
 BODY = "<p>Acme lost my order and support never answered. Terrible.</p>"
 ENTRIES = [
@@ -49,6 +49,11 @@ def scalar(db: Path, sql: str, *args: object) -> object:
         return row[0] if row else None
     finally:
         conn.close()
+
+
+def waiting_for_lock(store: Store) -> bool:
+    (ms,) = store.conn.execute("PRAGMA busy_timeout").fetchone()
+    return ms == _LOOP_TRY_MS
 
 
 def listener(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -150,9 +155,10 @@ def test_two_writers_saving_the_same_new_story_store_it_once(tmp_path, httpd):
             holder = sqlite3.connect(db, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")  # both look the posts up as new, then wait
             tasks = [asyncio.create_task(poll_source(config.sources[0], rt)) for rt in (one, two)]
-            while len(httpd.requests_for("/feed")) < 2:
+            # Both have fetched and looked the posts up, and wait for the lock (their short
+            # in-SQLite busy wait is on while they do).
+            while not all(waiting_for_lock(rt.store) for rt in (one, two)):
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
             holder.execute("COMMIT")
             holder.close()
             reports = await asyncio.gather(*tasks)

@@ -234,6 +234,27 @@ def _progress(total: int) -> tuple[Callable[[Any], None], Callable[[], None]]:
     return (lambda _r: bar.update(1)), (lambda: bar.__exit__(None, None, None))
 
 
+def _is_database_busy(exc: BaseException) -> bool:
+    from .store import DatabaseBusy, is_busy
+
+    return isinstance(exc, DatabaseBusy) or is_busy(exc)
+
+
+def _database_busy(database: Path, *, service: bool = False) -> click.ClickException:
+    """What a user is told when another process kept the database locked for writing."""
+    from .daemon import running_pid
+
+    holder = None if service else running_pid(database)
+    if holder:
+        return click.ClickException(
+            f"the database is busy: `listener run` (pid {holder}) is writing to it; "
+            "try again or stop it"
+        )
+    return click.ClickException(
+        f"the database is busy: another process kept {database} locked for writing; try again"
+    )
+
+
 class _SummaryTellsFailures(logging.Filter):
     """During `poll` the summary names each failed source: its log line would say it twice."""
 
@@ -327,7 +348,15 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
     async def main() -> Any:
         workers = auto_workers(len(specs), config.workers)
         async with open_runtime(config, workers=workers) as rt:
-            return await poll_sources(specs, rt, on_done=update, group_commits=True)
+            summary = await poll_sources(specs, rt, on_done=update, group_commits=True)
+            keep = config.retention
+            await rt.store.prune_fetches(
+                rt.now(),
+                max_age_s=keep.fetches,
+                per_source=keep.fetches_per_source,
+                sources=[s.name for s in specs],
+            )
+            return summary
 
     pipeline_log = logging.getLogger("listener.pipeline")
     quiet_failures = _SummaryTellsFailures()
@@ -335,6 +364,10 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
         pipeline_log.addFilter(quiet_failures)
     try:
         summary = asyncio.run(main())
+    except Exception as exc:
+        if _is_database_busy(exc):
+            raise _database_busy(config.database) from None
+        raise
     finally:
         close()
         pipeline_log.removeFilter(quiet_failures)
@@ -436,9 +469,15 @@ def run(state: State) -> None:
                         build_channels(config.alerts.channels),
                         flush_every_s=config.alerts.flush_every,
                         backoff=Backoff(config.alerts.retry_first, config.alerts.retry_max),
+                        retention=config.retention,
                     ).run()
 
-            asyncio.run(main())
+            try:
+                asyncio.run(main())
+            except Exception as exc:
+                if _is_database_busy(exc):
+                    raise _database_busy(config.database, service=True) from None
+                raise
     except AlreadyRunning as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None

@@ -586,6 +586,29 @@ class AlertsModel(_Strict):
         return self
 
 
+# --- retention -----------------------------------------------------------------------------
+
+
+def _retention_field(v: Any) -> float:
+    if v in (0, "0"):
+        return 0.0  # keep for ever
+    seconds = parse_duration(v)
+    if not 3600 <= seconds <= 3650 * 86400:
+        raise ValueError("must be between 1h and 3650d (or 0 to keep everything)")
+    return seconds
+
+
+class RetentionModel(_Strict):
+    """How long the fetch log (table `fetches`, one row per request) is kept: rows older than
+    `fetches`, and beyond the newest `fetches_per_source` of a source, are deleted by `run` (at
+    start, then every 10 minutes) and after each `poll`. 0 turns either limit off."""
+
+    fetches: float = 30 * 86400.0
+    fetches_per_source: int = Field(2000, ge=0)
+
+    _d = field_validator("fetches", mode="before")(_retention_field)
+
+
 class ConfigModel(_Strict):
     database: str = "mentions.db"
     # Processes that parse and score in parallel; default: one per core for polls of 50+ sources.
@@ -603,6 +626,7 @@ class ConfigModel(_Strict):
     sentiment: SentimentModel = Field(default_factory=SentimentModel)
     fetch: FetchModel = Field(default_factory=FetchModel)
     alerts: AlertsModel = Field(default_factory=AlertsModel)
+    retention: RetentionModel = Field(default_factory=RetentionModel)
 
 
 # --- the validated config ------------------------------------------------------------------
@@ -623,6 +647,7 @@ class Config:
     # Every value `${VAR}` took from the environment: masked wherever it would be shown.
     secrets: frozenset[str] = frozenset()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    retention: RetentionModel = field(default_factory=RetentionModel)
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:
@@ -972,6 +997,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         workers=model.workers,
         secrets=secrets,
         raw=data,
+        retention=model.retention,
     )
 
 

@@ -5,6 +5,7 @@ the source's `next_poll_at`, which the pipeline computes from its interval, with
 capped backoff after failures; so two polls of one source never overlap, and a restart resumes
 each source where the database says it was due (overdue sources poll at once). The outbox is
 flushed after every poll that fired alerts and on a short interval for retries and digests.
+The fetch log is trimmed at start and every 10 minutes, as `retention:` says.
 One instance per database: a lock file next to it. SIGTERM/SIGINT stop new polls, let in-flight
 ones finish their writes (or cancels their network waits after a grace period) and exit 0.
 """
@@ -27,14 +28,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
+from .config import RetentionModel, format_duration
 from .models import SourceSpec
 from .pipeline import Runtime, log_report, poll_source
-from .store import iso, parse_iso
+from .store import DatabaseBusy, iso, parse_iso
 
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 15.0
 STOP_GRACE_S = 5.0
+# The fetch log is trimmed at start and then this often (see `retention:` in sources.yaml).
+PRUNE_EVERY_S = 600.0
 
 
 class AlreadyRunning(Exception):
@@ -67,6 +71,23 @@ def instance_lock(database: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
+def running_pid(database: Path) -> str | None:
+    """The pid of the `listener run` holding this database's instance lock ("unknown" if it
+    did not write one), or None when no service runs on it."""
+    path = database.with_name(database.name + ".lock")
+    try:
+        handle = open(path)  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 class Service:
     def __init__(
         self,
@@ -77,8 +98,12 @@ class Service:
         flush_every_s: float = FLUSH_EVERY_S,
         stop_grace_s: float = STOP_GRACE_S,
         backoff: Backoff | None = None,
+        retention: RetentionModel | None = None,
+        prune_every_s: float = PRUNE_EVERY_S,
     ) -> None:
         self.backoff = backoff or Backoff()
+        self.retention = retention or RetentionModel()
+        self.prune_every_s = prune_every_s
         self.rt = rt
         self.specs = {s.name: s for s in specs}
         self.channels = channels
@@ -90,6 +115,7 @@ class Service:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiter = SlackRateLimiter()
+        self._pruning = False
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -103,10 +129,10 @@ class Service:
         due = parse_iso(row[0]) if row and row[0] else None
         return max(due or now, now)
 
-    def _schedule(self, name: str) -> None:
+    def _schedule(self, name: str, when: datetime | None = None) -> None:
         if self._stop.is_set() or self._scheduler is None:
             return
-        when = self._due(name, self.rt.now())
+        when = when or self._due(name, self.rt.now())
         self._scheduler.add_job(
             self._start_poll,
             "date",
@@ -127,20 +153,59 @@ class Service:
 
     async def _poll(self, name: str) -> None:
         spec = self.specs[name]
+        when: datetime | None = None
         try:
             report = await poll_source(spec, self.rt)
             log_report(report)
             if report.alerts:
                 await self.flush()
+        except DatabaseBusy as exc:
+            # Another process kept the write lock (not another listener: they hold it briefly).
+            # Nothing of this poll was saved; its source is polled again after its interval.
+            when = self.rt.now() + timedelta(seconds=spec.every_s)
+            log.warning("%s: %s; not saved, polled again at %s", name, exc, iso(when))
         except Exception:
             # A bug in one poll is logged with its traceback; the service goes on.
             log.exception("%s: poll crashed; it will be retried on schedule", name)
-            self.rt.store.conn.execute(
-                "UPDATE sources SET next_poll_at = ? WHERE name = ?",
-                (iso(self.rt.now() + timedelta(seconds=spec.every_s)), name),
-            )
+            when = self.rt.now() + timedelta(seconds=spec.every_s)
+            try:
+                async with self.rt.store.writing():
+                    self.rt.store.conn.execute(
+                        "UPDATE sources SET next_poll_at = ? WHERE name = ?", (iso(when), name)
+                    )
+            except Exception:
+                log.exception("%s: could not record the next poll", name)
         finally:
-            self._schedule(name)
+            self._schedule(name, when)
+
+    async def _start_prune(self) -> None:
+        if self._stop.is_set() or self._pruning:
+            return
+        task = asyncio.get_running_loop().create_task(self.prune(), name="prune")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def prune(self) -> None:
+        """Trim the fetch log as `retention:` says, in small batches between polls."""
+        r = self.retention
+        self._pruning = True
+        try:
+            deleted = await self.rt.store.prune_fetches(
+                self.rt.now(), max_age_s=r.fetches, per_source=r.fetches_per_source
+            )
+        except DatabaseBusy as exc:
+            log.warning("fetch log not trimmed this time: %s", exc)
+            return
+        except Exception:
+            log.exception("trimming the fetch log failed; will try again")
+            return
+        finally:
+            self._pruning = False
+        if deleted:
+            limits = [f"older than {format_duration(r.fetches)}"] if r.fetches else []
+            if r.fetches_per_source:
+                limits.append(f"past a source's newest {r.fetches_per_source}")
+            log.info("fetch log: %d rows deleted (%s)", deleted, ", or ".join(limits))
 
     async def flush(self) -> None:
         if not self.channels or self._http is None or self._flush_lock.locked():
@@ -186,6 +251,15 @@ class Service:
                     seconds=self.flush_every_s,
                     id="outbox",
                     max_instances=2,
+                    coalesce=True,
+                    next_run_time=self.rt.now(),
+                )
+            if self.retention.fetches or self.retention.fetches_per_source:
+                self._scheduler.add_job(
+                    self._start_prune,
+                    "interval",
+                    seconds=self.prune_every_s,
+                    id="prune",
                     coalesce=True,
                     next_run_time=self.rt.now(),
                 )

@@ -2,8 +2,10 @@
 
 `poll_sources` runs many sources concurrently over one shared `Fetcher`; everything after the
 fetch (lookup of known items, matching, scoring, the save) runs without yielding to the event
-loop, so two sources never race on the same story. One broken source is recorded on that source
-and the rest go on.
+loop, so two sources never race on the same story, unless another process holds the database's
+write lock: the save then waits for it on the loop (`Store.writing`), and rechecks inside its
+transaction what it took for new. No write transaction spans a network wait. One broken source
+is recorded on that source and the rest go on.
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     except Exception as exc:  # a bug in one kind must not stop the others
         log.exception("%s: poll failed with an internal error", spec.name)
         result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
-    report = save_result(spec, rt, result, started, analysed=analysed)
+    report = await save_result(spec, rt, result, started, analysed=analysed)
     if report.ok and spec.follow_threads and kind.fetch_thread is not None:
         if cpu is not None:  # replies are re-threaded before analysis: parse only
             ctx = replace(ctx, parse_feed=cpu.parse_feed)
@@ -298,7 +300,7 @@ async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     return report
 
 
-def save_result(
+async def save_result(
     spec: SourceSpec,
     rt: Runtime,
     result: SourcePoll,
@@ -323,8 +325,9 @@ def save_result(
         error, processed = f"internal error: {exc!r}", []
     failures = rt.store.load_source_state(spec.name).consecutive_failures + 1 if error else 0
     alerts: list[int] = []
-    # The mentions and the alerts they cause are committed together, or not at all.
-    with rt.store.transaction():
+    # The mentions and the alerts they cause are committed together, or not at all. The write
+    # lock is waited for without blocking the event loop, and held for this block only.
+    async with rt.store.writing():
         saved = rt.store.save_poll(
             spec.name,
             spec.kind,
@@ -415,7 +418,7 @@ async def follow_threads(
             replace(it, thread_key=key, is_reply=True) if it.thread_key != key else it
             for it in items
         ]
-        sub = save_result(
+        sub = await save_result(
             spec,
             rt,
             SourcePoll(items=items, responses=result.responses),
@@ -423,10 +426,11 @@ async def follow_threads(
             context_threads={key},
             save_state=False,
         )
-        rt.store.conn.execute(
-            "UPDATE threads SET last_followed_at = ? WHERE key = ?",
-            (iso(rt.now()), key),
-        )
+        async with rt.store.writing():
+            rt.store.conn.execute(
+                "UPDATE threads SET last_followed_at = ? WHERE key = ?",
+                (iso(rt.now()), key),
+            )
         extra_items += sub.new_items
         mentions.extend(sub.new_mentions)
         alerts.extend(sub.alerts)
@@ -461,11 +465,22 @@ async def poll_sources(
         if on_done is not None:
             on_done(report)
 
+    async def all_of_them() -> None:
+        tasks = [asyncio.ensure_future(one(s)) for s in specs]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # One failed (the database stayed busy): stop the rest before the store closes.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
     if group_commits:
         with rt.store.grouped():
-            await asyncio.gather(*(one(s) for s in specs))
+            await all_of_them()
     else:
-        await asyncio.gather(*(one(s) for s in specs))
+        await all_of_them()
     return summary
 
 

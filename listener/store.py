@@ -4,18 +4,27 @@ The database is the state: per-source progress (validators, cursors, failures, n
 item seen (deduplicated through `item_keys`), where each was seen (`sightings`), the mentions,
 the threads with their sentiment aggregates, the fetch log and the alert outbox. WAL mode keeps
 it readable by Datasette while a poll writes. Each source poll is saved in one transaction.
+
+Two writers on one database (a `listener poll` beside `listener run`): every write transaction
+takes the write lock when it starts (`BEGIN IMMEDIATE`), so it never fails half-way because the
+other process wrote first, and it never stays open across a network wait. Code on an event loop
+waits for the lock with `Store.writing()`, which sleeps on the loop between short tries instead
+of blocking it; after `patience_s` a write gives up with `DatabaseBusy`, which says so plainly.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -308,6 +317,13 @@ def m008_source_notes(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sources ADD COLUMN last_note TEXT")
 
 
+@_migration
+def m009_fetches_by_time(db: sqlite_utils.Database) -> None:
+    # The fetch log is trimmed by age (see `Store.prune_fetches`): without this index, finding
+    # the old rows reads the whole table.
+    db.execute("CREATE INDEX IF NOT EXISTS fetches_started ON fetches(started_at)")
+
+
 def open_connection(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -405,10 +421,62 @@ def _insert_many(conn: sqlite3.Connection, table: str, rows: Sequence[Mapping[st
     )
 
 
+# How long a write waits for another process's write lock before giving up (`DatabaseBusy`).
+# Another listener never holds it for long (one source's save), so this is only reached when
+# something else keeps a write transaction open: a sqlite3 shell, a stuck process.
+WRITE_PATIENCE_S = 30.0
+PATIENCE_ENV = "LISTENER_WRITE_PATIENCE"
+# `Store.writing()` on an event loop: each try may block the loop this long inside SQLite's own
+# busy handler; between tries the loop runs, sleeping up to `_LOOP_BACKOFF_MAX_S`.
+_LOOP_TRY_MS = 10
+_LOOP_BACKOFF_MAX_S = 0.1
+
+
+# Fetch-log rows deleted per transaction when trimming (see `Store.prune_fetches`).
+PRUNE_BATCH = 2000
+
+
+class DatabaseBusy(Exception):
+    """Another process held the database's write lock for longer than this one would wait."""
+
+    def __init__(self, path: str | None, waited_s: float) -> None:
+        self.path = path
+        self.waited_s = waited_s
+        super().__init__(
+            f"the database{f' {path}' if path else ''} is busy: another process kept it locked "
+            f"for writing for {waited_s:.0f} s"
+        )
+
+
+def is_busy(exc: BaseException) -> bool:
+    """An SQLite 'database is locked' (SQLITE_BUSY / SQLITE_LOCKED)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def write_patience() -> float:
+    """`WRITE_PATIENCE_S`, or the seconds in $LISTENER_WRITE_PATIENCE."""
+    text = os.environ.get(PATIENCE_ENV, "").strip()
+    try:
+        value = float(text) if text else WRITE_PATIENCE_S
+    except ValueError:
+        log.warning(
+            "%s=%r is not a number of seconds; using %s", PATIENCE_ENV, text, WRITE_PATIENCE_S
+        )
+        return WRITE_PATIENCE_S
+    return value if 0 <= value < 86400 else WRITE_PATIENCE_S
+
+
 class Store:
     """All database reads and writes, over one connection."""
 
-    def __init__(self, db: sqlite_utils.Database | sqlite3.Connection) -> None:
+    def __init__(
+        self, db: sqlite_utils.Database | sqlite3.Connection, *, patience_s: float | None = None
+    ) -> None:
         if isinstance(db, sqlite3.Connection):
             self.conn, self._db = db, None
         else:
@@ -418,10 +486,16 @@ class Store:
         self.secrets: frozenset[str] = frozenset()
         self._group_every: float | None = None
         self._group_started = 0.0
+        self._group_commit_due = False
+        self.patience_s = write_patience() if patience_s is None else patience_s
+        self._busy_ms = int(self.patience_s * 1000)
+        self.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        row = self.conn.execute("PRAGMA database_list").fetchone()
+        self.path: str | None = row[2] if row and row[2] else None
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
-        return cls(open_connection(path))
+    def open(cls, path: str | Path, *, patience_s: float | None = None) -> Store:
+        return cls(open_connection(path), patience_s=patience_s)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -435,16 +509,36 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE: the write lock now, waiting up to `patience_s` for another writer.
+
+        Never a plain (deferred) BEGIN: a transaction that reads first and writes later fails
+        at its first write, without waiting, if another process committed in between."""
+        started = time.monotonic()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise DatabaseBusy(self.path, time.monotonic() - started) from None
+            raise
+        self._group_started = time.monotonic()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All of the block or none of it (a savepoint when nested). Inside `grouped()`, a
-        savepoint in a shared transaction that commits every so often."""
+        savepoint in a shared transaction that commits soon after (see `grouped`).
+
+        The block must not wait on the network: the write lock is held throughout. On an event
+        loop, enter it through `writing()`, which waits for the lock without blocking the loop."""
         c = self.conn
         if self._group_every is not None and not c.in_transaction:
-            c.execute("BEGIN")
-            self._group_started = time.monotonic()
-        savepoint = f"listener_{self._depth + 1}" if c.in_transaction else None
-        c.execute(f"SAVEPOINT {savepoint}" if savepoint else "BEGIN")
+            self._begin()
+        outermost = not c.in_transaction
+        savepoint = None if outermost else f"listener_{self._depth + 1}"
+        if savepoint:
+            c.execute(f"SAVEPOINT {savepoint}")
+        else:
+            self._begin()
         self._depth += 1
         try:
             yield
@@ -459,39 +553,108 @@ class Store:
             if savepoint:
                 c.execute(f"RELEASE {savepoint}")
             else:
-                try:
-                    c.execute("COMMIT")
-                except BaseException:
-                    if c.in_transaction:
-                        c.execute("ROLLBACK")
-                    raise
+                self._commit()
         finally:
             self._depth -= 1
-        if (
-            self._depth == 0
-            and self._group_every is not None
-            and c.in_transaction
-            and time.monotonic() - self._group_started >= self._group_every
-        ):
-            c.execute("COMMIT")
+            if self._depth == 0 and self._group_every is not None and c.in_transaction:
+                self._end_group_soon()
+
+    def _commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """`transaction()` for code on an event loop: while another process holds the write lock,
+        the loop goes on (other polls, signals, alerts) and this waits its turn, for up to
+        `patience_s`, then raises `DatabaseBusy`. The block itself must not await."""
+        c = self.conn
+        began = False
+        if not c.in_transaction:
+            await self._acquire()
+            began = self._group_every is None  # in a group, the group's commit ends it
+        try:
+            with self.transaction():
+                yield
+        except BaseException:
+            if began and c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        if began and c.in_transaction:
+            self._commit()
+
+    async def _acquire(self) -> None:
+        """BEGIN IMMEDIATE in short tries, the loop running between them."""
+        c = self.conn
+        started = time.monotonic()
+        delay = 0.002
+        c.execute(f"PRAGMA busy_timeout = {_LOOP_TRY_MS}")
+        try:
+            while True:
+                try:
+                    c.execute("BEGIN IMMEDIATE")
+                    self._group_started = time.monotonic()
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                waited = time.monotonic() - started
+                if waited >= self.patience_s:
+                    raise DatabaseBusy(self.path, waited)
+                log.debug("database locked by another process; waiting (%.1f s so far)", waited)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LOOP_BACKOFF_MAX_S)
+        finally:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed while waiting
+                c.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
+    def _end_group_soon(self) -> None:
+        """In a grouped poll, after a source's save: commit once the event loop has run what is
+        ready now (other sources' saves join the same commit), so the lock is never held while
+        the poll waits on a server. Without a running loop, commit every `every_s`."""
+        if self._group_every is None:
+            return
+        if time.monotonic() - self._group_started >= self._group_every:
+            self._commit()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if not self._group_commit_due:
+            self._group_commit_due = True
+            loop.call_soon(self._commit_group)
+
+    def _commit_group(self) -> None:
+        self._group_commit_due = False
+        if self._depth == 0 and self._group_every is not None and self.conn.in_transaction:
+            self._commit()
 
     @contextmanager
     def grouped(self, every_s: float = 0.5) -> Iterator[None]:
-        """Commit the transactions made in this block together, at most every `every_s`.
+        """Commit the transactions made in this block together: those that end within one turn
+        of the event loop (or, off a loop, within `every_s`).
 
         For a one-off poll of many sources: a commit per source costs more than the source's
-        own writes. Each source's writes stay all-or-nothing (a savepoint each); a crash loses at
-        most the last `every_s` of work, which the next poll fetches again (its state, such as
-        the ETag, was not committed either). Never used by the service, which delivers alerts
-        and so must commit them first.
+        own writes. Each source's writes stay all-or-nothing (a savepoint each). The shared
+        transaction is committed as soon as the loop is about to wait again, never held across
+        a fetch: another process (`listener run`) gets the lock between. A crash loses at most
+        the saves of that turn, which the next poll fetches again (their state, such as the
+        ETag, was not committed either). Never used by the service, which delivers alerts and
+        so must commit them first.
         """
         self._group_every = every_s
         try:
             yield
         finally:
             self._group_every = None
+            self._group_commit_due = False
             if self.conn.in_transaction and self._depth == 0:
-                self.conn.execute("COMMIT")
+                self._commit()
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -588,7 +751,8 @@ class Store:
         `note` replaces the source's `last_note` ("" clears it); None leaves it as it is.
 
         Rows are written in batches (`executemany`); new items and mentions get their ids here,
-        which is safe because the database has one writer and this runs in its transaction.
+        which is safe because this runs in a transaction that holds the write lock from its
+        start (`BEGIN IMMEDIATE`): no other writer can take an id in between.
         """
         now_s = iso(now)
         c = self.conn
@@ -647,6 +811,7 @@ class Store:
         new_ids: list[int] = []
         threads: dict[str, None] = {}
         c = self.conn
+        processed = self._recheck_new(processed)
         (next_item_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()
         (next_mention_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM mentions").fetchone()
         batch_keys: dict[str, int] = {}
@@ -724,6 +889,25 @@ class Store:
             [(r["id"], r["title"], r["snippet"]) for r in mention_rows],
         )
         return SaveResult(new_items, updated, tuple(new_mentions), tuple(threads), tuple(new_ids))
+
+    def _recheck_new(self, processed: Sequence[ProcessedItem]) -> Sequence[ProcessedItem]:
+        """Items looked up as new before the write lock was taken may have been stored since by
+        another writer (`listener run` and a `listener poll` of the same feed): those are one
+        more sighting of the stored item, never a second copy of it."""
+        keys = [k for p in processed if p.known is None for k in p.keys]
+        if not keys:
+            return processed
+        now_known = self.lookup_keys(keys)
+        if not now_known:
+            return processed
+        out: list[ProcessedItem] = []
+        for p in processed:
+            found = next((now_known[k] for k in p.keys if k in now_known), None)
+            if p.known is None and found is not None:
+                log.debug("%s: stored meanwhile by another writer", p.item.url)
+                p = replace(p, known=found, changed=False, relevant=found.relevant, mentions=())
+            out.append(p)
+        return out
 
     def _item_values(self, p: ProcessedItem) -> dict[str, Any]:
         it = p.item
@@ -964,6 +1148,64 @@ class Store:
             ).fetchall()
         )
         return list(found.items())[:limit]
+
+    # --- retention -------------------------------------------------------------------------
+
+    async def prune_fetches(
+        self,
+        now: datetime,
+        *,
+        max_age_s: float,
+        per_source: int,
+        sources: Iterable[str] | None = None,
+        batch: int = PRUNE_BATCH,
+    ) -> int:
+        """Trim the fetch log; return the rows deleted.
+
+        Rows started more than `max_age_s` before `now` go (0: none by age), and each source
+        keeps only its newest `per_source` rows (0: no cap; `sources`: only these are looked
+        at). Each batch of at most `batch` rows is its own short write transaction, and the
+        event loop runs between batches: polls are never held up for long.
+        """
+        deleted = 0
+        c = self.conn
+        if max_age_s > 0:
+            cutoff = iso(now - timedelta(seconds=max_age_s))
+            while True:
+                async with self.writing():
+                    n = c.execute(
+                        "DELETE FROM fetches WHERE id IN "
+                        "(SELECT id FROM fetches WHERE started_at < ? LIMIT ?)",
+                        (cutoff, batch),
+                    ).rowcount
+                deleted += n
+                if n < batch:
+                    break
+                await asyncio.sleep(0)
+        if per_source > 0:
+            if sources is None:
+                sources = [name for (name,) in c.execute("SELECT name FROM sources")]
+            for i, name in enumerate(sources):
+                if i % 100 == 99:
+                    await asyncio.sleep(0)
+                # Read first, outside the lock: most sources are under their cap.
+                over = c.execute(
+                    "SELECT 1 FROM fetches WHERE source = ? "
+                    "ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
+                    (name, per_source),
+                ).fetchone()
+                while over:
+                    async with self.writing():
+                        n = c.execute(
+                            "DELETE FROM fetches WHERE id IN (SELECT id FROM fetches "
+                            "WHERE source = ? ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?)",
+                            (name, batch, per_source),
+                        ).rowcount
+                    deleted += n
+                    if n < batch:
+                        break
+                    await asyncio.sleep(0)
+        return deleted
 
     # --- corrections -----------------------------------------------------------------------
 

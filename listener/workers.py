@@ -10,10 +10,14 @@ inline: results are the same either way.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import sys
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,10 +39,49 @@ _matcher: Matcher | None = None
 _scorer: Scorer | None = None
 
 
-def _init_worker(brands: Sequence[Brand], sentiment: dict[str, Any]) -> None:
+# prctl(2) option: the signal this process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
+    """Exit as soon as the polling process is gone, however it went (kill -9 included).
+
+    A worker otherwise waits on its job queue for ever: the queue's pipe stays open in the
+    worker itself, so it never sees end-of-file. The watch: "spawn" hands each child one end of a
+    pipe whose other end only the parent holds (`parent_process().sentinel`); it becomes readable
+    when the parent dies, and a daemon thread exits the worker then. The belt, on Linux:
+    PR_SET_PDEATHSIG, which the kernel delivers even when the worker is busy in C code holding
+    the GIL, but which fires when the *thread* that started the worker ends, so it is only asked
+    for when that thread was the parent's main thread.
+    """
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl here: the watch below is enough
+            pass
+    if os.getppid() != parent_pid:  # it died before either was in place
+        os._exit(1)
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch(sentinel: int) -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(
+        target=watch, args=(parent.sentinel,), name="parent-watch", daemon=True
+    ).start()
+
+
+def _init_worker(
+    brands: Sequence[Brand], sentiment: dict[str, Any], parent_pid: int, pdeathsig: bool
+) -> None:
     global _matcher, _scorer
     # Ctrl-C in a terminal reaches the whole process group: the parent decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid, pdeathsig)
     from .match import Matcher
     from .sentiment import Scorer, SentimentConfig
 
@@ -77,7 +120,8 @@ class CpuPool:
 
     The processes start on first use: a poll where every feed answers 304 never pays for them.
     If a worker dies (killed, out of memory), the pool is not restarted: the rest of the poll
-    runs inline, and says so once in the log.
+    runs inline, and says so once in the log. If the polling process dies, even by kill -9, its
+    workers exit at once (see `_die_with_parent`).
     """
 
     def __init__(
@@ -100,12 +144,13 @@ class CpuPool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # "spawn": a fresh interpreter, never a fork of a process with an event loop and
-            # threads.
+            # threads. The processes all start below, from this thread (see `_die_with_parent`).
+            on_main_thread = threading.current_thread() is threading.main_thread()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=self._initargs,
+                initargs=(*self._initargs, os.getpid(), on_main_thread),
             )
             for _ in range(self.workers):  # start them all now, not one per queued job
                 self._pool.submit(_ready)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -491,3 +495,93 @@ def test_thread_replies_are_followed_without_disturbing_the_schedule(tmp_path, h
     assert rows(tmp_path, "SELECT posts, negative_posts FROM threads") == [(2, 1)]
     (next_poll,) = rows(tmp_path, "SELECT next_poll_at FROM sources")[0]
     assert next_poll is not None  # reading the replies left the source's own schedule alone
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            state, ppid = stat.rpartition(")")[2].split()[:2]
+            if int(ppid) == pid and state != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a reaped or unreaped corpse both count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _wait(check, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_worker_processes_exit_when_the_poll_is_killed_9(tmp_path, httpd):
+    """kill -9 of a `listener poll` with workers: no orphaned worker is left running."""
+    release = threading.Event()
+
+    def slow(_request):
+        release.wait(60)
+        return 200, {"content-type": "application/rss+xml"}, rss([]).encode()
+
+    body = "<p>Acme lost my order. Terrible support.</p>"
+    httpd.add("/fast", rss([{"title": "Acme", "link": "https://f.example/1", "body": body}]))
+    httpd.add("/slow", handler=slow)
+    cfg = write_config(tmp_path, [("fast", httpd.url("/fast")), ("slow", httpd.url("/slow"))])
+    cfg.write_text(
+        cfg.read_text()
+        .replace("read_timeout: 5s", "read_timeout: 60s")
+        .replace("total_timeout: 10s", "total_timeout: 60s")
+        + "workers: 2\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "listener", "-c", str(cfg), "poll"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    pids: list[int] = []
+    try:
+        _wait(lambda: httpd.requests_for("/slow"), "the poll to wait on the slow feed")
+
+        def workers() -> list[int]:
+            found = [pid for pid in _children(proc.pid) if b"spawn_main" in _cmdline(pid)]
+            return found if len(found) == 2 else []
+
+        pids = _wait(workers, "two worker processes")
+        assert proc.poll() is None  # still polling: the workers' parent is alive
+        proc.kill()
+        proc.wait(10)
+        _wait(lambda: not any(_alive(p) for p in pids), "the orphaned workers to exit", 10)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in pids:  # whatever the outcome, leave no orphan behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -139,7 +139,7 @@ def test_thread_reads_share_the_polls_time_budget(
     tmp_path: Path, httpd: LoopbackServer, caplog
 ) -> None:
     # Three brand threads whose comment feeds trickle: each read would take the whole total
-    # timeout (0.5 s) three times over (two retries): 4.5 s. The poll's budget is 0.8 s: the
+    # timeout (1 s) three times over (two retries): 9 s. The poll's budget is 1.6 s: the
     # feed itself is read, then the reads stop after two requests, one of which the budget cut.
     for n in (1, 2, 3):
         httpd.add(f"/c{n}", "x" * 4000, chunk_delay=0.1, chunk_size=100)
@@ -148,14 +148,14 @@ def test_thread_reads_share_the_polls_time_budget(
     cfg.write_text(
         cfg.read_text().replace(
             "  retries: 1\n  read_timeout: 5s\n  total_timeout: 10s\n",
-            "  retries: 2\n  read_timeout: 5s\n  total_timeout: 500ms\n  poll_budget: 800ms\n",
+            "  retries: 2\n  read_timeout: 5s\n  total_timeout: 1s\n  poll_budget: 1600ms\n",
         )
     )
     with caplog.at_level(logging.WARNING):
         (report,) = poll(cfg).reports
     assert report.ok and report.new_items == 3  # the feed's own poll counts as done
     assert sum(httpd.hits[f"/c{n}"] for n in (1, 2, 3)) == 2
-    assert "not re-read this poll: the poll's time budget of 0.8 s is used up" in caplog.text
+    assert "not re-read this poll: the poll's time budget of 1.6 s is used up" in caplog.text
 
 
 def test_poll_budget_is_a_duration_setting(tmp_path: Path) -> None:

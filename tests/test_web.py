@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from httpd import LoopbackServer
 from listener.cli import State
 from listener.config import load_config
 from listener.datasette_plugin import (
+    VALUE_CAP_BYTES,
     DashboardData,
     Links,
     brand_colors,
@@ -326,11 +328,19 @@ def test_metadata_shapes_the_tables_for_people(db_path: Path) -> None:
     tables = meta["databases"][DB]["tables"]
     mentions = tables["mentions"]
     assert mentions["fts_table"] == "mentions_fts"
-    assert {"brand", "label", "product", "source", "kind"} <= {
-        f for f in mentions["facets"] if isinstance(f, str)
-    }
-    assert {"date": "published_at"} in mentions["facets"]
+    # Four short facets, one row above the rows (the day facet is one click away).
+    assert mentions["facets"] == ["brand", "label", "source", "product"]
     assert mentions["sort_desc"] == "published_at"
+    order = meta["plugins"]["listener"]["reading_order"]
+    assert order["mentions"][:7] == [
+        "snippet",
+        "label",
+        "compound",
+        "brand",
+        "source",
+        "published_at",
+        "url",
+    ]
     assert tables["item_keys"]["hidden"] and tables["_sqlite_migrations"]["hidden"]
     assert set(meta["databases"][DB]["queries"]) == set(CANNED_QUERIES)
     json.dumps(meta)  # plain JSON, as `datasette --metadata` would take it
@@ -359,7 +369,7 @@ def test_every_canned_query_and_view_page_renders(ds: Any) -> None:
 def test_mentions_page_has_facets_and_search(ds: Any) -> None:
     page = get(ds, f"/{DB}/mentions")
     assert page.status_code == 200
-    for facet in ("brand", "label", "product", "source", "kind", "published_at"):
+    for facet in ("brand", "label", "product", "source"):
         assert f'data-column="{facet}"' in page.text, facet
     assert 'name="_search"' in page.text
     found = get_json(ds, f"/{DB}/mentions?_search=refund")
@@ -429,13 +439,14 @@ def test_dashboard_window_is_a_parameter(ds: Any) -> None:
 def test_charts_escape_what_they_draw(tmp_path: Path) -> None:
     connect(tmp_path / "x.db").conn.close()
     ds = make_datasette(tmp_path / "x.db")
-    today = datetime.now(UTC).date()
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     brand = 'Acme <script>alert(1)</script> & "Co"'
-    data = DashboardData(today=today, days=[today], brands=[brand])
-    data.counts[(brand, today, "negative")] = 2
-    data.compound_sums[(brand, today)] = -1.2
-    data.weeks = [today]
-    data.weekly[(brand, today)] = 2
+    data = DashboardData(buckets=[day], step=timedelta(days=1), brands=[brand])
+    data.counts[(brand, day, "negative")] = 2
+    data.compound_sums[(brand, day)] = -1.2
+    data.weeks = [day.date()]
+    data.weekly[(brand, day.date())] = 2
     links = Links(ds, "x")
     colors = brand_colors([brand])
     svg = "".join(
@@ -490,3 +501,163 @@ def test_serve_without_a_database_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(serve, [], obj=State(str(cfg)))
     assert result.exit_code == 1
     assert "run `listener poll` first" in result.output
+
+
+# --- links from the web: one safe-URL rule (issue 15, point 5) -------------------------------
+
+HOSTILE_LINKS = [
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(2)",
+    " javascript:alert(3)",
+    "java\tscript:alert(4)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCg1KTwvc2NyaXB0Pg==",
+    "vbscript:msgbox(6)",
+]
+ENTITY_LINK = "&#106;avascript:alert(7)"  # what a page would decode to javascript:
+SAFE_SCHEMES = ("http", "https")
+
+
+class _Hrefs(HTMLParser):
+    """Every URL-bearing attribute of a page, decoded as a browser decodes it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src", "xlink:href", "action", "formaction") and value:
+                self.urls.append(value)
+
+
+def live_unsafe_links(page: str) -> list[str]:
+    """Links a browser would follow to a scheme other than http(s): browsers drop tabs and
+    newlines anywhere and leading spaces and control characters, and ignore case."""
+    parser = _Hrefs()
+    parser.feed(page)
+    bad = []
+    for url in parser.urls:
+        cleaned = re.sub(r"[\t\n\r]", "", url).lstrip("".join(map(chr, range(0x21)))).lower()
+        scheme = re.match(r"([a-z][a-z0-9+.\-]*):", cleaned)
+        if scheme and scheme.group(1) not in SAFE_SCHEMES:
+            bad.append(url)
+    return bad
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Posts linking javascript:, data: and vbscript: URLs (one in a conversation that turned
+    negative), polled through the real pipeline, plus one stored link in entity form."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    with LoopbackServer() as server:
+        entries = [
+            {
+                "title": f"Acme hostile {i}",
+                "link": link,
+                "hours": 1 + i,
+                "author": f"troll{i}",
+                "body": f"Acme is terrible and awful, I hate it ({i}).",
+                **({"comments": server.url("/comments")} if i == 0 else {}),
+            }
+            for i, link in enumerate(HOSTILE_LINKS)
+        ]
+        entries.append(
+            {
+                "title": "Acme fine post",
+                "link": "https://blog.example.com/fine",
+                "hours": 0.5,
+                "author": "fan",
+                "body": "Acme is the worst: horrible, awful, terrible, useless. I hate it, disgusting.",
+            }
+        )
+        server.add("/feed", feed(entries))
+        server.add(
+            "/comments",
+            feed(
+                [
+                    {
+                        "title": "Re: hostile",
+                        "link": "javascript:alert(8)",
+                        "hours": 0.8,
+                        "author": "pile-on",
+                        "body": "Agreed, this is horrible, the worst, I hate it.",
+                    }
+                ]
+            ),
+        )
+        cfg = write_config(tmp, [("hostile", server.url("/feed"))])
+        assert poll(cfg).ok == 1
+    path = tmp / "mentions.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE mentions SET url = ? WHERE title = 'Acme hostile 5'", (ENTITY_LINK,))
+    conn.close()
+    return path
+
+
+def test_links_from_the_web_are_live_only_for_http_and_https(hostile_db: Path) -> None:
+    stored = {r["url"] for r in rows(hostile_db, "SELECT url FROM mentions")}
+    assert {"javascript:alert(1)", "JaVaScRiPt:alert(2)", ENTITY_LINK} <= stored
+    assert rows(hostile_db, "SELECT url FROM negative_threads")[0]["url"] == "javascript:alert(1)"
+    ds = make_datasette(hostile_db)
+    pages = {
+        path: get(ds, path)
+        for path in [
+            "/-/dashboard",
+            "/-/dashboard?days=1",
+            f"/{DB}/mentions",
+            f"/{DB}/mentions?_search=hostile",
+            f"/{DB}/items",
+            f"/{DB}/threads",
+            f"/{DB}/negative_threads",
+            f"/{DB}/negative_mentions",
+            f"/{DB}/new_since_yesterday",
+            f"/{DB}/mentions/1",
+        ]
+    }
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        assert live_unsafe_links(page.text) == [], path
+    dashboard = pages["/-/dashboard"].text
+    # The posts are still there to read, their links as plain text; http(s) links stay live.
+    assert "Acme hostile 0" in dashboard and "I hate it (0)" in dashboard
+    assert "Most negative posts" in dashboard
+    assert 'href="https://blog.example.com/fine"' in dashboard
+    table = pages[f"/{DB}/mentions"].text
+    assert "javascript:alert(1)" in table and "vbscript:msgbox(6)" in table
+    assert 'href="https://blog.example.com/fine"' in table
+
+
+def test_the_checker_sees_what_a_browser_would_follow() -> None:
+    # The test above is only as good as this: every variant counts as a live unsafe link.
+    for link in [*HOSTILE_LINKS, "\x01javascript:x", "&#106;avascript:x"]:
+        page = f'<a href="{html.escape(link).replace("&amp;#", "&#")}">x</a>'
+        assert live_unsafe_links(page), link
+    assert live_unsafe_links('<a href="https://a.example/">x</a><a href="/db/t?x=1">y</a>') == []
+
+
+# --- Datasette's connections cap the size of a value (issue 15, point 10) ---------------------
+
+
+def test_a_query_cannot_make_datasette_allocate_gigabytes(db_path: Path) -> None:
+    ds = make_datasette(db_path)
+
+    def query(sql: str) -> Any:
+        return get(ds, f"/{DB}.json?" + urlencode({"sql": sql, "_shape": "objects"}))
+
+    # A value just over the cap, however it is built, ends the query with an error; the attack
+    # as reported (a 400 MB blob, 800 MB of hex) stops before allocating anything. (Smallest
+    # first: without the cap the test fails before it allocates the gigabyte.)
+    for sql in [
+        f"SELECT length(hex(zeroblob({VALUE_CAP_BYTES // 2 + 1}))) AS n",
+        f"SELECT length(replace(hex(zeroblob({VALUE_CAP_BYTES // 4 + 1})), '0', '00')) AS n",
+        "SELECT length(hex(zeroblob(400000000))) AS n",
+    ]:
+        response = query(sql)
+        assert response.status_code == 400, (sql, response.text[:300])
+        assert response.json()["error"] == "string or blob too big"
+    # Ordinary queries, and values up to the cap, still work.
+    ok = query(f"SELECT length(hex(zeroblob({VALUE_CAP_BYTES // 2 - 1}))) AS n")
+    assert ok.status_code == 200 and ok.json()["rows"] == [{"n": VALUE_CAP_BYTES - 2}]
+    assert get(ds, f"/{DB}/mentions").status_code == 200
+    assert 10 * 2**20 <= VALUE_CAP_BYTES <= 50 * 2**20

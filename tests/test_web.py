@@ -661,3 +661,129 @@ def test_a_query_cannot_make_datasette_allocate_gigabytes(db_path: Path) -> None
     assert ok.status_code == 200 and ok.json()["rows"] == [{"n": VALUE_CAP_BYTES - 2}]
     assert get(ds, f"/{DB}/mentions").status_code == 200
     assert 10 * 2**20 <= VALUE_CAP_BYTES <= 50 * 2**20
+
+
+# --- reading the data (issue 16) ---------------------------------------------------------------
+
+
+def header_columns(page: str) -> list[str]:
+    return re.findall(r'<th [^>]*data-column="([^"]+)"', page)
+
+
+def first_row(page: str) -> list[tuple[str, str]]:
+    """(column, cell html) of the first row of a table page."""
+    body = page.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    return re.findall(r'<td class="col-([\w-]+)[^"]*">(.*?)</td>', body, re.S)
+
+
+def test_mentions_and_search_results_put_what_people_read_first(db_path: Path, ds: Any) -> None:
+    wanted = ["id", "snippet", "label", "compound", "brand", "source", "published_at", "url"]
+    for path in [f"/{DB}/mentions", f"/{DB}/mentions?_search=refund", f"/{DB}/mentions?brand=Acme"]:
+        page = get(ds, path).text
+        assert header_columns(page)[: len(wanted)] == wanted, path
+        # The cells follow their headers, and every column is still there, after them.
+        assert [c for c, _ in first_row(page)][: len(wanted)] == wanted, path
+        assert {"item_id", "title", "thread_key", "explanation"} <= set(header_columns(page))
+    found = get(ds, f"/{DB}/mentions?_search=refund").text
+    # The matching text is the first thing in the row, its sentiment beside it.
+    (_id, (col, text), (_col, label)) = first_row(found)[:3]
+    assert col == "snippet" and "support never answered" in text
+    assert label == '<span class="sentiment negative">negative</span>'
+    items = get(ds, f"/{DB}/items?_search=refund").text
+    assert header_columns(items)[:4] == ["id", "text", "label", "compound"]
+    # Through metadata, not the schema: the table's own column order is as it was.
+    schema = [r["name"] for r in rows(db_path, "PRAGMA table_info(mentions)")]
+    assert schema[:4] == ["id", "item_id", "brand", "product"]
+    assert get_json(ds, f"/{DB}/mentions?_search=refund")["rows"][0]["item_id"]
+
+
+def bars_agree_with_their_rows(ds: Any, page: str) -> list[tuple[str, str]]:
+    """Each volume bar's count equals the rows behind its link; returns (href, tip) of each."""
+    bars = re.findall(r'<a href="([^"]+)"><title>([^<]+)</title><rect class="bar (\w+)"', page)
+    assert bars
+    for href, title, label in bars:
+        expected = int(re.search(r": (\d+) \w+$", title).group(1))
+        assert parse_qs(urlsplit(html.unescape(href)).query)["label"] == [label]
+        got = get_json(ds, html.unescape(href))
+        assert got["filtered_table_rows_count"] == expected, (title, href)
+    return [(html.unescape(h), t) for h, t, _label in bars]
+
+
+def test_one_day_view_is_drawn_hour_by_hour(ds: Any) -> None:
+    page = get(ds, "/-/dashboard?days=1").text
+    assert "Mentions: last 24 hours" in page and "hour by hour" in page
+    volume = re.search(r'<svg class="chart volume".*?</svg>', page, re.S).group(0)
+    ticks = re.findall(r'<text class="tick"[^>]*text-anchor="middle">([^<]+)</text>', volume)
+    assert len(ticks) == 12 and all(re.fullmatch(r"\d\d:00|\w{3} \d\d", t) for t in ticks)
+    bars = bars_agree_with_their_rows(ds, page)
+    for href, tip in bars:
+        params = parse_qs(urlsplit(href).query)
+        start = datetime.fromisoformat(params["published_at__gte"][0].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(params["published_at__lt"][0].replace("Z", "+00:00"))
+        assert end - start == timedelta(hours=1), tip
+        assert NOW - timedelta(hours=25) < start <= NOW, tip
+        assert re.search(r", \d{4}-\d\d-\d\d \d\d:00 UTC: \d+ \w+$", tip)
+    # The outage post (2 hours ago) and the Globex complaint (5 hours ago) are separate bars.
+    assert {t.split(",")[0] for _h, t in bars} == {"Acme", "Globex"}
+    week = get(ds, "/-/dashboard").text
+    assert "hour by hour" not in week and "Volume and sentiment per day" in week
+
+
+def test_dashboard_compares_with_the_previous_period(ds: Any) -> None:
+    # Over 30 days: six mentions; the 30 days before hold one, the complaint of 40 days ago.
+    page = get(ds, "/-/dashboard?days=30").text
+    headline = page.split('<p class="headline">', 1)[1].split("</p>", 1)[0]
+    total = re.search(
+        r"<strong>(\d+)</strong> mentions</a>\s*<small[^>]*>([^<]*)<a href=\"([^\"]+)\">(\d+)</a>",
+        headline,
+    )
+    assert total, headline
+    assert total.group(1) == "6" and total.group(2).strip() == "▲ 5 (+500%) vs"
+    assert total.group(4) == "1"
+    before = get_json(ds, html.unescape(total.group(3)))
+    assert [r["title"] for r in before["rows"]] == ["An old complaint"]
+    negative = re.search(
+        r'negative</a>\s*<small class="delta worse">([^<]*)<a href="([^"]+)">(\d+)', headline
+    )
+    assert negative and negative.group(1).strip() == "▲ 1 (+100%) vs" and negative.group(3) == "1"
+    assert "Changes compare with the previous 30 days" in page
+    # Per brand: Acme had the old complaint (100% negative then), Globex had nothing.
+    acme = page.split("<td>Acme</td>", 1)[1].split("</tr>", 1)[0]
+    assert "▲ 3 (+300%) vs" in acme and "was 100%" in acme
+    globex = page.split("<td>Globex</td>", 1)[1].split("</tr>", 1)[0]
+    assert "▲ 2 vs" in globex and "was" not in globex
+    # A week ago there was nothing: every count is new.
+    assert "▲ 6 vs" in get(ds, "/-/dashboard").text
+
+
+def test_dashboard_shows_worst_posts_top_sources_and_top_authors(ds: Any) -> None:
+    page = get(ds, "/-/dashboard").text
+    worst = page.split("<h2>Most negative posts</h2>", 1)[1].split("</section>", 1)[0]
+    posts = re.findall(r'<td class="post">“([^”]+)”', worst)
+    assert len(posts) == 2  # this week's two negative mentions
+    assert "Globex broke my heart" in posts[0] and "support never answered" in posts[1]
+    scores = [
+        float(v.replace("−", "-")) for v in re.findall(r'class="num negative">([^<]+)<', worst)
+    ]
+    assert scores == sorted(scores) and scores[0] < 0  # the worst first
+    assert f'href="{OUTAGE}"' in worst  # "open" goes to the post itself
+    every = re.search(r'<a href="([^"]+)">Every negative mention', worst).group(1)
+    assert get_json(ds, html.unescape(every))["filtered_table_rows_count"] == 2
+
+    def table(title: str) -> list[list[str]]:
+        section = page.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+        body = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+        return [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in body.split("</tr>")[:-1]]
+
+    sources = table("Top sources")
+    assert [re.sub(r"<.*", "", r[0]) for r in sources] == ["blog", "forum"]
+    for row in sources:
+        link, count = re.search(r'<a href="([^"]+)">(\d+)</a>', row[1]).groups()
+        assert get_json(ds, html.unescape(link))["filtered_table_rows_count"] == int(count)
+    authors = table("Top authors")
+    names = [r[0] for r in authors]
+    assert "Dana" in names and "grumpy" in names
+    grumpy = authors[names.index("grumpy")]
+    link, count = re.search(r'<a class="negative" href="([^"]+)">(\d+)</a>', grumpy[3]).groups()
+    found = get_json(ds, html.unescape(link))
+    assert count == "1" and [r["title"] for r in found["rows"]] == ["Globex is terrible"]

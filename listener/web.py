@@ -109,7 +109,7 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
             ),
             "label_column": "title",
             "sort_desc": "published_at",
-            "facets": ["source", "label", "is_reply", {"date": "published_at"}],
+            "facets": ["source", "label", "is_reply"],
             "fts_table": "items_fts",
             "fts_pk": "id",
             "columns": {

@@ -689,6 +689,13 @@ def test_mentions_and_search_results_put_what_people_read_first(db_path: Path, d
     (_id, (col, text), (_col, label)) = first_row(found)[:3]
     assert col == "snippet" and "support never answered" in text
     assert label == '<span class="sentiment negative">negative</span>'
+    # Canned questions read the same way.
+    for query, first in [
+        ("negative_mentions", ["mention_id", "snippet", "compound", "brand"]),
+        ("new_since_yesterday", ["mention_id", "snippet", "label", "compound", "brand"]),
+    ]:
+        page = get(ds, f"/{DB}/{query}?hours=10000").text
+        assert re.findall(r'<th class="col-([\w-]+)"', page)[: len(first)] == first, query
     items = get(ds, f"/{DB}/items?_search=refund").text
     assert header_columns(items)[:4] == ["id", "text", "label", "compound"]
     # Through metadata, not the schema: the table's own column order is as it was.

@@ -5,6 +5,9 @@ facets). `CANNED_QUERIES` are the questions a marketer asks, with parameters, in
 Datasette's `queries` metadata. `ensure_views(db)` runs after the migrations on every connect and
 (re)creates a view only when its SQL changed, so the views always match the schema they read.
 
+Columns come in reading order: the words first (snippet, post), then how they feel, whose,
+where and when; ids and keys last or as the narrow link column first.
+
 Conventions shared by everything here (and by the dashboard, whose links must count the same rows):
 - A mention's date is `published_at` (UTC ISO text, `2026-11-20T09:00:00Z`); windows compare it
   with `strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ...)`, never with `datetime()` (space, not `T`).
@@ -161,15 +164,15 @@ CANNED_QUERIES: dict[str, dict[str, Any]] = {
         "params": ["hours", "brand"],
         "sql": f"""
 SELECT m.id AS mention_id,
-       m.published_at,
+       m.snippet,
+       m.compound,
        m.brand,
        m.product,
        m.source,
+       m.published_at,
+       m.url,
        m.author,
        m.title,
-       m.snippet,
-       m.compound,
-       m.url,
        m.thread_key
 FROM mentions m
 WHERE m.label = 'negative' AND m.not_relevant = 0
@@ -296,17 +299,17 @@ ORDER BY negative DESC, last_at DESC
         "params": ["hours"],
         "sql": f"""
 SELECT id AS mention_id,
-       first_seen_at,
-       published_at,
-       brand,
-       product,
+       snippet,
        label,
        compound,
+       brand,
+       product,
        source,
+       published_at,
+       url,
        author,
        title,
-       snippet,
-       url
+       first_seen_at
 FROM mentions
 WHERE not_relevant = 0 AND first_seen_at >= {_AGO.format(n=_HOURS, unit="hours")}
 ORDER BY CASE label WHEN 'negative' THEN 0 WHEN 'neutral' THEN 1 ELSE 2 END, compound,

@@ -39,6 +39,36 @@ SETTINGS = {
     "facet_time_limit_ms": 1000,
     "default_page_size": 50,
     "truncate_cells_html": 300,
+    # Facets list their top values and "…" for the rest: the rows stay near the top of a page.
+    "default_facet_size": 8,
+}
+
+# The columns a person reads first, first: the words and how they feel, then whose, where and
+# when. Table pages (and search results) show these columns in this order, the others after
+# them; the schema's own order is left alone (plugin setting `reading_order`).
+READING_ORDER: dict[str, tuple[str, ...]] = {
+    "mentions": (
+        "snippet",
+        "label",
+        "compound",
+        "brand",
+        "source",
+        "published_at",
+        "url",
+        "title",
+        "author",
+    ),
+    "items": (
+        "text",
+        "label",
+        "compound",
+        "title",
+        "source",
+        "published_at",
+        "url",
+        "author",
+        "thread_key",
+    ),
 }
 
 _MENTION_COLUMNS = {
@@ -69,14 +99,10 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
             ),
             "label_column": "title",
             "sort_desc": "published_at",
-            "facets": [
-                "brand",
-                "label",
-                "product",
-                "source",
-                "kind",
-                {"date": "published_at"},
-            ],
+            # Four short facets in one row above the rows; the day facet (a long list sorted
+            # by count) and kind are a click away under "Suggested facets", and the
+            # dashboard shows mentions over time.
+            "facets": ["brand", "label", "source", "product"],
             "fts_table": "mentions_fts",
             "fts_pk": "id",
             "columns": _MENTION_COLUMNS,
@@ -89,7 +115,7 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
             ),
             "label_column": "title",
             "sort_desc": "published_at",
-            "facets": ["source", "label", "is_reply", {"date": "published_at"}],
+            "facets": ["source", "label", "is_reply"],
             "fts_table": "items_fts",
             "fts_pk": "id",
             "columns": {
@@ -191,7 +217,12 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
                 "queries": available_queries(tables),
             }
         },
-        "plugins": {PLUGIN_NAME: {"database": name}},
+        "plugins": {
+            PLUGIN_NAME: {
+                "database": name,
+                "reading_order": {t: list(c) for t, c in READING_ORDER.items() if t in tables},
+            }
+        },
     }
 
 

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from httpd import LoopbackServer
 from listener.cli import State
 from listener.config import load_config
 from listener.datasette_plugin import (
+    VALUE_CAP_BYTES,
     DashboardData,
     Links,
     brand_colors,
@@ -326,11 +328,19 @@ def test_metadata_shapes_the_tables_for_people(db_path: Path) -> None:
     tables = meta["databases"][DB]["tables"]
     mentions = tables["mentions"]
     assert mentions["fts_table"] == "mentions_fts"
-    assert {"brand", "label", "product", "source", "kind"} <= {
-        f for f in mentions["facets"] if isinstance(f, str)
-    }
-    assert {"date": "published_at"} in mentions["facets"]
+    # Four short facets, one row above the rows (the day facet is one click away).
+    assert mentions["facets"] == ["brand", "label", "source", "product"]
     assert mentions["sort_desc"] == "published_at"
+    order = meta["plugins"]["listener"]["reading_order"]
+    assert order["mentions"][:7] == [
+        "snippet",
+        "label",
+        "compound",
+        "brand",
+        "source",
+        "published_at",
+        "url",
+    ]
     assert tables["item_keys"]["hidden"] and tables["_sqlite_migrations"]["hidden"]
     assert set(meta["databases"][DB]["queries"]) == set(CANNED_QUERIES)
     json.dumps(meta)  # plain JSON, as `datasette --metadata` would take it
@@ -359,7 +369,7 @@ def test_every_canned_query_and_view_page_renders(ds: Any) -> None:
 def test_mentions_page_has_facets_and_search(ds: Any) -> None:
     page = get(ds, f"/{DB}/mentions")
     assert page.status_code == 200
-    for facet in ("brand", "label", "product", "source", "kind", "published_at"):
+    for facet in ("brand", "label", "product", "source"):
         assert f'data-column="{facet}"' in page.text, facet
     assert 'name="_search"' in page.text
     found = get_json(ds, f"/{DB}/mentions?_search=refund")
@@ -429,13 +439,14 @@ def test_dashboard_window_is_a_parameter(ds: Any) -> None:
 def test_charts_escape_what_they_draw(tmp_path: Path) -> None:
     connect(tmp_path / "x.db").conn.close()
     ds = make_datasette(tmp_path / "x.db")
-    today = datetime.now(UTC).date()
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     brand = 'Acme <script>alert(1)</script> & "Co"'
-    data = DashboardData(today=today, days=[today], brands=[brand])
-    data.counts[(brand, today, "negative")] = 2
-    data.compound_sums[(brand, today)] = -1.2
-    data.weeks = [today]
-    data.weekly[(brand, today)] = 2
+    data = DashboardData(buckets=[day], step=timedelta(days=1), brands=[brand])
+    data.counts[(brand, day, "negative")] = 2
+    data.compound_sums[(brand, day)] = -1.2
+    data.weeks = [day.date()]
+    data.weekly[(brand, day.date())] = 2
     links = Links(ds, "x")
     colors = brand_colors([brand])
     svg = "".join(
@@ -490,3 +501,296 @@ def test_serve_without_a_database_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(serve, [], obj=State(str(cfg)))
     assert result.exit_code == 1
     assert f"run `listener -c {cfg} poll` first" in result.output
+
+
+# --- links from the web: one safe-URL rule (issue 15, point 5) -------------------------------
+
+HOSTILE_LINKS = [
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(2)",
+    " javascript:alert(3)",
+    "java\tscript:alert(4)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCg1KTwvc2NyaXB0Pg==",
+    "vbscript:msgbox(6)",
+]
+ENTITY_LINK = "&#106;avascript:alert(7)"  # what a page would decode to javascript:
+SAFE_SCHEMES = ("http", "https")
+
+
+class _Hrefs(HTMLParser):
+    """Every URL-bearing attribute of a page, decoded as a browser decodes it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src", "xlink:href", "action", "formaction") and value:
+                self.urls.append(value)
+
+
+def live_unsafe_links(page: str) -> list[str]:
+    """Links a browser would follow to a scheme other than http(s): browsers drop tabs and
+    newlines anywhere and leading spaces and control characters, and ignore case."""
+    parser = _Hrefs()
+    parser.feed(page)
+    bad = []
+    for url in parser.urls:
+        cleaned = re.sub(r"[\t\n\r]", "", url).lstrip("".join(map(chr, range(0x21)))).lower()
+        scheme = re.match(r"([a-z][a-z0-9+.\-]*):", cleaned)
+        if scheme and scheme.group(1) not in SAFE_SCHEMES:
+            bad.append(url)
+    return bad
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Posts linking javascript:, data: and vbscript: URLs (one in a conversation that turned
+    negative), polled through the real pipeline, plus one stored link in entity form."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    with LoopbackServer() as server:
+        entries = [
+            {
+                "title": f"Acme hostile {i}",
+                "link": link,
+                "hours": 1 + i,
+                "author": f"troll{i}",
+                "body": f"Acme is terrible and awful, I hate it ({i}).",
+                **({"comments": server.url("/comments")} if i == 0 else {}),
+            }
+            for i, link in enumerate(HOSTILE_LINKS)
+        ]
+        entries.append(
+            {
+                "title": "Acme fine post",
+                "link": "https://blog.example.com/fine",
+                "hours": 0.5,
+                "author": "fan",
+                "body": "Acme is the worst: horrible, awful, terrible, useless. I hate it, disgusting.",
+            }
+        )
+        server.add("/feed", feed(entries))
+        server.add(
+            "/comments",
+            feed(
+                [
+                    {
+                        "title": "Re: hostile",
+                        "link": "javascript:alert(8)",
+                        "hours": 0.8,
+                        "author": "pile-on",
+                        "body": "Agreed, this is horrible, the worst, I hate it.",
+                    }
+                ]
+            ),
+        )
+        cfg = write_config(tmp, [("hostile", server.url("/feed"))])
+        assert poll(cfg).ok == 1
+    path = tmp / "mentions.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE mentions SET url = ? WHERE title = 'Acme hostile 5'", (ENTITY_LINK,))
+    conn.close()
+    return path
+
+
+def test_links_from_the_web_are_live_only_for_http_and_https(hostile_db: Path) -> None:
+    stored = {r["url"] for r in rows(hostile_db, "SELECT url FROM mentions")}
+    assert {"javascript:alert(1)", "JaVaScRiPt:alert(2)", ENTITY_LINK} <= stored
+    assert rows(hostile_db, "SELECT url FROM negative_threads")[0]["url"] == "javascript:alert(1)"
+    ds = make_datasette(hostile_db)
+    pages = {
+        path: get(ds, path)
+        for path in [
+            "/-/dashboard",
+            "/-/dashboard?days=1",
+            f"/{DB}/mentions",
+            f"/{DB}/mentions?_search=hostile",
+            f"/{DB}/items",
+            f"/{DB}/threads",
+            f"/{DB}/negative_threads",
+            f"/{DB}/negative_mentions",
+            f"/{DB}/new_since_yesterday",
+            f"/{DB}/mentions/1",
+        ]
+    }
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        assert live_unsafe_links(page.text) == [], path
+    dashboard = pages["/-/dashboard"].text
+    # The posts are still there to read, their links as plain text; http(s) links stay live.
+    assert "Acme hostile 0" in dashboard and "I hate it (0)" in dashboard
+    assert "Most negative posts" in dashboard
+    assert 'href="https://blog.example.com/fine"' in dashboard
+    table = pages[f"/{DB}/mentions"].text
+    assert "javascript:alert(1)" in table and "vbscript:msgbox(6)" in table
+    assert 'href="https://blog.example.com/fine"' in table
+
+
+def test_the_checker_sees_what_a_browser_would_follow() -> None:
+    # The test above is only as good as this: every variant counts as a live unsafe link.
+    for link in [*HOSTILE_LINKS, "\x01javascript:x", "&#106;avascript:x"]:
+        page = f'<a href="{html.escape(link).replace("&amp;#", "&#")}">x</a>'
+        assert live_unsafe_links(page), link
+    assert live_unsafe_links('<a href="https://a.example/">x</a><a href="/db/t?x=1">y</a>') == []
+
+
+# --- Datasette's connections cap the size of a value (issue 15, point 10) ---------------------
+
+
+def test_a_query_cannot_make_datasette_allocate_gigabytes(db_path: Path) -> None:
+    ds = make_datasette(db_path)
+
+    def query(sql: str) -> Any:
+        return get(ds, f"/{DB}.json?" + urlencode({"sql": sql, "_shape": "objects"}))
+
+    # A value just over the cap, however it is built, ends the query with an error; the attack
+    # as reported (a 400 MB blob, 800 MB of hex) stops before allocating anything. (Smallest
+    # first: without the cap the test fails before it allocates the gigabyte.)
+    for sql in [
+        f"SELECT length(hex(zeroblob({VALUE_CAP_BYTES // 2 + 1}))) AS n",
+        f"SELECT length(replace(hex(zeroblob({VALUE_CAP_BYTES // 4 + 1})), '0', '00')) AS n",
+        "SELECT length(hex(zeroblob(400000000))) AS n",
+    ]:
+        response = query(sql)
+        assert response.status_code == 400, (sql, response.text[:300])
+        assert response.json()["error"] == "string or blob too big"
+    # Ordinary queries, and values up to the cap, still work.
+    ok = query(f"SELECT length(hex(zeroblob({VALUE_CAP_BYTES // 2 - 1}))) AS n")
+    assert ok.status_code == 200 and ok.json()["rows"] == [{"n": VALUE_CAP_BYTES - 2}]
+    assert get(ds, f"/{DB}/mentions").status_code == 200
+    assert 10 * 2**20 <= VALUE_CAP_BYTES <= 50 * 2**20
+
+
+# --- reading the data (issue 16) ---------------------------------------------------------------
+
+
+def header_columns(page: str) -> list[str]:
+    return re.findall(r'<th [^>]*data-column="([^"]+)"', page)
+
+
+def first_row(page: str) -> list[tuple[str, str]]:
+    """(column, cell html) of the first row of a table page."""
+    body = page.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    return re.findall(r'<td class="col-([\w-]+)[^"]*">(.*?)</td>', body, re.S)
+
+
+def test_mentions_and_search_results_put_what_people_read_first(db_path: Path, ds: Any) -> None:
+    wanted = ["id", "snippet", "label", "compound", "brand", "source", "published_at", "url"]
+    for path in [f"/{DB}/mentions", f"/{DB}/mentions?_search=refund", f"/{DB}/mentions?brand=Acme"]:
+        page = get(ds, path).text
+        assert header_columns(page)[: len(wanted)] == wanted, path
+        # The cells follow their headers, and every column is still there, after them.
+        assert [c for c, _ in first_row(page)][: len(wanted)] == wanted, path
+        assert {"item_id", "title", "thread_key", "explanation"} <= set(header_columns(page))
+    found = get(ds, f"/{DB}/mentions?_search=refund").text
+    # The matching text is the first thing in the row, its sentiment beside it.
+    (_id, (col, text), (_col, label)) = first_row(found)[:3]
+    assert col == "snippet" and "support never answered" in text
+    assert label == '<span class="sentiment negative">negative</span>'
+    # Canned questions read the same way.
+    for query, first in [
+        ("negative_mentions", ["mention_id", "snippet", "compound", "brand"]),
+        ("new_since_yesterday", ["mention_id", "snippet", "label", "compound", "brand"]),
+    ]:
+        page = get(ds, f"/{DB}/{query}?hours=10000").text
+        assert re.findall(r'<th class="col-([\w-]+)"', page)[: len(first)] == first, query
+    items = get(ds, f"/{DB}/items?_search=refund").text
+    assert header_columns(items)[:4] == ["id", "text", "label", "compound"]
+    # Through metadata, not the schema: the table's own column order is as it was.
+    schema = [r["name"] for r in rows(db_path, "PRAGMA table_info(mentions)")]
+    assert schema[:4] == ["id", "item_id", "brand", "product"]
+    assert get_json(ds, f"/{DB}/mentions?_search=refund")["rows"][0]["item_id"]
+
+
+def bars_agree_with_their_rows(ds: Any, page: str) -> list[tuple[str, str]]:
+    """Each volume bar's count equals the rows behind its link; returns (href, tip) of each."""
+    bars = re.findall(r'<a href="([^"]+)"><title>([^<]+)</title><rect class="bar (\w+)"', page)
+    assert bars
+    for href, title, label in bars:
+        expected = int(re.search(r": (\d+) \w+$", title).group(1))
+        assert parse_qs(urlsplit(html.unescape(href)).query)["label"] == [label]
+        got = get_json(ds, html.unescape(href))
+        assert got["filtered_table_rows_count"] == expected, (title, href)
+    return [(html.unescape(h), t) for h, t, _label in bars]
+
+
+def test_one_day_view_is_drawn_hour_by_hour(ds: Any) -> None:
+    page = get(ds, "/-/dashboard?days=1").text
+    assert "Mentions: last 24 hours" in page and "hour by hour" in page
+    volume = re.search(r'<svg class="chart volume".*?</svg>', page, re.S).group(0)
+    ticks = re.findall(r'<text class="tick"[^>]*text-anchor="middle">([^<]+)</text>', volume)
+    assert len(ticks) == 12 and all(re.fullmatch(r"\d\d:00|\w{3} \d\d", t) for t in ticks)
+    bars = bars_agree_with_their_rows(ds, page)
+    for href, tip in bars:
+        params = parse_qs(urlsplit(href).query)
+        start = datetime.fromisoformat(params["published_at__gte"][0].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(params["published_at__lt"][0].replace("Z", "+00:00"))
+        assert end - start == timedelta(hours=1), tip
+        assert NOW - timedelta(hours=25) < start <= NOW, tip
+        assert re.search(r", \d{4}-\d\d-\d\d \d\d:00 UTC: \d+ \w+$", tip)
+    # The outage post (2 hours ago) and the Globex complaint (5 hours ago) are separate bars.
+    assert {t.split(",")[0] for _h, t in bars} == {"Acme", "Globex"}
+    week = get(ds, "/-/dashboard").text
+    assert "hour by hour" not in week and "Volume and sentiment per day" in week
+
+
+def test_dashboard_compares_with_the_previous_period(ds: Any) -> None:
+    # Over 30 days: six mentions; the 30 days before hold one, the complaint of 40 days ago.
+    page = get(ds, "/-/dashboard?days=30").text
+    headline = page.split('<p class="headline">', 1)[1].split("</p>", 1)[0]
+    total = re.search(
+        r"<strong>(\d+)</strong> mentions</a>\s*<small[^>]*>([^<]*)<a href=\"([^\"]+)\">(\d+)</a>",
+        headline,
+    )
+    assert total, headline
+    assert total.group(1) == "6" and total.group(2).strip() == "▲ 5 (+500%) vs"
+    assert total.group(4) == "1"
+    before = get_json(ds, html.unescape(total.group(3)))
+    assert [r["title"] for r in before["rows"]] == ["An old complaint"]
+    negative = re.search(
+        r'negative</a>\s*<small class="delta worse">([^<]*)<a href="([^"]+)">(\d+)', headline
+    )
+    assert negative and negative.group(1).strip() == "▲ 1 (+100%) vs" and negative.group(3) == "1"
+    assert "Changes compare with the previous 30 days" in page
+    # Per brand: Acme had the old complaint (100% negative then), Globex had nothing.
+    acme = page.split("<td>Acme</td>", 1)[1].split("</tr>", 1)[0]
+    assert "▲ 3 (+300%) vs" in acme and "was 100%" in acme
+    globex = page.split("<td>Globex</td>", 1)[1].split("</tr>", 1)[0]
+    assert "▲ 2 vs" in globex and "was" not in globex
+    # A week ago there was nothing: every count is new.
+    assert "▲ 6 vs" in get(ds, "/-/dashboard").text
+
+
+def test_dashboard_shows_worst_posts_top_sources_and_top_authors(ds: Any) -> None:
+    page = get(ds, "/-/dashboard").text
+    worst = page.split("<h2>Most negative posts</h2>", 1)[1].split("</section>", 1)[0]
+    posts = re.findall(r'<td class="post">“([^”]+)”', worst)
+    assert len(posts) == 2  # this week's two negative mentions
+    assert "Globex broke my heart" in posts[0] and "support never answered" in posts[1]
+    scores = [
+        float(v.replace("−", "-")) for v in re.findall(r'class="num negative">([^<]+)<', worst)
+    ]
+    assert scores == sorted(scores) and scores[0] < 0  # the worst first
+    assert f'href="{OUTAGE}"' in worst  # "open" goes to the post itself
+    every = re.search(r'<a href="([^"]+)">Every negative mention', worst).group(1)
+    assert get_json(ds, html.unescape(every))["filtered_table_rows_count"] == 2
+
+    def table(title: str) -> list[list[str]]:
+        section = page.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+        body = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+        return [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in body.split("</tr>")[:-1]]
+
+    sources = table("Top sources")
+    assert [re.sub(r"<.*", "", r[0]) for r in sources] == ["blog", "forum"]
+    for row in sources:
+        link, count = re.search(r'<a href="([^"]+)">(\d+)</a>', row[1]).groups()
+        assert get_json(ds, html.unescape(link))["filtered_table_rows_count"] == int(count)
+    authors = table("Top authors")
+    names = [r[0] for r in authors]
+    assert "Dana" in names and "grumpy" in names
+    grumpy = authors[names.index("grumpy")]
+    link, count = re.search(r'<a class="negative" href="([^"]+)">(\d+)</a>', grumpy[3]).groups()
+    found = get_json(ds, html.unescape(link))
+    assert count == "1" and [r["title"] for r in found["rows"]] == ["Globex is terrible"]

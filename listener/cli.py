@@ -116,9 +116,13 @@ def check(state: State) -> None:
     click.echo(f"{config.path}: ok")
     click.echo(f"database: {config.database}")
     click.echo("brands:")
+    from .match import describe_rules
+
     for b in config.brands:
-        products = f" (products: {', '.join(p.name for p in b.products)})" if b.products else ""
-        click.echo(f"  {b.name}: {', '.join(b.terms)}{products}")
+        own, *products = describe_rules(b)
+        click.echo(f"  {b.name}: {own}")
+        for line in products:
+            click.echo(f"    {line}")
     click.echo(f"sources ({len(config.sources)}):")
     for s in config.sources:
         where = s.url or _describe_options(s)

@@ -20,12 +20,14 @@ alias of "Nestlé" if people write it so.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 from listener import query as q
@@ -735,6 +737,10 @@ class Matcher:
             rules=rules,
         )
 
+    @property
+    def brand_names(self) -> tuple[str, ...]:
+        return self._names
+
     def neutral_terms(self, brand: str) -> tuple[str, ...]:
         """The brand's name, terms and domains and its products' names and terms, as configured:
         words the sentiment scorer must not score ("Joy", "Best Buy" are names here)."""
@@ -1230,3 +1236,67 @@ def describe_rules(brand: Brand) -> list[str]:
 
 def _quoted(words: Sequence[str]) -> str:
     return ", ".join(f'"{w}"' for w in words)
+
+
+# --- `listener match` ------------------------------------------------------------------------
+
+_FIELDS = ("text", "title", "url", "author", "source", "lang")
+
+
+def explain_item(matcher: Matcher, item: Item) -> dict[str, Any]:
+    """What `listener match` prints for one item: each mention with its snippet and why, and why
+    not for brands whose term or query word was found but a rule dropped it."""
+    text = item_text(item)
+    explained = matcher.explain(text, context=item_context(item))
+    out: dict[str, Any] = {
+        "mentions": [
+            {
+                "brand": m.brand,
+                "product": m.product,
+                "terms": list(m.terms),
+                "snippet": snippet_around(text, m.spans),
+                "why": why,
+            }
+            for m, why in explained.mentions
+        ]
+    }
+    if explained.why_not:
+        out["why_not"] = explained.why_not
+    return out
+
+
+def match_json_lines(matcher: Matcher, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """`explain_item` over JSON lines {"text", "title", "url", "author", "source", "lang"} (all
+    but text optional; an "id" is passed through). A line that cannot be read yields
+    `{"error": ..., "line": n}` and the stream goes on."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield {"error": f"not JSON: {exc.msg} at column {exc.colno}", "line": number}
+            continue
+        if not isinstance(record, dict):
+            yield {
+                "error": 'expected an object like {"text": "...", "title": "..."}',
+                "line": number,
+            }
+            continue
+        bad = [k for k in _FIELDS if record.get(k) is not None and not isinstance(record[k], str)]
+        if bad or not isinstance(record.get("text", ""), str):
+            yield {"error": f'"{(bad or ["text"])[0]}" must be a string', "line": number}
+            continue
+        item = Item(
+            source=record.get("source") or "",
+            native_id=None,
+            url=record.get("url") or "",
+            title=record.get("title") or "",
+            text=record.get("text") or "",
+            author=record.get("author"),
+            extra={"lang": record["lang"]} if record.get("lang") else {},
+        )
+        out = explain_item(matcher, item)
+        if "id" in record:
+            out = {"id": record["id"], **out}
+        yield out

@@ -19,7 +19,6 @@ alias of "Nestlé" if people write it so.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import re
@@ -247,11 +246,13 @@ class _Phrase:
 # --- queries -------------------------------------------------------------------------------------
 
 # Links written in text: their words do not name a brand (`?partner=globex`), a domain term aside.
-_URL_RE = re.compile(
-    r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)[^\s<>\"']+"  # with a scheme, or www.
-    r"|(?<![\w@.-])(?:[^\W_][\w-]*\.)+[a-z]{2,}/[^\s<>\"']*",  # host/path as written in a post
+# A link is a whitespace-delimited token with a scheme, "www." or a host followed by a path; the
+# tokens are found from their "/" and "www." (str.find), so text without links costs two finds.
+_URL_TOKEN_RE = re.compile(
+    r"[a-z][a-z0-9+.-]*://|www\.|(?:[^\W_][\w-]*\.)+[a-z]{2,}/",
     re.IGNORECASE,
 )
+_URL_BREAK = frozenset("<>\"'")
 # Words, for NEAR/n distances: letters and digits, with inner apostrophes ("Linear's" is one word).
 _WORD_RE = re.compile(r"[^\W_]+(?:['’ʼ][^\W_]+)*")
 
@@ -287,16 +288,31 @@ def item_context(item: Item) -> Context:
 
 
 def _url_spans(text: str) -> list[tuple[int, int]]:
-    if "/" not in text and "www." not in text.lower():
-        return []
-    return [m.span() for m in _URL_RE.finditer(text)]
+    """Where links written in the text are (start, end)."""
+    spans: list[tuple[int, int]] = []
+    n = len(text)
+    for marker in ("/", "www."):
+        at = text.find(marker)
+        while at != -1:
+            a = at
+            while a > 0 and not text[a - 1].isspace() and text[a - 1] not in _URL_BREAK:
+                a -= 1
+            b = at
+            while b < n and not text[b].isspace() and text[b] not in _URL_BREAK:
+                b += 1
+            while a < at and not text[a].isalnum():
+                a += 1  # "(https://..." : the link starts after the bracket
+            if not any(x <= a < y for x, y in spans) and _URL_TOKEN_RE.match(text, a, b):
+                spans.append((a, b))
+            at = text.find(marker, b)
+    return spans
 
 
 def _inside(spans: Sequence[tuple[int, int]], start: int, end: int) -> bool:
     return any(a <= start and end <= b for a, b in spans)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per distinct word
 class _QWord:
     """A query word compiled: a cheap regex (no lookarounds) and the boundaries checked in Python."""
 
@@ -306,6 +322,9 @@ class _QWord:
     right: bool
     domain: bool
 
+    key: str  # folded piece the text must contain where the word starts `offset` before
+    offset: int
+
     @classmethod
     def compile(cls, word: q.Word) -> _QWord:
         text = unicodedata.normalize("NFC", word.text)
@@ -314,20 +333,43 @@ class _QWord:
         if word.prefix:
             body += r"\w*"
         flags = 0 if word.exact_case else re.IGNORECASE
+        # Phrases match any run of whitespace: offsets of pieces after the first would shift.
+        first = text.split()[0] if word.phrase else text
+        key, offset = _prefilter_key(first, case_sensitive=False)
         return cls(
             word,
             re.compile(body, flags),
             left=domain or _needs_boundary(text[0]),
             right=domain or _needs_boundary(text[-1]) or word.prefix,
             domain=domain,
+            key=key,
+            offset=offset,
         )
 
-    def find(self, s: str) -> list[tuple[int, int]]:
+    def _starts(self, s: str, folded: str | None) -> Iterator[re.Match[str]]:
+        """Every regex match, found from the folded key with str.find where offsets allow."""
+        if folded is None or not self.key or len(folded) != len(s):
+            pos = 0
+            while (m := self.pattern.search(s, pos)) is not None:
+                yield m
+                pos = m.start() + 1
+            return
+        at = folded.find(self.key)
+        while at != -1:
+            start = at - self.offset
+            if start >= 0 and (m := self.pattern.match(s, start)) is not None:
+                yield m
+            at = folded.find(self.key, at + 1)
+
+    def find(self, s: str, folded: str | None = None) -> list[tuple[int, int]]:
+        """Where the word occurs in `s` (`folded`: s.casefold(), to find it faster)."""
         out: list[tuple[int, int]] = []
-        pos = 0
         n = len(s)
-        while (m := self.pattern.search(s, pos)) is not None:
+        last = -1
+        for m in self._starts(s, folded):
             a, b = m.span()
+            if a < last:
+                continue  # inside the previous occurrence
             ok = True
             if self.left and a > 0:
                 ch = s[a - 1]
@@ -340,24 +382,22 @@ class _QWord:
                 )
             if ok:
                 out.append((a, b))
-                pos = b
-            else:
-                pos = a + 1
+                last = b
         return out
 
 
 class _Doc:
     """One text (and its context) as the queries see it; occurrences are looked up once each."""
 
-    __slots__ = ("_hosts", "_occ", "_starts", "_urls", "ctx", "links", "text")
+    __slots__ = ("_folded", "_hosts", "_occ", "_urls", "ctx", "links", "text")
 
     def __init__(self, text: str, ctx: Context, links: Sequence[str]) -> None:
         self.text = text
+        self._folded: str | None = None
         self.ctx = ctx
         self.links = links
-        self._occ: dict[q.Word, list[tuple[int, int]]] = {}
+        self._occ: dict[int, list[tuple[int, int]]] = {}
         self._urls: list[tuple[int, int]] | None = None
-        self._starts: list[int] | None = None
         self._hosts: list[str] | None = None
 
     @property
@@ -375,24 +415,38 @@ class _Doc:
             self._hosts = [h for h in (_link_host(x).lower() for x in self.links) if h]
         return self._hosts
 
+    @property
+    def folded(self) -> str:
+        if self._folded is None:
+            self._folded = self.text.casefold()
+        return self._folded
+
     def occurrences(self, qw: _QWord) -> list[tuple[int, int]]:
         """Where a text word occurs (not inside a link unless it is a domain; `title:` only in
         the title)."""
-        found = self._occ.get(qw.word)
+        found = self._occ.get(id(qw))
         if found is None:
-            found = qw.find(self.text)
+            found = qw.find(self.text, self.folded)
             if found and not qw.domain and self.urls:
                 found = [s for s in found if not _inside(self.urls, *s)]
             if qw.word.scope == "title":
                 found = [s for s in found if s[1] <= self.ctx.title_end]
-            self._occ[qw.word] = found
+            self._occ[id(qw)] = found
         return found
 
-    def word_index(self, pos: int) -> int:
-        """How many words start before `pos` (for NEAR/n)."""
-        if self._starts is None:
-            self._starts = [m.start() for m in _WORD_RE.finditer(self.text)]
-        return bisect.bisect_right(self._starts, pos) - 1
+    def words_between(self, start: int, end: int, limit: int) -> int:
+        """How many words text[start:end] holds, counted up to limit + 1 (for NEAR/n); a
+        possessive right after the first occurrence ("Linear's") is part of it."""
+        text = self.text
+        if start < end and text[start] in _APOSTROPHES:
+            while start < end and (text[start] in _APOSTROPHES or _is_wordish(text[start])):
+                start += 1
+        count = 0
+        for _ in _WORD_RE.finditer(text, start, end):
+            count += 1
+            if count > limit:
+                break
+        return count
 
 
 def _domain_of(value: str) -> str:
@@ -402,18 +456,37 @@ def _domain_of(value: str) -> str:
 class _Query:
     """One brand's (or product's) query compiled, evaluated against a _Doc."""
 
-    def __init__(self, node: q.Node, source: str, excludes: tuple[_Phrase, ...]) -> None:
+    def __init__(
+        self,
+        node: q.Node,
+        source: str,
+        excludes: tuple[_Phrase, ...],
+        interned: dict[q.Word, _QWord] | None = None,
+    ) -> None:
         self.node = node
         self.source = source
-        self.excludes = excludes
-        self.qwords = {w: _QWord.compile(w) for w, _ in q.words(node)}
+        interned = {} if interned is None else interned
+        # Keyed by the tree's own Word objects (identity: no dataclass hashing per item).
+        self.qwords: dict[int, _QWord] = {}
+        # Only exclude phrases that contain a word can cover an occurrence of it.
+        self.excludes: dict[int, tuple[_Phrase, ...]] = {}
+        for w, _ in q.words(node):
+            qw = interned.get(w)
+            if qw is None:
+                qw = interned[w] = _QWord.compile(w)
+            self.qwords[id(w)] = qw
+            folded = w.text.casefold()
+            covering = tuple(p for p in excludes if folded in p.text.casefold())
+            if covering:
+                self.excludes[id(w)] = covering
         self.positive = q.positive_words(node)
 
     def occ(self, word: q.Word, doc: _Doc) -> list[tuple[int, int]]:
-        found = doc.occurrences(self.qwords[word])
-        if found and self.excludes:
+        found = doc.occurrences(self.qwords[id(word)])
+        excludes = self.excludes.get(id(word))
+        if found and excludes:
             text = doc.text
-            found = [s for s in found if not any(p.covers(text, *s) for p in self.excludes)]
+            found = [s for s in found if not any(p.covers(text, *s) for p in excludes)]
         return found
 
     def _scoped(self, w: q.Word, doc: _Doc) -> bool:
@@ -425,7 +498,7 @@ class _Query:
         if w.scope == "author":
             author = (ctx.author or "").casefold().lstrip("@")
             return bool(author) and (
-                author == value.lstrip("@") or bool(self.qwords[w].find(author))
+                author == value.lstrip("@") or bool(self.qwords[id(w)].find(author))
             )
         if w.scope == "source":
             return (ctx.source or "").casefold() == value
@@ -436,7 +509,7 @@ class _Query:
         if w.scope in q.TEXT_SCOPES:
             if self.occ(w, doc):
                 return True
-            qw = self.qwords[w]
+            qw = self.qwords[id(w)]
             if qw.domain and w.scope is None:
                 want = _domain_of(w.text)
                 return any(h == want or h.endswith("." + want) for h in doc.link_hosts())
@@ -459,8 +532,7 @@ class _Query:
                 first, second = (a, b) if a[0] <= b[0] else (b, a)
                 if first[1] > second[0]:
                     continue  # overlapping: the same words
-                between = doc.word_index(second[0]) - doc.word_index(first[1] - 1) - 1
-                if between <= node.distance:
+                if doc.words_between(first[1], second[0], node.distance) <= node.distance:
                     return a, b
         return None
 
@@ -560,13 +632,15 @@ class _Rules:
         return next((pq for p, pq, _ in self.products if p == name), None)
 
 
-def _compile_rules(brand: Brand, excludes: tuple[_Phrase, ...]) -> _Rules | None:
+def _compile_rules(
+    brand: Brand, excludes: tuple[_Phrase, ...], interned: dict[q.Word, _QWord]
+) -> _Rules | None:
     def compiled(text: str, what: str) -> _Query:
         try:
             node = q.parse(text)
         except q.QueryError as exc:
             raise ValueError(f"{what}: query: {exc}") from None
-        return _Query(node, text, excludes)
+        return _Query(node, text, excludes, interned)
 
     own = compiled(brand.query, f"brand {brand.name!r}") if brand.query else None
     products = tuple(
@@ -672,6 +746,7 @@ class Matcher:
 
         excludes: list[tuple[_Phrase, ...]] = []
         rules: dict[int, _Rules] = {}
+        interned: dict[q.Word, _QWord] = {}  # one compiled word for all queries that use it
         for index, brand in enumerate(brands):
             cs = brand.case_sensitive
             entries: list[tuple[str, str | None]] = [(t, None) for t in brand.terms]
@@ -695,7 +770,7 @@ class Matcher:
                 add(domain, index, None, cs=False, dom=True)
                 link_domains.setdefault(domain, []).append(index)
             excludes.append(_compile_exclusions(brand.exclude, case_sensitive=cs))
-            brand_rules = _compile_rules(brand, excludes[-1])
+            brand_rules = _compile_rules(brand, excludes[-1], interned)
             if brand_rules is not None:
                 rules[index] = brand_rules
             neutral[brand.name] = tuple(
@@ -761,7 +836,7 @@ class Matcher:
 
     def match_item(self, item: Item) -> list[Match]:
         """`match` over an item: its title and text (spans are offsets in `item_text(item)`)."""
-        return self._run(item_text(item), (), item_context(item), None)
+        return self._run(item_text(item), (), None, None, item)
 
     def explain(
         self, text: str, *, links: Sequence[str] = (), context: Context | None = None
@@ -778,6 +853,7 @@ class Matcher:
         links: Sequence[str],
         context: Context | None,
         explained: Explained | None,
+        item: Item | None = None,
     ) -> list[Match]:
         dropped: list[tuple[int, list[str], str]] | None = [] if explained is not None else None
         hits = self._find(text, dropped) if text and self._regexes else []
@@ -795,7 +871,8 @@ class Matcher:
         def document() -> _Doc:
             nonlocal doc
             if doc is None:
-                doc = _Doc(text, context or Context(), links)
+                ctx = context or (item_context(item) if item is not None else Context())
+                doc = _Doc(text, ctx, links)
             return doc
 
         for hit in hits:
@@ -866,7 +943,7 @@ class Matcher:
         candidates: set[int] = set(self._query_always)
         if self._query_keys:
             text = document().text
-            folded = text.casefold()
+            folded = document().folded
             if len(folded) != len(text):
                 folded = folded.replace("\u0307", "")
             candidates.update(b for key, bs in self._query_keys if key in folded for b in bs)

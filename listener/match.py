@@ -555,6 +555,18 @@ class _Query:
     def found_positive(self, doc: _Doc) -> bool:
         return any(self.occ(w, doc) for w in self.positive)
 
+    def excluded(self, doc: _Doc) -> list[tuple[str, str]]:
+        """(word as written, exclude phrase) for positive words found only inside an exclusion."""
+        out = []
+        for w in self.positive:
+            for a, b in doc.occurrences(self.qwords[id(w)]):
+                phrase = next(
+                    (p for p in self.excludes.get(id(w), ()) if p.covers(doc.text, a, b)), None
+                )
+                if phrase is not None:
+                    out.append((doc.text[a:b], phrase.text))
+        return out
+
     def explain(self, doc: _Doc, node: q.Node | None = None) -> tuple[bool, str]:
         """Whether the query holds and, in words, which part made it so."""
         node = self.node if node is None else node
@@ -968,6 +980,10 @@ class Matcher:
                     elif dropped is not None and r.query.found_positive(doc):
                         words = list(dict.fromkeys(doc.text[x:y] for x, y in r.query.anchors(doc)))
                         dropped.append((b, words, f"the query did not hold: {reason}"))
+                    elif dropped is not None and (excluded := r.query.excluded(doc)):
+                        phrases = ", ".join(dict.fromkeys(repr(p) for _, p in excluded))
+                        words = list(dict.fromkeys(w for w, _ in excluded))
+                        dropped.append((b, words, f"inside the excluded phrase {phrases}"))
                     continue
                 if not named:
                     anchors = r.query.anchors(doc)

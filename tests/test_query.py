@@ -219,9 +219,7 @@ def test_explain_says_what_held_and_what_dropped() -> None:
     [(m, why)] = kept.mentions
     assert m.brand == "Linear" and '"Linear" found' in why and kept.why_not == []
 
-    dropped = matcher.explain(
-        "Linear algebra, Acme Brick, https://x.example/?ref=globex"
-    )
+    dropped = matcher.explain("Linear algebra, Acme Brick, https://x.example/?ref=globex")
     assert dropped.mentions == []
     reasons = {d["brand"]: d["why"] for d in dropped.why_not}
     assert "NOT" in reasons["Linear"] and "linear algebra" in reasons["Linear"]
@@ -291,3 +289,16 @@ def test_a_query_alone_does_not_make_the_name_a_term(tmp_path: Path) -> None:
     cfg = write(tmp_path, "- name: Linear\n  query: 'Linear AND app'\n")
     [brand] = load_config(cfg).brands
     assert brand.terms == () and brand.query == "Linear AND app"
+
+
+def test_why_not_names_the_exclusion_that_dropped_a_query_word() -> None:
+    brand = Brand("Linear", (), exclude=("linear algebra",), query="Linear NEAR/5 sprint*")
+    explained = Matcher.from_brands([brand]).explain("Linear algebra homework again")
+    assert explained.mentions == []
+    assert explained.why_not == [
+        {
+            "brand": "Linear",
+            "terms": ["Linear"],
+            "why": "inside the excluded phrase 'linear algebra'",
+        }
+    ]

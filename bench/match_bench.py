@@ -29,18 +29,20 @@ sys.path.insert(0, str(ROOT))
 from listener.match import Matcher  # noqa: E402
 from listener.models import Brand, Item  # noqa: E402
 
-WORDS = (
+_WORDS = (
     "the a of and to in is it that for on with as was this be are by at from or an have not "
     "they we you our team work time day people year new good great first last long little own "
     "other old right big high different small large next early young important few public bad "
     "same able data project plan sprint issue notes page bank card account planet deck slides "
     "presentation camp trek summit music album idea model growth release support app today "
     "weekend coffee weather city market price store order customer product service update"
-).split()
-CONTEXT = (
+)
+WORDS = _WORDS.split()
+_CONTEXT = (
     "issue issues tracker ticket tickets sprint roadmap backlog workspace integration pricing "
     "support API app startup team projects docs template bank account card"
-).split()
+)
+CONTEXT = _CONTEXT.split()
 COMMON = ["Linear", "Notion", "Mercury", "Basecamp", "Pitch", "Apple", "Amazon", "Shell"]
 
 
@@ -73,7 +75,9 @@ def texts(count: int, names: list[str], seed: int = 7) -> list[Item]:
             name = rnd.choice(names)
             words.insert(rnd.randrange(len(words)), rnd.choice([name, name.lower(), f"#{name}"]))
         if rnd.random() < 0.1:
-            words.insert(rnd.randrange(len(words)), f"https://example.com/p?ref={rnd.choice(names)}")
+            words.insert(
+                rnd.randrange(len(words)), f"https://example.com/p?ref={rnd.choice(names)}"
+            )
         text = " ".join(words).capitalize() + "."
         items.append(Item("bench", str(i), f"https://example.com/{i}", "", text))
     return items
@@ -114,7 +118,9 @@ def main() -> None:
     args = parser.parse_args()
     before = load_before(args.before)
     print(f"{args.items} items, median of {args.repeat} runs, µs per item (matching only)")
-    print(f"{'brands':>6} {'before: terms':>14} {'now: terms':>11} {'now: queries':>13} {'compile':>9}")
+    print(
+        f"{'brands':>6} {'before: terms':>14} {'now: terms':>11} {'now: queries':>13} {'compile':>9}"
+    )
     for n in (1, 10, 100):
         items = texts(args.items, brand_names(n))
         old = before.Matcher.from_brands(brands(n, queries=False))  # type: ignore[attr-defined]

@@ -112,7 +112,7 @@ def analyse_items(
         if ident.content_hash in skip_hashes:
             matched.append(None)
             continue
-        found = matcher.match(item_text(item))
+        found = matcher.match_item(item)
         if found and item.thread_key:
             threads.add(item.thread_key)
         matched.append(found)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -195,9 +195,13 @@ def check(state: State) -> None:
     echo(f"{config.path}: ok")
     echo(f"database: {config.database}")
     echo("brands:")
+    from .match import describe_rules
+
     for b in config.brands:
-        products = f" (products: {', '.join(p.name for p in b.products)})" if b.products else ""
-        echo(f"  {b.name}: {', '.join(b.terms)}{products}")
+        own, *products = describe_rules(b)
+        echo(f"  {b.name}: {own}")
+        for line in products:
+            echo(f"    {line}")
     echo(f"sources ({len(config.sources)}):")
     for s in config.sources:
         where = mask_url(s.url, config.secrets) if s.url else _describe_options(s, config.secrets)
@@ -799,3 +803,106 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
         failed = failed or "error" in out
         click.echo(json.dumps(out, ensure_ascii=False))
     raise SystemExit(1 if failed else 0)
+
+
+@cli.command("match")
+@click.argument("text", nargs=-1)
+@click.option(
+    "--stored",
+    is_flag=True,
+    help="Backtest: the rules as they are now over the stored items, against the stored mentions.",
+)
+@click.option(
+    "--since",
+    metavar="DURATION",
+    help="With --stored: only items first seen this recently (e.g. 30d).",
+)
+@click.option(
+    "--examples",
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="With --stored: examples shown per brand of what would be added and dropped.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --stored: the report as one JSON object."
+)
+@click.pass_obj
+def match_cmd(
+    state: State,
+    text: tuple[str, ...],
+    stored: bool,
+    since: str | None,
+    examples: int,
+    as_json: bool,
+) -> None:
+    """Run the brand rules over TEXT (or JSON lines {"text", "title", "url", "author", "source"}
+    on stdin): one JSON line out each, with the mentions found and why (and why not, where a
+    term was found but a rule dropped it). With --stored, backtest the rules over stored items."""
+    import json
+
+    from .match import Matcher, match_json_lines
+
+    config = state.config()
+    matcher = Matcher.from_brands(config.brands)
+    if stored:
+        if text:
+            raise click.UsageError("--stored reads the stored items: give no TEXT")
+        _backtest(config, matcher, since, examples, as_json)
+        return
+    if since:
+        raise click.UsageError("--since goes with --stored")
+    lines: Iterable[str] = [json.dumps({"text": t}) for t in text] if text else sys.stdin
+    failed = False
+    for out in match_json_lines(matcher, lines):
+        failed = failed or "error" in out
+        click.echo(json.dumps(out, ensure_ascii=False))
+    raise SystemExit(1 if failed else 0)
+
+
+def _backtest(
+    config: Config, matcher: Any, since: str | None, examples: int, as_json: bool
+) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from .backtest import backtest
+    from .config import parse_duration
+    from .store import Store
+
+    cutoff = None
+    if since:
+        try:
+            cutoff = datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    if not config.database.exists():
+        raise click.ClickException(
+            f"no database yet at {config.database}: run `listener poll` first"
+        )
+    store = Store.open(config.database)
+    try:
+        result = backtest(store, matcher, since=cutoff, examples=examples)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    window = f" first seen in the last {since}" if since else ""
+    click.echo(
+        f"backtest over {result.items} stored items{window} "
+        f"({result.title_only} with only a title stored: matched on their title)"
+    )
+    click.echo(f"{'brand':<20} {'stored':>7} {'kept':>6} {'would add':>10} {'would drop':>11}")
+    for name, d in result.brands.items():
+        click.echo(f"{name:<20} {d.stored:>7} {d.kept:>6} {d.added:>10} {d.dropped:>11}")
+    for name, d in result.brands.items():
+        for verb, shown in (("add", d.add_examples), ("drop", d.drop_examples)):
+            for ex in shown:
+                click.echo(f"  {name}: would {verb} item {ex['item_id']} {ex['url']}")
+                click.echo(f"      {ex['snippet'][:160]}")
+                click.echo(f"      why: {ex['why']}")
+        if d.dropped_not_relevant:
+            click.echo(f"  {name}: {d.dropped_not_relevant} of the drops were marked not relevant")
+    if any(d.added or d.dropped for d in result.brands.values()):
+        click.echo("nothing was changed: new polls use the rules as they are now")

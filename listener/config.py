@@ -295,11 +295,25 @@ def _str_list(v: Any) -> Any:
     return v
 
 
+def _query(v: str | None) -> str | None:
+    """A brand or product `query:` must parse: the column and what was expected, if not."""
+    if v is None:
+        return None
+    from .query import parse
+
+    if not v.strip():
+        raise ValueError("the query is empty")
+    parse(v)  # QueryError is a ValueError: "column 12: expected ..., found ..."
+    return v
+
+
 class ProductModel(_Strict):
     name: str = Field(min_length=1)
     terms: list[str] = Field(default_factory=list)
+    query: str | None = None
 
     _terms = field_validator("terms", mode="before")(_str_list)
+    _query = field_validator("query")(_query)
 
 
 class BrandModel(_Strict):
@@ -309,8 +323,11 @@ class BrandModel(_Strict):
     case_sensitive: bool = False
     domains: list[str] = Field(default_factory=list)
     products: list[ProductModel] = Field(default_factory=list)
+    # A boolean query (listener.query): alone it makes a mention; with terms both must hold.
+    query: str | None = None
 
     _lists = field_validator("terms", "exclude", "domains", mode="before")(_str_list)
+    _query = field_validator("query")(_query)
 
     @field_validator("terms", "exclude", "domains")
     @classmethod
@@ -1001,17 +1018,25 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     )
 
 
+def _terms(name: str, terms: Sequence[str], query: str | None) -> tuple[str, ...]:
+    """The name is a term too, unless a query stands alone (no `terms:`): then the query decides."""
+    if query and not terms:
+        return ()
+    return tuple(dict.fromkeys([name, *terms]))
+
+
 def _brand(b: BrandModel) -> Brand:
-    terms = tuple(dict.fromkeys([b.name, *b.terms]))
     return Brand(
         name=b.name,
-        terms=terms,
+        terms=_terms(b.name, b.terms, b.query),
         exclude=tuple(b.exclude),
         case_sensitive=b.case_sensitive,
         domains=tuple(b.domains),
         products=tuple(
-            Product(name=p.name, terms=tuple(dict.fromkeys([p.name, *p.terms]))) for p in b.products
+            Product(name=p.name, terms=_terms(p.name, p.terms, p.query), query=p.query)
+            for p in b.products
         ),
+        query=b.query,
     )
 
 

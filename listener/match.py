@@ -19,15 +19,18 @@ alias of "Nestlé" if people write it so.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
-from listener.models import Brand, Match
+from listener import query as q
+from listener.models import Brand, Item, Match
 from listener.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -224,6 +227,7 @@ class _Phrase:
     length: int
     left: bool
     right: bool
+    text: str = ""
 
     def covers(self, text: str, start: int, end: int) -> bool:
         """Whether an occurrence of the phrase contains text[start:end]."""
@@ -237,6 +241,437 @@ class _Phrase:
             ):
                 return True
         return False
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+# Links written in text: their words do not name a brand (`?partner=globex`), a domain term aside.
+# A link is a whitespace-delimited token with a scheme, "www." or a host followed by a path; the
+# tokens are found from their "/" and "www." (str.find), so text without links costs two finds.
+_URL_TOKEN_RE = re.compile(
+    r"[a-z][a-z0-9+.-]*://|www\.|(?:[^\W_][\w-]*\.)+[a-z]{2,}/",
+    re.IGNORECASE,
+)
+_URL_BREAK = frozenset("<>\"'")
+# Words, for NEAR/n distances: letters and digits, with inner apostrophes ("Linear's" is one word).
+_WORD_RE = re.compile(r"[^\W_]+(?:['’ʼ][^\W_]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a query can look at besides the text: the text starts with a title of `title_end`
+    characters (an item's text is "title\\ntext"), and the item's URL, author, source and language."""
+
+    title_end: int = 0
+    url: str = ""
+    author: str | None = None
+    source: str | None = None
+    lang: str | None = None
+
+
+def item_text(item: Item) -> str:
+    """The text an item is matched in: its title, a line break, its text."""
+    return f"{item.title}\n{item.text}" if item.title else item.text
+
+
+def item_context(item: Item) -> Context:
+    lang = item.extra.get("lang") or item.extra.get("language")
+    if not lang and item.extra.get("langs"):
+        lang = item.extra["langs"][0]
+    return Context(
+        title_end=len(item.title),
+        url=item.url,
+        author=item.author,
+        source=item.source,
+        lang=str(lang) if lang else None,
+    )
+
+
+def _url_spans(text: str) -> list[tuple[int, int]]:
+    """Where links written in the text are (start, end)."""
+    spans: list[tuple[int, int]] = []
+    n = len(text)
+    for marker in ("/", "www."):
+        at = text.find(marker)
+        while at != -1:
+            a = at
+            while a > 0 and not text[a - 1].isspace() and text[a - 1] not in _URL_BREAK:
+                a -= 1
+            b = at
+            while b < n and not text[b].isspace() and text[b] not in _URL_BREAK:
+                b += 1
+            while a < at and not text[a].isalnum():
+                a += 1  # "(https://..." : the link starts after the bracket
+            if not any(x <= a < y for x, y in spans) and _URL_TOKEN_RE.match(text, a, b):
+                spans.append((a, b))
+            at = text.find(marker, b)
+    return spans
+
+
+def _inside(spans: Sequence[tuple[int, int]], start: int, end: int) -> bool:
+    return any(a <= start and end <= b for a, b in spans)
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per distinct word
+class _QWord:
+    """A query word compiled: a cheap regex (no lookarounds) and the boundaries checked in Python."""
+
+    word: q.Word
+    pattern: re.Pattern[str]
+    left: bool
+    right: bool
+    domain: bool
+
+    key: str  # folded piece the text must contain where the word starts `offset` before
+    offset: int
+
+    @classmethod
+    def compile(cls, word: q.Word) -> _QWord:
+        text = unicodedata.normalize("NFC", word.text)
+        domain = not word.phrase and word.scope is None and _looks_like_domain(text)
+        body = r"\s+".join(map(_body, text.split())) if word.phrase else _body(text)
+        if word.prefix:
+            body += r"\w*"
+        flags = 0 if word.exact_case else re.IGNORECASE
+        # Phrases match any run of whitespace: offsets of pieces after the first would shift.
+        first = text.split()[0] if word.phrase else text
+        key, offset = _prefilter_key(first, case_sensitive=False)
+        return cls(
+            word,
+            re.compile(body, flags),
+            left=domain or _needs_boundary(text[0]),
+            right=domain or _needs_boundary(text[-1]) or word.prefix,
+            domain=domain,
+            key=key,
+            offset=offset,
+        )
+
+    def _starts(self, s: str, folded: str | None) -> Iterator[re.Match[str]]:
+        """Every regex match, found from the folded key with str.find where offsets allow."""
+        if folded is None or not self.key or len(folded) != len(s):
+            pos = 0
+            while (m := self.pattern.search(s, pos)) is not None:
+                yield m
+                pos = m.start() + 1
+            return
+        at = folded.find(self.key)
+        while at != -1:
+            start = at - self.offset
+            if start >= 0 and (m := self.pattern.match(s, start)) is not None:
+                yield m
+            at = folded.find(self.key, at + 1)
+
+    def find(self, s: str, folded: str | None = None) -> list[tuple[int, int]]:
+        """Where the word occurs in `s` (`folded`: s.casefold(), to find it faster)."""
+        out: list[tuple[int, int]] = []
+        n = len(s)
+        last = -1
+        for m in self._starts(s, folded):
+            a, b = m.span()
+            if a < last:
+                continue  # inside the previous occurrence
+            ok = True
+            if self.left and a > 0:
+                ch = s[a - 1]
+                ok = not (_needs_boundary(ch) or (self.domain and ch == "-"))
+            if ok and self.right and b < n:
+                ch = s[b]
+                ok = not _needs_boundary(ch) and not (
+                    self.domain
+                    and (ch == "-" or (ch == "." and b + 1 < n and _is_wordish(s[b + 1])))
+                )
+            if ok:
+                out.append((a, b))
+                last = b
+        return out
+
+
+class _Doc:
+    """One text (and its context) as the queries see it; occurrences are looked up once each."""
+
+    __slots__ = ("_folded", "_hosts", "_occ", "_urls", "ctx", "links", "text")
+
+    def __init__(self, text: str, ctx: Context, links: Sequence[str]) -> None:
+        self.text = text
+        self._folded: str | None = None
+        self.ctx = ctx
+        self.links = links
+        self._occ: dict[int, list[tuple[int, int]]] = {}
+        self._urls: list[tuple[int, int]] | None = None
+        self._hosts: list[str] | None = None
+
+    @property
+    def urls(self) -> list[tuple[int, int]]:
+        if self._urls is None:
+            self._urls = _url_spans(self.text)
+        return self._urls
+
+    def site(self) -> str:
+        """The host the item was posted on, without "www."."""
+        return _link_host(self.ctx.url).lower().removeprefix("www.") if self.ctx.url else ""
+
+    def link_hosts(self) -> list[str]:
+        if self._hosts is None:
+            self._hosts = [h for h in (_link_host(x).lower() for x in self.links) if h]
+        return self._hosts
+
+    @property
+    def folded(self) -> str:
+        if self._folded is None:
+            self._folded = self.text.casefold()
+        return self._folded
+
+    def occurrences(self, qw: _QWord) -> list[tuple[int, int]]:
+        """Where a text word occurs (not inside a link unless it is a domain; `title:` only in
+        the title)."""
+        found = self._occ.get(id(qw))
+        if found is None:
+            found = qw.find(self.text, self.folded)
+            if found and not qw.domain and self.urls:
+                found = [s for s in found if not _inside(self.urls, *s)]
+            if qw.word.scope == "title":
+                found = [s for s in found if s[1] <= self.ctx.title_end]
+            self._occ[id(qw)] = found
+        return found
+
+    def words_between(self, start: int, end: int, limit: int) -> int:
+        """How many words text[start:end] holds, counted up to limit + 1 (for NEAR/n); a
+        possessive right after the first occurrence ("Linear's") is part of it."""
+        text = self.text
+        if start < end and text[start] in _APOSTROPHES:
+            while start < end and (text[start] in _APOSTROPHES or _is_wordish(text[start])):
+                start += 1
+        count = 0
+        for _ in _WORD_RE.finditer(text, start, end):
+            count += 1
+            if count > limit:
+                break
+        return count
+
+
+def _domain_of(value: str) -> str:
+    return _normalise_domain(value)
+
+
+class _Query:
+    """One brand's (or product's) query compiled, evaluated against a _Doc."""
+
+    def __init__(
+        self,
+        node: q.Node,
+        source: str,
+        excludes: tuple[_Phrase, ...],
+        interned: dict[q.Word, _QWord] | None = None,
+    ) -> None:
+        self.node = node
+        self.source = source
+        interned = {} if interned is None else interned
+        # Keyed by the tree's own Word objects (identity: no dataclass hashing per item).
+        self.qwords: dict[int, _QWord] = {}
+        # Only exclude phrases that contain a word can cover an occurrence of it.
+        self.excludes: dict[int, tuple[_Phrase, ...]] = {}
+        for w, _ in q.words(node):
+            qw = interned.get(w)
+            if qw is None:
+                qw = interned[w] = _QWord.compile(w)
+            self.qwords[id(w)] = qw
+            folded = w.text.casefold()
+            covering = tuple(p for p in excludes if folded in p.text.casefold())
+            if covering:
+                self.excludes[id(w)] = covering
+        self.positive = q.positive_words(node)
+
+    def occ(self, word: q.Word, doc: _Doc) -> list[tuple[int, int]]:
+        found = doc.occurrences(self.qwords[id(word)])
+        excludes = self.excludes.get(id(word))
+        if found and excludes:
+            text = doc.text
+            found = [s for s in found if not any(p.covers(text, *s) for p in excludes)]
+        return found
+
+    def _scoped(self, w: q.Word, doc: _Doc) -> bool:
+        ctx = doc.ctx
+        value = w.text.casefold()
+        if w.scope == "site":
+            want, host = _domain_of(w.text), doc.site()
+            return bool(host) and (host == want or host.endswith("." + want))
+        if w.scope == "author":
+            author = (ctx.author or "").casefold().lstrip("@")
+            return bool(author) and (
+                author == value.lstrip("@") or bool(self.qwords[id(w)].find(author))
+            )
+        if w.scope == "source":
+            return (ctx.source or "").casefold() == value
+        lang = (ctx.lang or "").casefold().replace("_", "-")
+        return bool(lang) and (lang == value or lang.startswith(value + "-"))
+
+    def _word_holds(self, w: q.Word, doc: _Doc) -> bool:
+        if w.scope in q.TEXT_SCOPES:
+            if self.occ(w, doc):
+                return True
+            qw = self.qwords[id(w)]
+            if qw.domain and w.scope is None:
+                want = _domain_of(w.text)
+                return any(h == want or h.endswith("." + want) for h in doc.link_hosts())
+            return False
+        return self._scoped(w, doc)
+
+    def _spans(self, node: q.Node, doc: _Doc) -> list[tuple[int, int]]:
+        if isinstance(node, q.Word):
+            return self.occ(node, doc)
+        assert isinstance(node, q.Or)
+        return sorted(s for p in node.parts for s in self._spans(p, doc))
+
+    def _near(self, node: q.Near, doc: _Doc) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        left = self._spans(node.left, doc)
+        if not left:
+            return None
+        right = self._spans(node.right, doc)
+        for a in left:
+            for b in right:
+                first, second = (a, b) if a[0] <= b[0] else (b, a)
+                if first[1] > second[0]:
+                    continue  # overlapping: the same words
+                if doc.words_between(first[1], second[0], node.distance) <= node.distance:
+                    return a, b
+        return None
+
+    def holds(self, doc: _Doc, node: q.Node | None = None) -> bool:
+        node = self.node if node is None else node
+        if isinstance(node, q.Word):
+            return self._word_holds(node, doc)
+        if isinstance(node, q.And):
+            return all(self.holds(doc, p) for p in node.parts)
+        if isinstance(node, q.Or):
+            return any(self.holds(doc, p) for p in node.parts)
+        if isinstance(node, q.Not):
+            return not self.holds(doc, node.part)
+        return self._near(node, doc) is not None
+
+    def anchors(self, doc: _Doc) -> list[tuple[int, int]]:
+        """Where the query's positive words occur: the spans a mention's snippet is cut around."""
+        return sorted({s for w in self.positive for s in self.occ(w, doc)})
+
+    def found_positive(self, doc: _Doc) -> bool:
+        return any(self.occ(w, doc) for w in self.positive)
+
+    def excluded(self, doc: _Doc) -> list[tuple[str, str]]:
+        """(word as written, exclude phrase) for positive words found only inside an exclusion."""
+        out = []
+        for w in self.positive:
+            for a, b in doc.occurrences(self.qwords[id(w)]):
+                phrase = next(
+                    (p for p in self.excludes.get(id(w), ()) if p.covers(doc.text, a, b)), None
+                )
+                if phrase is not None:
+                    out.append((doc.text[a:b], phrase.text))
+        return out
+
+    def explain(self, doc: _Doc, node: q.Node | None = None) -> tuple[bool, str]:
+        """Whether the query holds and, in words, which part made it so."""
+        node = self.node if node is None else node
+        if isinstance(node, q.Word):
+            ok = self._word_holds(node, doc)
+            shown = q.describe(node)
+            if node.scope in q.TEXT_SCOPES:
+                seen = list(dict.fromkeys(doc.text[a:b] for a, b in self.occ(node, doc)))
+                if ok and seen:
+                    return True, f"{shown} found ({', '.join(repr(x) for x in seen)})"
+                if ok:
+                    return True, f"{shown} linked"
+                return False, f"no {shown}"
+            return ok, shown if ok else f"not {shown}"
+        if isinstance(node, q.And):
+            parts = [self.explain(doc, p) for p in node.parts]
+            failed = [why for ok, why in parts if not ok]
+            if failed:
+                return False, failed[0]
+            return True, "; ".join(why for _, why in parts)
+        if isinstance(node, q.Or):
+            parts = [self.explain(doc, p) for p in node.parts]
+            held = [why for ok, why in parts if ok]
+            if held:
+                return True, held[0]
+            return False, "; ".join(why for _, why in parts)
+        if isinstance(node, q.Not):
+            ok, why = self.explain(doc, node.part)
+            if ok:
+                inner = q.describe(node.part)
+                if isinstance(node.part, q.And | q.Or | q.Near):
+                    inner = f"({inner})"
+                return False, f"NOT {inner} dropped it: {why}"
+            return True, why
+        pair = self._near(node, doc)
+        if pair is None:
+            return False, f"not {q.describe(node)}"
+        (a, b), text = pair, doc.text
+        return True, f"{text[a[0] : a[1]]!r} within {node.distance} words of {text[b[0] : b[1]]!r}"
+
+
+def _requirement(node: q.Node) -> frozenset[str] | None:
+    """Folded pieces of which at least one must be in the text for `node` to hold; None when
+    nothing can be said without evaluating it (a NOT, a scope other than the text)."""
+    if isinstance(node, q.Word):
+        if node.scope not in q.TEXT_SCOPES:
+            return None
+        key, _ = _prefilter_key(node.text, case_sensitive=False)
+        return frozenset((key,)) if key else None
+    if isinstance(node, q.And):
+        options = [r for r in map(_requirement, node.parts) if r is not None]
+        return min(options, key=lambda r: (len(r), -min(map(len, r)))) if options else None
+    if isinstance(node, q.Or):
+        out: set[str] = set()
+        for part in node.parts:
+            r = _requirement(part)
+            if r is None:
+                return None
+            out |= r
+        return frozenset(out)
+    if isinstance(node, q.Near):
+        return _requirement(q.And((node.left, node.right)))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """A brand's queries: its own (a gate on every mention of it) and its products'."""
+
+    query: _Query | None
+    alone: bool  # the brand has no terms: its query alone makes a mention
+    products: tuple[tuple[str, _Query, bool], ...]  # (product, query, product has terms)
+
+    def product_query(self, name: str) -> _Query | None:
+        return next((pq for p, pq, _ in self.products if p == name), None)
+
+
+def _compile_rules(
+    brand: Brand, excludes: tuple[_Phrase, ...], interned: dict[q.Word, _QWord]
+) -> _Rules | None:
+    def compiled(text: str, what: str) -> _Query:
+        try:
+            node = q.parse(text)
+        except q.QueryError as exc:
+            raise ValueError(f"{what}: query: {exc}") from None
+        return _Query(node, text, excludes, interned)
+
+    own = compiled(brand.query, f"brand {brand.name!r}") if brand.query else None
+    products = tuple(
+        (p.name, compiled(p.query, f"product {p.name!r} of brand {brand.name!r}"), bool(p.terms))
+        for p in brand.products
+        if p.query
+    )
+    if own is None and not products:
+        return None
+    return _Rules(own, alone=not brand.terms and not brand.domains, products=products)
+
+
+@dataclass(slots=True)
+class Explained:
+    """`Matcher.explain`: the mentions with why they matched, and why-nots for brands whose term
+    (or query word) was found but a rule dropped it."""
+
+    mentions: list[tuple[Match, str]] = field(default_factory=list)
+    why_not: list[dict[str, object]] = field(default_factory=list)
 
 
 class Matcher:
@@ -260,8 +695,24 @@ class Matcher:
         always_scan: bool,
         link_domains: dict[str, tuple[int, ...]],
         neutral: dict[str, tuple[str, ...]],
+        rules: dict[int, _Rules] | None = None,
     ) -> None:
         # Use from_brands(); the constructor only stores what it compiled.
+        rules = rules or {}
+        self._rules = rules
+        # Brands a query can name without a term: which folded pieces make them worth a look.
+        keyed: dict[str, list[int]] = {}
+        always: list[int] = []
+        for index, r in rules.items():
+            entries = [r.query.node] if r.alone and r.query else []
+            entries += [pq.node for _, pq, has_terms in r.products if not has_terms]
+            need = _requirement(q.Or(tuple(entries))) if entries else frozenset()
+            if need is None:
+                always.append(index)
+            for key in need or ():
+                keyed.setdefault(key, []).append(index)
+        self._query_keys = tuple((k, tuple(v)) for k, v in keyed.items())
+        self._query_always = tuple(always)
         self._names = names
         self._regexes = regexes
         self._excludes = excludes
@@ -306,6 +757,8 @@ class Matcher:
                     (exact_keys if cs else fold_keys).setdefault(key, set()).add(offset)
 
         excludes: list[tuple[_Phrase, ...]] = []
+        rules: dict[int, _Rules] = {}
+        interned: dict[q.Word, _QWord] = {}  # one compiled word for all queries that use it
         for index, brand in enumerate(brands):
             cs = brand.case_sensitive
             entries: list[tuple[str, str | None]] = [(t, None) for t in brand.terms]
@@ -329,6 +782,9 @@ class Matcher:
                 add(domain, index, None, cs=False, dom=True)
                 link_domains.setdefault(domain, []).append(index)
             excludes.append(_compile_exclusions(brand.exclude, case_sensitive=cs))
+            brand_rules = _compile_rules(brand, excludes[-1], interned)
+            if brand_rules is not None:
+                rules[index] = brand_rules
             neutral[brand.name] = tuple(
                 dict.fromkeys(
                     [brand.name, *brand.terms, *brand.domains]
@@ -365,7 +821,12 @@ class Matcher:
             always_scan=always_scan,
             link_domains=by_host,
             neutral=neutral,
+            rules=rules,
         )
+
+    @property
+    def brand_names(self) -> tuple[str, ...]:
+        return self._names
 
     def neutral_terms(self, brand: str) -> tuple[str, ...]:
         """The brand's name, terms and domains and its products' names and terms, as configured:
@@ -376,20 +837,67 @@ class Matcher:
             known = ", ".join(self._names)
             raise KeyError(f"unknown brand {brand!r}; configured: {known}") from None
 
-    def match(self, text: str, *, links: Sequence[str] = ()) -> list[Match]:
+    def match(
+        self, text: str, *, links: Sequence[str] = (), context: Context | None = None
+    ) -> list[Match]:
         """One Match per brand named in `text` (by term, product term or domain) or linked to in
-        `links`, in order of first appearance in the text; link-only brands come last (no spans,
-        the linked domain as their term)."""
-        hits = self._find(text) if text and self._regexes else []
+        `links`, or whose query holds, in order of first appearance in the text; link-only brands
+        come last (no spans, the linked domain as their term). `context` is what `title:`,
+        `site:`, `author:`, `source:` and `lang:` look at."""
+        return self._run(text, links, context, None)
+
+    def match_item(self, item: Item) -> list[Match]:
+        """`match` over an item: its title and text (spans are offsets in `item_text(item)`)."""
+        return self._run(item_text(item), (), None, None, item)
+
+    def explain(
+        self, text: str, *, links: Sequence[str] = (), context: Context | None = None
+    ) -> Explained:
+        """`match`, with why each brand matched, and why not where a term or a query's word was
+        found but an exclusion, a link or the query dropped it."""
+        out = Explained()
+        self._run(text, links, context, out)
+        return out
+
+    def _run(
+        self,
+        text: str,
+        links: Sequence[str],
+        context: Context | None,
+        explained: Explained | None,
+        item: Item | None = None,
+    ) -> list[Match]:
+        dropped: list[tuple[int, list[str], str]] | None = [] if explained is not None else None
+        hits = self._find(text, dropped) if text and self._regexes else []
         linked = self._linked(links) if links else {}
-        if not hits and not linked:
+        rules = self._rules
+        if not hits and not linked and not rules:
             return []
 
         spans: dict[int, list[tuple[int, int]]] = {}
         terms: dict[int, dict[str, None]] = {}
         product: dict[int, str | None] = {}
+        why: dict[int, list[str]] = {}
+        doc: _Doc | None = None
+
+        def document() -> _Doc:
+            nonlocal doc
+            if doc is None:
+                ctx = context or (item_context(item) if item is not None else Context())
+                doc = _Doc(text, ctx, links)
+            return doc
+
         for hit in hits:
             for owner in hit.owners:
+                if owner.product is not None and owner.brand in rules:
+                    pq = rules[owner.brand].product_query(owner.product)
+                    if pq is not None and not pq.holds(document()):
+                        if dropped is not None:
+                            reason = pq.explain(document())[1]
+                            dropped.append(
+                                (owner.brand, [hit.text], f"product {owner.product}: {reason}")
+                            )
+                        continue
                 brand_spans = spans.setdefault(owner.brand, [])
                 if not brand_spans or brand_spans[-1] != (hit.start, hit.end):
                     brand_spans.append((hit.start, hit.end))
@@ -402,15 +910,117 @@ class Matcher:
                 if domain not in seen:
                     terms.setdefault(brand, {})[domain] = None
             spans.setdefault(brand, [])
-        return [
+        if explained is not None:
+            for b in spans:
+                why[b] = [f"named by {', '.join(map(repr, terms[b]))}"]
+
+        if rules:
+            self._apply_rules(document, spans, terms, product, why, dropped)
+
+        if explained is not None and dropped:
+            for b, written, reason in dropped:
+                if b not in spans:
+                    explained.why_not.append(
+                        {"brand": self._names[b], "terms": written, "why": reason}
+                    )
+        order = sorted(spans, key=lambda b: spans[b][0][0] if spans[b] else len(text) + 1)
+        matches = [
             Match(
                 brand=self._names[b],
                 product=product.get(b),
                 terms=tuple(terms[b]),
                 spans=tuple(spans[b]),
             )
-            for b in spans  # insertion order: first text hit first, then link-only brands
+            for b in order
         ]
+        if explained is not None:
+            explained.mentions = [
+                (m, "; ".join(why[b])) for m, b in zip(matches, order, strict=True)
+            ]
+        return matches
+
+    def _apply_rules(
+        self,
+        document: Callable[[], _Doc],
+        spans: dict[int, list[tuple[int, int]]],
+        terms: dict[int, dict[str, None]],
+        product: dict[int, str | None],
+        why: dict[int, list[str]],
+        dropped: list[tuple[int, list[str], str]] | None,
+    ) -> None:
+        """Queries: a gate on brands named by a term, and a mention on their own for brands (or
+        products) without terms. Only brands with a query get here, and only those named by a
+        term or whose query words' pieces are in the text are evaluated."""
+        explain = dropped is not None
+        candidates: set[int] = set(self._query_always)
+        if self._query_keys:
+            text = document().text
+            folded = document().folded
+            if len(folded) != len(text):
+                folded = folded.replace("\u0307", "")
+            candidates.update(b for key, bs in self._query_keys if key in folded for b in bs)
+        for b, r in self._rules.items():
+            named = b in spans
+            if not named and b not in candidates:
+                continue
+            doc = document()
+            if r.query is not None and (named or r.alone):
+                if explain:
+                    held, reason = r.query.explain(doc)
+                else:
+                    held, reason = r.query.holds(doc), ""
+                if not held:
+                    if named:
+                        found = list(terms.pop(b))
+                        del spans[b]
+                        product.pop(b, None)
+                        why.pop(b, None)
+                        if dropped is not None:
+                            dropped.append((b, found, f"the query did not hold: {reason}"))
+                    elif dropped is not None and r.query.found_positive(doc):
+                        words = list(dict.fromkeys(doc.text[x:y] for x, y in r.query.anchors(doc)))
+                        dropped.append((b, words, f"the query did not hold: {reason}"))
+                    elif dropped is not None and (excluded := r.query.excluded(doc)):
+                        phrases = ", ".join(dict.fromkeys(repr(p) for _, p in excluded))
+                        words = list(dict.fromkeys(w for w, _ in excluded))
+                        dropped.append((b, words, f"inside the excluded phrase {phrases}"))
+                    continue
+                if not named:
+                    anchors = r.query.anchors(doc)
+                    spans[b] = anchors
+                    terms[b] = dict.fromkeys(doc.text[x:y] for x, y in anchors)
+                    if not terms[b]:
+                        terms[b] = {q.describe(r.query.node): None}
+                    product[b] = None
+                    named = True
+                if explain:
+                    why.setdefault(b, []).append(f"query held: {reason}")
+            if product.get(b) is not None:
+                continue
+            for name, pq, has_terms in r.products:
+                if has_terms:
+                    continue  # named by its terms (checked with them) or not at all
+                if not pq.holds(doc):
+                    continue
+                if not named and r.query is not None and not r.query.holds(doc):
+                    continue  # the brand's own query is a gate on its products too
+                anchors = pq.anchors(doc)
+                if not named:
+                    spans[b] = anchors
+                    terms[b] = dict.fromkeys(doc.text[x:y] for x, y in anchors)
+                    if not terms[b]:
+                        terms[b] = {q.describe(pq.node): None}
+                    named = True
+                else:
+                    spans[b] = sorted({*spans[b], *anchors})
+                    for x, y in anchors:
+                        terms[b][doc.text[x:y]] = None
+                product[b] = name
+                if explain:
+                    why.setdefault(b, []).append(
+                        f"product {name}: query held: {pq.explain(doc)[1]}"
+                    )
+                break
 
     def _candidate_starts(self, text: str) -> set[int] | None:
         """Where a term may start; None: scan the whole text."""
@@ -437,9 +1047,14 @@ class Matcher:
                 at = folded.find(key, at + 1)
         return starts
 
-    def _find(self, text: str) -> list[_Hit]:
-        """Non-overlapping hits, longest first where two overlap, then in text order."""
+    def _find(
+        self, text: str, dropped: list[tuple[int, list[str], str]] | None = None
+    ) -> list[_Hit]:
+        """Non-overlapping hits, longest first where two overlap, then in text order. A term
+        inside a link does not count unless it is a domain; `dropped` collects (brand, term,
+        why) for the hits that an exclusion or a link dropped."""
         starts = None if self._always_scan else self._candidate_starts(text)
+        urls: list[tuple[int, int]] | None = None
         if starts is None:
             starts = self._scan_starts(text)
         candidates: list[_Hit] = []
@@ -457,12 +1072,32 @@ class Matcher:
             m, group = best
             written = m.group()
             canon = _canon(written) if any(o.spelling for o in group.owners) else written
-            owners = tuple(
-                o
-                for o in group.owners
-                if (o.spelling is None or o.spelling == canon)
-                and not any(p.covers(text, m.start(), m.end()) for p in self._excludes[o.brand])
-            )
+            if not group.domain:
+                if urls is None:
+                    urls = _url_spans(text)
+                if urls and _inside(urls, m.start(), m.end()):
+                    if dropped is not None:
+                        dropped.extend(
+                            (o.brand, [written], "found only inside a link")
+                            for o in group.owners
+                            if o.spelling is None or o.spelling == canon
+                        )
+                    continue
+            owners_list: list[_Owner] = []
+            for o in group.owners:
+                if o.spelling is not None and o.spelling != canon:
+                    continue
+                phrase = next(
+                    (p for p in self._excludes[o.brand] if p.covers(text, m.start(), m.end())),
+                    None,
+                )
+                if phrase is None:
+                    owners_list.append(o)
+                elif dropped is not None:
+                    dropped.append(
+                        (o.brand, [written], f"inside the excluded phrase {phrase.text!r}")
+                    )
+            owners = tuple(owners_list)
             if owners:
                 candidates.append(_Hit(m.start(), m.end(), written, owners))
         if len(candidates) > 1:
@@ -517,6 +1152,7 @@ def _compile_exclusions(raw: Sequence[str], *, case_sensitive: bool) -> tuple[_P
             length=len(phrase),
             left=_needs_boundary(phrase[0]),
             right=_needs_boundary(phrase[-1]),
+            text=phrase,
         )
         for phrase in sorted(phrases - {""})
     )
@@ -654,3 +1290,106 @@ def _is_very_short(text: str, sentence: tuple[int, int], spans: Sequence[tuple[i
             chars[i - s] = " "
     words = [w for w in "".join(chars).split() if any(c.isalnum() for c in w)]
     return len(words) <= 1
+
+
+# --- rules in words ----------------------------------------------------------------------------
+
+
+def _rule_in_words(
+    terms: Sequence[str], query: str | None, *, case_sensitive: bool, exclude: Sequence[str] = ()
+) -> str:
+    parts = []
+    if terms:
+        case = "exact case" if case_sensitive else "any case"
+        parts.append(f"it names {_quoted(terms)} ({case})")
+    if query:
+        parts.append(q.describe(q.parse(query)))
+    if not parts:
+        return "never (no terms, no query)"
+    rule = " and ".join(f"({p})" if len(parts) > 1 and i else p for i, p in enumerate(parts))
+    if exclude:
+        rule += f"; not where inside {_quoted(exclude)}"
+    return rule
+
+
+def describe_rules(brand: Brand) -> list[str]:
+    """A brand's rule and its products', in plain words (what `listener check` prints)."""
+    own = _rule_in_words(
+        (*brand.terms, *brand.domains),
+        brand.query,
+        case_sensitive=brand.case_sensitive,
+        exclude=brand.exclude,
+    )
+    lines = [f"a mention when {own}"]
+    for p in brand.products:
+        rule = _rule_in_words(p.terms, p.query, case_sensitive=brand.case_sensitive)
+        lines.append(f"product {p.name} when {rule}")
+    return lines
+
+
+def _quoted(words: Sequence[str]) -> str:
+    return ", ".join(f'"{w}"' for w in words)
+
+
+# --- `listener match` ------------------------------------------------------------------------
+
+_FIELDS = ("text", "title", "url", "author", "source", "lang")
+
+
+def explain_item(matcher: Matcher, item: Item) -> dict[str, Any]:
+    """What `listener match` prints for one item: each mention with its snippet and why, and why
+    not for brands whose term or query word was found but a rule dropped it."""
+    text = item_text(item)
+    explained = matcher.explain(text, context=item_context(item))
+    out: dict[str, Any] = {
+        "mentions": [
+            {
+                "brand": m.brand,
+                "product": m.product,
+                "terms": list(m.terms),
+                "snippet": snippet_around(text, m.spans),
+                "why": why,
+            }
+            for m, why in explained.mentions
+        ]
+    }
+    if explained.why_not:
+        out["why_not"] = explained.why_not
+    return out
+
+
+def match_json_lines(matcher: Matcher, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """`explain_item` over JSON lines {"text", "title", "url", "author", "source", "lang"} (all
+    but text optional; an "id" is passed through). A line that cannot be read yields
+    `{"error": ..., "line": n}` and the stream goes on."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield {"error": f"not JSON: {exc.msg} at column {exc.colno}", "line": number}
+            continue
+        if not isinstance(record, dict):
+            yield {
+                "error": 'expected an object like {"text": "...", "title": "..."}',
+                "line": number,
+            }
+            continue
+        bad = [k for k in _FIELDS if record.get(k) is not None and not isinstance(record[k], str)]
+        if bad or not isinstance(record.get("text", ""), str):
+            yield {"error": f'"{(bad or ["text"])[0]}" must be a string', "line": number}
+            continue
+        item = Item(
+            source=record.get("source") or "",
+            native_id=None,
+            url=record.get("url") or "",
+            title=record.get("title") or "",
+            text=record.get("text") or "",
+            author=record.get("author"),
+            extra={"lang": record["lang"]} if record.get("lang") else {},
+        )
+        out = explain_item(matcher, item)
+        if "id" in record:
+            out = {"id": record["id"], **out}
+        yield out

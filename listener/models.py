@@ -17,6 +17,7 @@ Label = Literal["positive", "neutral", "negative"]
 class Product:
     name: str
     terms: tuple[str, ...]
+    query: str | None = None  # a boolean query (listener.query); with terms, both must hold
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Brand:
     products: tuple[Product, ...] = ()
     # Bare domains ("acme.com"): a link to them or a mention of them counts as a mention.
     domains: tuple[str, ...] = ()
+    # A boolean query (listener.query): alone, it makes a mention; with terms, both must hold.
+    query: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,18 +44,25 @@ def rescore_mentions(
         if not stale:
             return result
     items = store.conn.execute(
-        "SELECT id, source, title, text, thread_key FROM items "
+        "SELECT id, source, title, text, thread_key, url, author FROM items "
         "WHERE relevant = 1 AND text IS NOT NULL"
     ).fetchall()
     threads: set[str] = set()
     with store.transaction():
-        for item_id, source, title, text, thread_key in items:
-            item = Item(source=source, native_id=None, url="", title=title or "", text=text)
+        for item_id, source, title, text, thread_key, url, author in items:
+            item = Item(
+                source=source,
+                native_id=None,
+                url=url or "",
+                title=title or "",
+                text=text,
+                author=author,
+            )
             mentions = store.conn.execute(
                 "SELECT id, brand, label, label_override FROM mentions WHERE item_id = ?",
                 (item_id,),
             ).fetchall()
-            matches = matcher.match(f"{title}\n{text}" if title else text)
+            matches = matcher.match_item(item)
             stored_brands = {brand for _, brand, _, _ in mentions}
             analysis = score_matches(
                 item,

@@ -1273,3 +1273,25 @@ class Store:
                 "ORDER BY count(*) DESC"
             ).fetchall(),
         }
+
+    def stored_items(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Items first seen since `since` (all when None), oldest first, with their stored
+        mentions as `mentions`: {brand: not_relevant}. `text` is None where it was not kept (an
+        item that named no brand when it was polled): only its title can be matched again."""
+        rows = self.conn.execute(
+            "SELECT i.id, i.source, i.url, i.title, i.text, i.author, i.first_seen_at, "
+            "(SELECT json_group_object(m.brand, m.not_relevant) FROM mentions m "
+            "WHERE m.item_id = i.id) FROM items i WHERE i.first_seen_at >= ? ORDER BY i.id",
+            (iso(since) if since else "",),
+        )
+        for item_id, source, url, title, text, author, seen, mentions in rows:
+            yield {
+                "id": item_id,
+                "source": source,
+                "url": url or "",
+                "title": title or "",
+                "text": text,
+                "author": author,
+                "first_seen_at": seen,
+                "mentions": {b: bool(nr) for b, nr in json.loads(mentions or "{}").items()},
+            }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -131,6 +133,28 @@ def check(state: State) -> None:
     click.echo(
         f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}"
     )
+    _check_source_warnings(config)
+
+
+def _check_source_warnings(config: Config) -> None:
+    """Warnings about the sources together (a shared budget) and what their last polls found."""
+    from .sources import check_warnings, source_notes
+
+    for warning in check_warnings(list(config.sources)):
+        click.echo(f"warning: {warning}")
+    if not config.database.exists():
+        return
+    from .store import Store
+
+    store = Store.open(config.database)
+    try:
+        cursors = {r["name"]: r["cursor"] for r in store.source_rows()}
+    finally:
+        store.close()
+    for spec in config.sources:
+        cursor = json.loads(cursors.get(spec.name) or "{}")
+        for note in source_notes(spec, cursor):
+            click.echo(f"warning: {spec.name}: {note}")
 
 
 def _describe_options(spec: Any) -> str:
@@ -287,6 +311,8 @@ def run(state: State) -> None:
 def status(state: State) -> None:
     """Each source's health (last success, last error, failures in a row, next poll) and the outbox."""
     from .alerts.outbox import outbox_counts
+    from .sources import source_notes
+    from .sources._api import describe_budget
     from .store import Store
 
     config = state.config()
@@ -316,6 +342,16 @@ def status(state: State) -> None:
                 f"{spec.name:<24} {health:<8} {r['last_success_at'] or 'never':<21} {failures:>5}  "
                 f"{r['next_poll_at'] or 'now':<21} {(r['last_error'] or '')[:80]}"
             )
+        for spec in config.sources:
+            r = rows.get(spec.name)
+            cursor = json.loads(r["cursor"]) if r is not None and r["cursor"] else {}
+            for note in source_notes(spec, cursor):
+                click.echo(f"  {spec.name}: {note}")
+        budgets = store.host_budgets()
+        if budgets:
+            click.echo("request budgets per host:")
+            for budget in budgets:
+                click.echo(f"  {describe_budget(budget, datetime.now(UTC))}")
         counts = outbox_counts(store)
         click.echo(
             f"outbox: {counts.get('pending', 0)} pending, {counts.get('sent', 0)} sent, "

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -400,3 +402,63 @@ def format_age(delta: timedelta) -> str:
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.0f} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions kept across restarts
+# ---------------------------------------------------------------------------------------------
+#
+# Login sessions (tokens) live in a file beside the database, `<database>.sessions.json`, mode
+# 0600: never in the database, which `listener serve` shows to anyone with the URL and lets them
+# query with SQL. Datasette is only given the database file, and SQLite's SQL has no way to read
+# another file, so Datasette can never show a token. Without a database (a kind's poll outside
+# the pipeline) sessions stay in memory.
+
+
+def sessions_file(ctx: PollContext) -> Path | None:
+    path = ctx.store.path if ctx.store is not None else None
+    return path.with_name(path.name + ".sessions.json") if path is not None else None
+
+
+def _read_sessions(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s): signing in again", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_session(ctx: PollContext, key: str) -> dict[str, Any] | None:
+    """The session saved under `key` (e.g. "bluesky https://bsky.social/xrpc acme.bsky.social")."""
+    path = sessions_file(ctx)
+    if path is None:
+        return None
+    session = _read_sessions(path).get(key)
+    return session if isinstance(session, dict) else None
+
+
+def save_session(ctx: PollContext, key: str, session: Mapping[str, Any] | None) -> None:
+    """Keep (or with None, forget) the session under `key`: written to a new file, readable by
+    this user only, then moved into place, so a crash never leaves half a file."""
+    path = sessions_file(ctx)
+    if path is None:
+        return
+    sessions = _read_sessions(path)
+    if session is None:
+        if sessions.pop(key, None) is None:
+            return
+    else:
+        sessions[key] = dict(session)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(sessions, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shlex
 import sys
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -210,6 +212,28 @@ def check(state: State) -> None:
     channels = config.alerts.channels
     listed = ", ".join(f"{c.name} ({c.kind})" for c in channels)
     echo(f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}")
+    _check_source_warnings(config)
+
+
+def _check_source_warnings(config: Config) -> None:
+    """Warnings about the sources together (a shared budget) and what their last polls found."""
+    from .sources import check_warnings, source_notes
+
+    for warning in check_warnings(list(config.sources)):
+        click.echo(f"warning: {warning}")
+    if not config.database.exists():
+        return
+    from .store import Store
+
+    store = Store.open(config.database)
+    try:
+        cursors = {r["name"]: r["cursor"] for r in store.source_rows()}
+    finally:
+        store.close()
+    for spec in config.sources:
+        cursor = json.loads(cursors.get(spec.name) or "{}")
+        for note in source_notes(spec, cursor):
+            click.echo(f"warning: {spec.name}: {note}")
 
 
 def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:
@@ -500,6 +524,8 @@ def status(state: State) -> None:
       listener status -c my.yaml
     """
     from .alerts.outbox import outbox_counts
+    from .sources import source_notes
+    from .sources._api import describe_budget
     from .store import Store
 
     config = state.config()
@@ -536,6 +562,16 @@ def status(state: State) -> None:
                 f"{spec.name:<24} {health:<8} {r['last_success_at'] or 'never':<21} {failures:>5}  "
                 f"{r['next_poll_at'] or 'now':<21} {last}"
             )
+        for spec in config.sources:
+            r = rows.get(spec.name)
+            cursor = json.loads(r["cursor"]) if r is not None and r["cursor"] else {}
+            for note in source_notes(spec, cursor):
+                click.echo(f"  {spec.name}: {note}")
+        budgets = store.host_budgets()
+        if budgets:
+            click.echo("request budgets per host:")
+            for budget in budgets:
+                click.echo(f"  {describe_budget(budget, datetime.now(UTC))}")
         counts = outbox_counts(store)
         click.echo(
             f"outbox: {counts.get('pending', 0)} pending, {counts.get('sent', 0)} sent, "

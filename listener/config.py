@@ -569,6 +569,12 @@ class SpikeRule(_Strict):
 class SourceHealthRule(_Strict):
     enabled: bool = True
     failures: int = Field(5, ge=1)
+    # A source that answers but has had nothing new for this many of its usual gaps between
+    # new items (and at least `stale_min`) is stale: a service serving old data. 0: off.
+    stale_factor: float = Field(10.0, ge=0)
+    stale_min: float = 6 * 3600.0
+
+    _d = field_validator("stale_min", mode="before")(_duration_field)
 
 
 class RulesModel(_Strict):

@@ -269,7 +269,7 @@ async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     started = time.perf_counter()
     kind = get_kind(spec.kind)
     state = rt.store.load_source_state(spec.name)
-    ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now)
+    ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now, store=rt.store)
     cpu = rt.cpu
     if cpu is not None:
 

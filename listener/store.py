@@ -324,6 +324,48 @@ def m009_fetches_by_time(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS fetches_started ON fetches(started_at)")
 
 
+@_migration
+def m010_host_budgets(db: sqlite_utils.Database) -> None:
+    # Request budgets per host, shared by every source asking it (see `sources._api`); the
+    # rate-limit state the host reported, and how far behind the budget is, for `status`.
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS host_budgets (
+            host TEXT PRIMARY KEY,
+            per_minute REAL,
+            tokens REAL,
+            updated_at TEXT,
+            remaining REAL,                   -- x-ratelimit-remaining, as last reported
+            blocked_until TEXT,               -- no requests before (rate limit, 429 backoff)
+            blocked_why TEXT,
+            throttled INTEGER NOT NULL DEFAULT 0,  -- 429s in a row
+            window_start TEXT,
+            spent INTEGER NOT NULL DEFAULT 0,      -- requests since window_start (an hour)
+            deferred INTEGER NOT NULL DEFAULT 0,   -- thread reads and polls put off
+            deferred_this_round INTEGER NOT NULL DEFAULT 0,
+            behind_since TEXT                 -- the oldest work put off and not yet caught up
+        );
+        """
+    )
+
+
+_BUDGET_COLUMNS = (
+    "host",
+    "per_minute",
+    "tokens",
+    "updated_at",
+    "remaining",
+    "blocked_until",
+    "blocked_why",
+    "throttled",
+    "window_start",
+    "spent",
+    "deferred",
+    "deferred_this_round",
+    "behind_since",
+)
+
+
 def open_connection(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -685,6 +727,38 @@ class Store:
 
     def source_rows(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM sources ORDER BY name"))
+
+    @property
+    def path(self) -> Path | None:
+        """The database file (None for an in-memory database)."""
+        for _, name, file in self.conn.execute("PRAGMA database_list"):
+            if name == "main" and file:
+                return Path(file)
+        return None
+
+    def load_host_budget(self, host: str) -> dict[str, Any] | None:
+        cursor = self.conn.execute("SELECT * FROM host_budgets WHERE host = ?", (host,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def save_host_budget(self, row: Mapping[str, Any]) -> None:
+        values = {k: row.get(k) for k in _BUDGET_COLUMNS}
+        for k in ("throttled", "spent", "deferred", "deferred_this_round"):
+            values[k] = int(values[k] or 0)
+        cols = ", ".join(_BUDGET_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _BUDGET_COLUMNS[1:])
+        self.conn.execute(
+            f"INSERT INTO host_budgets({cols}) VALUES ({', '.join('?' * len(values))}) "
+            f"ON CONFLICT(host) DO UPDATE SET {updates}",
+            list(values.values()),
+        )
+
+    def host_budgets(self) -> list[dict[str, Any]]:
+        cursor = self.conn.execute("SELECT * FROM host_budgets ORDER BY host")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     # --- items -----------------------------------------------------------------------------
 
@@ -1135,7 +1209,8 @@ class Store:
             found.update(
                 self.conn.execute(
                     "SELECT key, replies_url FROM threads WHERE replies_url IS NOT NULL "
-                    f"AND brands IS NOT NULL AND key IN ({','.join('?' * len(chunk))})",
+                    f"AND brands IS NOT NULL AND key IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY last_seen_at DESC",
                     chunk,
                 ).fetchall()
             )

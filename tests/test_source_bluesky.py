@@ -323,3 +323,80 @@ def test_paging_stops_at_posts_already_seen(tmp_path, pds):
     report = run_poll(cfg).reports[0]
     assert report.ok and report.new_items == 0
     assert len(pds.server.requests_for(SEARCH)) == 1
+
+
+class LimitedPds:
+    """A PDS as strict as Bluesky's: a second createSession for the account is refused (the
+    login rate limit), refresh tokens rotate (each works once), access tokens expire when told."""
+
+    def __init__(self, server: LoopbackServer) -> None:
+        self.server = server
+        self.logins = self.refreshes = 0
+        self.access: str | None = None
+        self.refresh_token: str | None = None
+        server.add(LOGIN, handler=self.login)
+        server.add(REFRESH, handler=self.refresh)
+        server.add(SEARCH, handler=self.search)
+
+    def _issue(self, n: int) -> bytes:
+        self.access, self.refresh_token = f"access-{n}", f"refresh-{n}"
+        session = {"did": "did:plc:bot", "handle": "listener-bot.bsky.social"}
+        return json.dumps(
+            {**session, "accessJwt": self.access, "refreshJwt": self.refresh_token}
+        ).encode()
+
+    def login(self, info: RequestInfo) -> Answer:
+        self.logins += 1
+        if self.logins > 1:
+            body = b'{"error":"RateLimitExceeded","message":"Rate Limit Exceeded"}'
+            return 429, {**JSON, "ratelimit-reset": "1900000000"}, body
+        return 200, JSON, self._issue(1)
+
+    def refresh(self, info: RequestInfo) -> Answer:
+        if info.headers.get("authorization") != f"Bearer {self.refresh_token}":
+            return 400, JSON, fixture("expired_token.json")
+        self.refreshes += 1
+        return 200, JSON, self._issue(100 + self.refreshes)
+
+    def search(self, info: RequestInfo) -> Answer:
+        if info.headers.get("authorization") != f"Bearer {self.access}":
+            return 400, JSON, fixture("expired_token.json")
+        return 200, JSON, fixture("search_latest.json")
+
+    def expire(self) -> None:
+        self.access = None
+
+
+def test_one_login_serves_many_polls_and_restarts(tmp_path, httpd):
+    pds = LimitedPds(httpd)
+    cfg = config(tmp_path, httpd.base_url, "    follow_threads: false\n")
+    for poll_number in range(8):
+        forget_sessions()  # a new process each time: nothing kept in memory
+        if poll_number == 4:
+            pds.expire()  # the access token runs out; the refresh token renews it
+        summary = run_poll(cfg)
+        assert summary.failed == 0, summary.reports[0].error
+    assert pds.logins == 1
+    assert pds.refreshes == 1
+    # After the renewal, later processes use the renewed session, not the spent refresh token.
+    searches = httpd.requests_for(SEARCH)
+    assert searches[-1].headers["authorization"] == "Bearer access-101"
+
+    # The tokens live in a file only this user can read, never in the database Datasette shows.
+    sessions = tmp_path / "mentions.db.sessions.json"
+    assert sessions.stat().st_mode & 0o777 == 0o600
+    assert "refresh-101" in sessions.read_text()
+    for path in tmp_path.glob("mentions.db*"):
+        if path != sessions:
+            assert b"access-" not in path.read_bytes() and b"refresh-" not in path.read_bytes()
+
+
+def test_a_refused_login_is_not_retried_every_poll(tmp_path, httpd):
+    pds = LimitedPds(httpd)
+    pds.logins = 1  # the account already signed in too often elsewhere
+    cfg = config(tmp_path, httpd.base_url, "    follow_threads: false\n")
+    (report,) = run_poll(cfg).reports
+    assert "limits logins" in report.error
+    forget_sessions()
+    run_poll(cfg)  # within the wait the service named: no new login attempt
+    assert pds.logins == 2

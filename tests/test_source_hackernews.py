@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import pytest
-from helpers import kind_source, poll_once, rows, rss, write_config
+from helpers import Clock, kind_source, poll_once, rows, rss, write_config
 from helpers import query_params as query_of
 from httpd import RequestInfo
 
@@ -316,3 +316,53 @@ def test_same_article_from_hn_reddit_and_a_blog_is_one_mention_with_three_sighti
     seen = dict(rows(tmp_path, "SELECT source, url FROM sightings"))
     assert seen["hn"] == "https://news.ycombinator.com/item?id=46001003"
     assert "reddit.com/r/" in seen["reddit"]
+
+
+def test_stale_search_raises_a_source_health_alert(tmp_path, httpd):
+    """Algolia can answer 200 OK with the same old hits for a day and more: a source that has
+    been quiet for far longer than its usual gap is reported, once."""
+    start = NOW - timedelta(hours=40)
+    hits: list[dict] = []
+
+    def hit(n: int, at: datetime) -> dict:
+        return {
+            "objectID": str(46000000 + n),
+            "_tags": ["story", f"story_{46000000 + n}"],
+            "title": f"Acme launch number {n}",
+            "url": f"https://news.example.com/acme-{n}",
+            "author": "pg",
+            "created_at_i": int(at.timestamp()),
+            "created_at": at.isoformat(),
+            "points": 1,
+            "num_comments": 0,
+        }
+
+    def search(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        body = {"hits": hits, "nbHits": len(hits), "nbPages": 1, "page": 0, "hitsPerPage": 100}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    httpd.add("/search_by_date", handler=search)
+    cfg = write_config(tmp_path, [], extra=hn_source(httpd.base_url, extra="    every: 20m\n"))
+    clock = Clock(start)
+    # Four hours of a lively search: something new every 20 minutes.
+    for n in range(12):
+        clock.now = start + timedelta(minutes=20 * n)
+        hits.insert(0, hit(n, clock.now - timedelta(minutes=1)))
+        assert poll_once(cfg, now=clock).failed == 0
+    stale_alerts = "SELECT why FROM alerts WHERE rule = 'source_health'"
+    # Then the same old hits, with 200 OK. Two hours of that is not yet news.
+    clock.now += timedelta(hours=2)
+    assert poll_once(cfg, now=clock).failed == 0
+    assert rows(tmp_path, stale_alerts) == []
+    # 36 hours of it is.
+    clock.now = start + timedelta(minutes=20 * 11, hours=36)
+    assert poll_once(cfg, now=clock).failed == 0
+    (why,) = rows(tmp_path, stale_alerts)[0]
+    assert why.startswith(
+        "Hacker News search has returned nothing new for 36 h; it usually has something every "
+        "20 min."
+    )
+    # One alert for the quiet spell, not one per poll.
+    clock.now += timedelta(hours=1)
+    poll_once(cfg, now=clock)
+    assert len(rows(tmp_path, stale_alerts)) == 1

@@ -34,6 +34,12 @@ def fixture(name: str):
 poll = partial(poll_once, now=lambda: NOW)
 
 
+def tag_cursor(tmp_path: Path) -> dict[str, str]:
+    """The timeline positions in the source's cursor (without the instances' access info)."""
+    (cursor,) = rows(tmp_path, "SELECT cursor FROM sources")[0]
+    return {k: v for k, v in json.loads(cursor).items() if k.startswith("tag:")}
+
+
 def key(status_id: str) -> tuple[int, str]:
     return (len(status_id), status_id)
 
@@ -127,7 +133,7 @@ def test_tag_timelines_on_two_instances_land_in_the_database_once(tmp_path, http
     labels = dict(rows(tmp_path, "SELECT author, label FROM mentions"))
     assert labels[f"coyote@{a}"] == "negative"
 
-    cursor = json.loads(rows(tmp_path, "SELECT cursor FROM sources")[0][0])
+    cursor = tag_cursor(tmp_path)
     assert cursor == {f"tag:{a}:acme": "113500000000000010", f"tag:{b}:acme": "113499990000000020"}
 
 
@@ -165,8 +171,7 @@ def test_restart_resumes_from_the_cursor_and_follows_prev_links(tmp_path, httpd)
     ]
     assert rows(tmp_path, "SELECT count(*) FROM items") == [(48,)]
     assert rows(tmp_path, "SELECT count(*) FROM items GROUP BY native_id HAVING count(*) > 1") == []
-    (cursor,) = rows(tmp_path, "SELECT cursor FROM sources")[0]
-    assert json.loads(cursor) == {
+    assert tag_cursor(tmp_path) == {
         f"tag:{httpd.base_url.removeprefix('http://')}:acme": str(base + 48)
     }
 
@@ -235,9 +240,11 @@ def test_broken_json_from_one_instance_is_a_source_error_and_keeps_the_cursor(
     (report,) = poll(cfg).reports
     assert not report.ok and "broken JSON" in report.error
     assert second.base_url.removeprefix("http://") in report.error
-    # What the healthy instance sent is kept; the cursor is not moved.
+    # What the healthy instance sent is kept with its position; the broken one's is not moved.
     assert rows(tmp_path, "SELECT count(*) FROM items") == [(2,)]
-    assert rows(tmp_path, "SELECT cursor FROM sources") == [(None,)]
+    assert tag_cursor(tmp_path) == {
+        f"tag:{httpd.base_url.removeprefix('http://')}:acme": "113500000000000010"
+    }
 
 
 def test_link_header_and_boosts():
@@ -257,3 +264,85 @@ def test_link_header_and_boosts():
         and item.native_id == original["uri"]
         and item.author == "coyote@mastodon.social"
     )
+
+
+def instance_info(hashtag_local: str, hashtag_remote: str) -> bytes:
+    """`GET /api/v2/instance` of a Mastodon 4.5 instance (the parts that matter here)."""
+    return json.dumps(
+        {
+            "domain": "social.example",
+            "version": "4.5.0",
+            "configuration": {
+                "timelines_access": {
+                    "live_feeds": {"local": "authenticated", "remote": "disabled"},
+                    "hashtag_feeds": {"local": hashtag_local, "remote": hashtag_remote},
+                    "trending_link_feeds": {"local": "public", "remote": "public"},
+                }
+            },
+        }
+    ).encode()
+
+
+def cli_output(cfg: Path, verb: str) -> str:
+    from click.testing import CliRunner
+
+    from listener.cli import cli
+
+    result = CliRunner().invoke(cli, ["-c", str(cfg), verb])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_tag_timeline_behind_a_login_says_a_token_is_needed(tmp_path, httpd):
+    httpd.add(
+        "/api/v2/instance", instance_info("authenticated", "authenticated"), content_type=JSON
+    )
+    httpd.add(
+        "/api/v1/timelines/tag/acme",
+        b'{"error":"This API requires an authenticated user"}',
+        status=401,
+        content_type=JSON,
+    )
+    cfg = write_config(tmp_path, [], extra=source([httpd.base_url]))
+    host = httpd.base_url.removeprefix("http://")
+
+    for _ in range(3):
+        (report,) = poll(cfg).reports
+        assert not report.ok
+        assert f"{host} shows hashtag timelines to logged-in users only: a token is needed" in (
+            report.error
+        )
+    # The instance info was read once; knowing a login is needed, the timeline is not asked
+    # again and again without one.
+    assert len(httpd.requests_for("/api/v2/instance")) == 1
+    assert httpd.requests_for("/api/v1/timelines/tag/acme") == []
+
+    for verb in ("check", "status"):
+        out = cli_output(cfg, verb)
+        assert f"{host} shows hashtag timelines to logged-in users only: a token is needed" in out
+        assert "Set `token:`" in out
+
+
+def test_a_401_on_an_instance_that_says_public_is_remembered(tmp_path, httpd):
+    # An instance before 4.5 says nothing about access, yet its tag timeline wants a login.
+    httpd.add(
+        "/api/v2/instance", b'{"domain": "old.example", "configuration": {}}', content_type=JSON
+    )
+    httpd.add("/api/v1/timelines/tag/acme", b'{"error":"401"}', status=401, content_type=JSON)
+    cfg = write_config(tmp_path, [], extra=source([httpd.base_url]))
+    (report,) = poll(cfg).reports
+    assert "a token is needed" in report.error
+    assert len(httpd.requests_for("/api/v1/timelines/tag/acme")) == 1
+    assert "a token is needed" in cli_output(cfg, "status")
+
+
+def test_public_hashtag_timelines_read_the_instance_info_once(tmp_path, httpd):
+    httpd.add("/api/v2/instance", instance_info("public", "authenticated"), content_type=JSON)
+    serve_timeline(httpd, "acme", fixture("tag_acme_instance_a.json"))
+    cfg = write_config(tmp_path, [], extra=source([httpd.base_url], "    follow_threads: false\n"))
+    for _ in range(2):
+        (report,) = poll(cfg).reports
+        assert report.ok, report.error
+    assert len(httpd.requests_for("/api/v2/instance")) == 1
+    assert len(httpd.requests_for("/api/v1/timelines/tag/acme")) == 2
+    assert "token" not in cli_output(cfg, "check")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import poll_once, rows, write_config
+from helpers import Clock, poll_once, rows, write_config
 from httpd import RequestInfo
 
 from listener.config import ConfigError, load_config
@@ -402,3 +402,192 @@ def test_worker_processes_analyse_reddit_items_as_the_polling_process_does(tmp_p
     assert found[0] == found[1]
     labels = {url.rstrip("/").rsplit("/", 1)[-1]: label for url, _, label, _, _ in found[0]}
     assert labels["rocket_skates_broke_on_day_one"] == "negative"
+
+
+# ---------------------------------------------------------------------------------------------
+# The host budget (Reddit since June 2026: about one request a minute per IP)
+# ---------------------------------------------------------------------------------------------
+
+SEARCH_FEED = (FIXTURES / "search_link_post.atom").read_bytes()
+EMPTY_FEED = (
+    b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title></feed>'
+)
+
+
+def search_with(*post_ids: str) -> bytes:
+    """The search fixture with only the entries of `post_ids`."""
+    head, _, rest = SEARCH_FEED.partition(b"<entry>")
+    entries = [b"<entry>" + e for e in rest.split(b"<entry>")]
+    kept = [e for e in entries if any(f"<id>t3_{p}</id>".encode() in e for p in post_ids)]
+    tail = b"" if kept and kept[-1].endswith(b"</feed>") else b"</feed>"
+    return head + b"".join(kept) + tail
+
+
+def budget_source(base_url: str, per_minute: float, name: str = "reddit") -> str:
+    return (
+        f"  - name: {name}\n    kind: reddit\n    query: acme\n    base_url: {base_url}\n"
+        f"    request_interval: 0\n    requests_per_minute: {per_minute}\n"
+    )
+
+
+def status_of(cfg: Path) -> str:
+    from click.testing import CliRunner
+
+    from listener.cli import cli
+
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "status"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_budget_is_spent_on_the_search_first_then_on_the_freshest_thread(tmp_path, httpd):
+    feed = {"body": search_with("1gx2k9a")}
+    httpd.add("/search.rss", handler=lambda info: (200, {"Content-Type": ATOM}, feed["body"]))
+    httpd.add("/comments/1gx2k9a/.rss", EMPTY_FEED, content_type=ATOM)
+    httpd.add(
+        "/comments/1gx1abc/.rss",
+        (FIXTURES / "comments_1gx1abc.atom").read_bytes(),
+        content_type=ATOM,
+    )
+    # 0.2 a minute: at most two requests saved up (ten minutes' worth).
+    cfg = write_config(tmp_path, [], extra=budget_source(httpd.base_url, 0.2))
+    clock = Clock(NOW)
+
+    # A fresh budget: the search, then the brand thread it found.
+    assert poll_once(cfg, now=clock).failed == 0
+    assert len(httpd.requests_for("/search.rss")) == 1
+    assert len(httpd.requests_for("/comments/1gx2k9a/.rss")) == 1
+
+    # Polled again at once (cron, a restart): the budget is spent. The search still goes, the
+    # thread read waits: search first.
+    assert poll_once(cfg, now=clock).failed == 0
+    assert len(httpd.requests_for("/search.rss")) == 2
+    assert len(httpd.requests_for("/comments/1gx2k9a/.rss")) == 1
+    assert "behind by" in status_of(cfg)
+
+    # An hour on, a second post arrives; room for the search and one thread: the thread with
+    # the freshest activity gets it, the older one waits.
+    feed["body"] = search_with("1gx2k9a", "1gx1abc")
+    clock.now = NOW + timedelta(hours=1)
+    assert poll_once(cfg, now=clock).failed == 0
+    assert len(httpd.requests_for("/search.rss")) == 3
+    assert len(httpd.requests_for("/comments/1gx1abc/.rss")) == 1
+    assert len(httpd.requests_for("/comments/1gx2k9a/.rss")) == 1
+    (budget,) = rows(tmp_path, "SELECT host, spent, deferred FROM host_budgets")
+    assert budget == ("127.0.0.1", 2, 1)  # this hour: the search and one thread; one deferred
+    out = status_of(cfg)
+    assert "127.0.0.1: 0.2 request(s)/min; 2 spent, 1 deferred this hour; behind by" in out
+
+
+def test_budget_is_shared_by_every_reddit_source_on_the_host(tmp_path, httpd):
+    httpd.add("/search.rss", search_with("1gx2k9a"), content_type=ATOM)
+    httpd.add("/comments/1gx2k9a/.rss", EMPTY_FEED, content_type=ATOM)
+    extra = budget_source(httpd.base_url, 0.1, "reddit-a") + budget_source(
+        httpd.base_url, 0.1, "reddit-b"
+    )
+    cfg = write_config(tmp_path, [], extra=extra)
+    assert poll_once(cfg, now=Clock(NOW)).failed == 0
+    # One request saved up: both searches go (search first), the thread read waits.
+    assert len(httpd.requests_for("/search.rss")) == 2
+    assert httpd.requests_for("/comments/1gx2k9a/.rss") == []
+    assert rows(tmp_path, "SELECT count(*), sum(spent), sum(deferred) FROM host_budgets") == [
+        (1, 2, 2)
+    ]
+
+
+def test_ratelimit_headers_stop_thread_reads_and_hold_the_next_poll(tmp_path, httpd):
+    httpd.add(
+        "/search.rss",
+        SEARCH_FEED,
+        content_type=ATOM,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-used": "1", "x-ratelimit-reset": "300"},
+    )
+    httpd.add("/comments/1gx1abc/.rss", EMPTY_FEED, content_type=ATOM)
+    httpd.add("/comments/1gx2k9a/.rss", EMPTY_FEED, content_type=ATOM)
+    cfg = write_config(tmp_path, [], extra=budget_source(httpd.base_url, 1))
+    # `status` reads the wall clock: this test runs on it.
+    start = datetime.now(UTC).replace(microsecond=0)
+    clock = Clock(start)
+    assert poll_once(cfg, now=clock).failed == 0
+    # Our own count would allow ten; Reddit said none are left: no thread is read.
+    assert httpd.requests_for("/comments/1gx1abc/.rss") == []
+    assert httpd.requests_for("/comments/1gx2k9a/.rss") == []
+    reset = start + timedelta(seconds=300)
+    assert f"blocked until {reset:%H:%M:%S} UTC (x-ratelimit-remaining: 0)" in status_of(cfg)
+
+    # Two minutes later Reddit's window has not reset: the poll asks nothing, and is no failure.
+    clock.now = start + timedelta(minutes=2)
+    summary = poll_once(cfg, now=clock)
+    assert summary.failed == 0 and summary.reports[0].not_modified
+    assert len(httpd.requests_for("/search.rss")) == 1
+
+    # After the reset, it polls again.
+    clock.now = start + timedelta(minutes=6)
+    assert poll_once(cfg, now=clock).failed == 0
+    assert len(httpd.requests_for("/search.rss")) == 2
+
+
+def test_429_without_retry_after_backs_off_and_doubles(tmp_path, httpd):
+    httpd.add("/search.rss", b"Too Many Requests", status=429, content_type="text/plain")
+    cfg = write_config(tmp_path, [], extra=budget_source(httpd.base_url, 1))
+    clock = Clock(NOW)
+    report = poll_once(cfg, now=clock).reports[0]
+    assert report.error and "rate limiting" in report.error
+    # One request: no retry inside the poll, which would only spend more of the budget.
+    assert len(httpd.requests_for("/search.rss")) == 1
+    assert rows(tmp_path, "SELECT blocked_until FROM host_budgets") == [
+        ((NOW + timedelta(minutes=1)).isoformat(),)
+    ]
+    # Inside the backoff: no request at all (a poll now would only earn another 429).
+    clock.now = NOW + timedelta(seconds=30)
+    poll_once(cfg, now=clock)
+    assert len(httpd.requests_for("/search.rss")) == 1
+    # After it: asked again; another 429 doubles the backoff.
+    clock.now = NOW + timedelta(minutes=3)
+    poll_once(cfg, now=clock)
+    assert len(httpd.requests_for("/search.rss")) == 2
+    assert rows(tmp_path, "SELECT blocked_until, throttled FROM host_budgets") == [
+        ((NOW + timedelta(minutes=5)).isoformat(), 2)
+    ]
+
+
+BLOCKED_HTML = (
+    b"<!DOCTYPE html><html><head><title>Blocked</title></head><body><h1>whoa there, pardner!"
+    b"</h1><p>You've been blocked by network security.</p><p>To continue, log in to your "
+    b"Reddit account or use your developer token</p></body></html>"
+)
+
+
+@pytest.mark.parametrize("status", [403, 200])
+def test_network_security_page_is_a_clear_source_error(tmp_path, httpd, status):
+    httpd.add("/search.rss", BLOCKED_HTML, status=status, content_type="text/html; charset=utf-8")
+    cfg = write_config(tmp_path, [], extra=budget_source(httpd.base_url, 1))
+    report = poll_once(cfg, now=Clock(NOW)).reports[0]
+    assert report.error is not None and "blocked this network" in report.error
+    assert "OAuth" in report.error
+    (error,) = rows(tmp_path, "SELECT last_error FROM sources WHERE name = 'reddit'")[0]
+    assert "network security" in error
+
+
+def test_check_warns_when_reddit_searches_need_more_than_the_budget(tmp_path):
+    from click.testing import CliRunner
+
+    from listener.cli import cli
+
+    def sources(every: str) -> str:
+        return "".join(
+            f"  - name: r{i}\n    kind: reddit\n    query: acme{i}\n    every: {every}\n"
+            for i in range(3)
+        )
+
+    busy = write_config(tmp_path, [], extra=sources("2m"))
+    result = CliRunner().invoke(cli, ["-c", str(busy), "check"])
+    assert result.exit_code == 0, result.output
+    assert "warning: Reddit sources on www.reddit.com (r0, r1, r2) need 90 requests an hour" in (
+        result.output
+    )
+    assert "allows about 60 an hour" in result.output and "every: 3m" in result.output
+
+    calm = write_config(tmp_path, [], extra=sources("10m"))
+    result = CliRunner().invoke(cli, ["-c", str(calm), "check"])
+    assert result.exit_code == 0 and "warning" not in result.output

@@ -57,10 +57,28 @@ def cursor(tmp_path: Path) -> dict:
     return source_cursor(tmp_path, "so")
 
 
+def refusing_query_keys(name: str):
+    """A handler that behaves like the API since June 2026: a `key=` or `access_token=` in the
+    query string is refused with an explanatory error; credentials go in `Authorization`."""
+
+    def handle(info: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        sent = query(info)
+        if "key" in sent or "access_token" in sent:
+            body = (
+                b'{"error_id":400,"error_name":"bad_parameter","error_message":'
+                b'"key and access_token are no longer accepted as query parameters; use the '
+                b'Authorization header"}'
+            )
+            return 400, {"Content-Type": "application/json"}, body
+        return gzipped(name)
+
+    return handle
+
+
 @pytest.fixture
 def api(httpd):
-    httpd.add(SEARCH, handler=lambda info: gzipped("search_newest.json"))
-    httpd.add("/2.3/questions/79500101/answers", handler=lambda info: gzipped("answers.json"))
+    httpd.add(SEARCH, handler=refusing_query_keys("search_newest.json"))
+    httpd.add("/2.3/questions/79500101/answers", handler=refusing_query_keys("answers.json"))
     return httpd
 
 
@@ -96,8 +114,14 @@ def test_gzipped_search_lands_questions_answers_and_thread_in_the_database(tmp_p
     (search,) = api.requests_for(SEARCH)
     sent = query(search)
     assert sent["q"] == "acme" and sent["site"] == "stackoverflow"
-    assert sent["sort"] == "creation" and sent["order"] == "desc" and sent["key"] == "k3y(("
+    assert sent["sort"] == "creation" and sent["order"] == "desc"
     assert "fromdate" not in sent  # nothing to resume from on the first poll
+    # The key travels as announced for June 2026: in the Authorization header, never the URL
+    # (the server above refuses query-string keys), on the search and on the thread read.
+    answers = api.requests_for("/2.3/questions/79500101/answers")
+    for request in (search, *answers):
+        assert "key" not in query(request)
+        assert request.headers["authorization"] == "Bearer k3y(("
     # The key is not written to the fetch log.
     logged = [u for (u,) in rows(tmp_path, "SELECT url FROM fetches")]
     assert logged and not any("k3y" in u for u in logged)
@@ -187,6 +211,22 @@ def test_throttle_violation_asks_to_keep_a_not_before_time(httpd):
     # The old position is kept; the wait is added.
     assert result.cursor["sites"] == {"stackoverflow": {"fromdate": 1773000000}}
     assert result.cursor["not_before"] == "2026-03-10T13:00:00+00:00"
+
+
+def test_access_token_goes_in_the_header_instead_of_the_key(tmp_path, api):
+    cfg = config(tmp_path, api.base_url, "    key: ${SE_KEY}\n    access_token: ${SE_TOKEN}\n")
+    summary = run_poll(cfg, env={"SE_KEY": "k3y", "SE_TOKEN": "t0ken"})
+    assert summary.failed == 0, summary.reports[0].error
+    (search,) = api.requests_for(SEARCH)
+    assert search.headers["authorization"] == "Bearer t0ken"
+    assert "access_token" not in query(search)
+
+
+def test_no_key_sends_no_authorization(tmp_path, api):
+    summary = run_poll(config(tmp_path, api.base_url))
+    assert summary.failed == 0, summary.reports[0].error
+    (search,) = api.requests_for(SEARCH)
+    assert "authorization" not in search.headers
 
 
 def test_rejected_key_names_the_remedy(tmp_path, httpd):

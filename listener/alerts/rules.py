@@ -9,9 +9,11 @@ relevant.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
+import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,6 +56,8 @@ def evaluate(store: Store, alerting: Alerting, outcome: PollOutcome, now: dateti
         fired += _spikes(store, alerting, outcome, now)
     if rules.source_health.enabled and outcome.failed:
         fired += _source_health(store, alerting, outcome.source, now)
+    if rules.source_health.enabled and rules.source_health.stale_factor and not outcome.failed:
+        fired += _stale_source(store, alerting, outcome.source, now)
     return fired
 
 
@@ -384,6 +388,96 @@ def _source_health(store: Store, alerting: Alerting, source: str, now: datetime)
         level=1,
         message=message,
     )
+
+
+# How a source's service is named in a staleness alert ("Hacker News search has returned ...").
+_SERVICE_NAMES = {
+    "hackernews": "Hacker News search",
+    "reddit": "Reddit search",
+    "stackexchange": "Stack Exchange search",
+    "mastodon": "Mastodon",
+    "bluesky": "Bluesky search",
+    "github": "GitHub search",
+    "lemmy": "Lemmy",
+    "discourse": "the Discourse forum",
+    "youtube": "the YouTube feed",
+    "google_alerts": "the Google Alerts feed",
+    "gdelt": "GDELT news search",
+    "feed": "the feed",
+}
+# Productive polls looked at to learn a source's usual gap, and the fewest gaps that teach it.
+STALE_HISTORY = 50
+STALE_MIN_GAPS = 3
+
+
+def usual_gap(store: Store, source: str) -> tuple[datetime, float] | None:
+    """(when the source last brought something new, the median gap between such polls in
+    seconds), or None while there is too little history to know what is usual."""
+    times = [
+        datetime.fromisoformat(t.replace("Z", "+00:00"))
+        for (t,) in store.conn.execute(
+            "SELECT DISTINCT started_at FROM fetches WHERE source = ? AND new_items > 0 "
+            "ORDER BY started_at DESC LIMIT ?",
+            (source, STALE_HISTORY + 1),
+        )
+    ]
+    gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(times)]
+    if len(gaps) < STALE_MIN_GAPS:
+        return None
+    return times[0], max(statistics.median(gaps), 1.0)
+
+
+def _stale_source(store: Store, alerting: Alerting, source: str, now: datetime) -> list[int]:
+    """A source that answers but has returned nothing new for far longer than usual."""
+    rule = alerting.rules.source_health
+    known = usual_gap(store, source)
+    if known is None:
+        return []
+    last_new, gap = known
+    silence = (now - last_new).total_seconds()
+    if silence < max(rule.stale_factor * gap, rule.stale_min):
+        return []
+    row = store.conn.execute("SELECT kind, url FROM sources WHERE name = ?", (source,)).fetchone()
+    kind, url = row if row else ("", None)
+    service = _SERVICE_NAMES.get(kind, f"the {kind} source")
+    said = f"{service[0].upper()}{service[1:]}"
+    message = AlertMessage(
+        alert_id="",
+        rule="source_health",
+        level=1,
+        brand=None,
+        title=f"source {source} has gone quiet",
+        url=url,
+        why=(
+            f"{said} has returned nothing new for {_age(silence)}; it usually has something "
+            f"every {_age(gap)}. It still answers without errors, so the service may be serving "
+            f"old data (source {source}, last new item seen {iso(last_new)}): compare with the "
+            "site itself, and check the source's query."
+        ),
+        counts={"hours quiet": round(silence / 3600, 1), "usual gap (min)": round(gap / 60, 1)},
+        source=source,
+    )
+    # One alert per quiet spell: the spell is named by the last poll that brought something.
+    return _fire(
+        store,
+        alerting,
+        now,
+        rule="source_health",
+        subject=f"{source}:stale:{iso(last_new)}",
+        level=1,
+        message=message,
+    )
+
+
+def _age(seconds: float) -> str:
+    """`36 h`, `20 min`: a span as people say it."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 def _human_duration(seconds: float) -> str:

@@ -8,7 +8,7 @@ here and its name to `_KIND_MODULES`; nothing else in the project changes.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +20,7 @@ from ..models import SourcePoll, SourceSpec, Validators
 if TYPE_CHECKING:
     from ..fetch import Fetcher
     from ..parse import ParsedFeed
+    from ..store import Store
 
 # Modules that define kinds; imported on first use so a broken optional kind cannot stop the rest.
 _KIND_MODULES = (
@@ -61,6 +62,9 @@ class PollContext:
     now: Callable[[], datetime]
     # `listener.parse.parse_feed` as a coroutine: inline, or in a worker process for big polls.
     parse_feed: Callable[..., Awaitable[ParsedFeed]] = parse_feed_inline
+    # The database, for what sources share across polls and restarts (host budgets, sessions);
+    # None outside the pipeline, where kinds keep that in memory.
+    store: Store | None = None
 
 
 class PollFunction(Protocol):
@@ -81,6 +85,11 @@ class SourceKind:
     # Reads a thread's replies (a comments feed, a Reddit comments page, an API thread view).
     fetch_thread: ThreadFunction | None = None
     description: str = ""
+    # What `check` and `status` tell the user about one source from its stored cursor (e.g. "this
+    # instance shows hashtag timelines to logged-in users only: set `token:`").
+    notes: Callable[[SourceSpec, Mapping[str, Any]], list[str]] | None = None
+    # Warnings about all the sources of this kind together (e.g. a shared budget too small).
+    check_sources: Callable[[Sequence[SourceSpec]], list[str]] | None = None
 
 
 _REGISTRY: dict[str, SourceKind] = {}
@@ -125,3 +134,19 @@ def is_kind(name: str) -> bool:
 
 def options_model(name: str) -> type[BaseModel]:
     return get_kind(name).options_model
+
+
+def source_notes(spec: SourceSpec, cursor: Mapping[str, Any]) -> list[str]:
+    """What the kind of `spec` says about it, given its stored cursor ({} before a poll)."""
+    kind = get_kind(spec.kind)
+    return kind.notes(spec, cursor) if kind.notes is not None else []
+
+
+def check_warnings(specs: Sequence[SourceSpec]) -> list[str]:
+    """Every kind's warnings about its configured sources, taken together."""
+    out: list[str] = []
+    for name in sorted({s.kind for s in specs}):
+        kind = get_kind(name)
+        if kind.check_sources is not None:
+            out.extend(kind.check_sources([s for s in specs if s.kind == name]))
+    return out

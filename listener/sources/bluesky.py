@@ -11,9 +11,12 @@ How the service behaves (docs.bsky.app, "API Hosts and Auth"; atproto issues #34
   (the default `base_url`); a self-hosted account uses its own PDS.
 - `com.atproto.server.createSession` gives an `accessJwt` (short-lived) and a `refreshJwt`;
   an expired access token answers HTTP 400 `{"error": "ExpiredToken"}` and is renewed with
-  `com.atproto.server.refreshSession`. Logins are rate-limited (30 per 5 minutes, 300 a day),
-  so the session is kept in this process's memory (never in the database or the logs) and
-  reused across polls.
+  `com.atproto.server.refreshSession`. Logins are rate-limited (30 per 5 minutes, 300 a day per
+  account): a poller that signs in per poll, or per restart, locks itself out. So there is one
+  session per account, reused by every source that uses the account and across polls and
+  restarts: kept in memory and in `<database>.sessions.json` beside the database (mode 0600;
+  never in the database, which `serve` shows, nor in the logs), and renewed with its refreshJwt.
+  A new login happens only when the refresh token is refused too.
 - XRPC errors are JSON `{"error": name, "message": text}`; rate limits answer 429 with
   `ratelimit-reset` (UTC epoch seconds).
 - `searchPosts?sort=latest&since=` is newest first and `since` is inclusive on the post's
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -44,8 +47,10 @@ from ._api import (
     held_back,
     json_dict,
     load_options,
+    load_session,
     pace,
     parse_iso_time,
+    save_session,
 )
 
 log = logging.getLogger(__name__)
@@ -97,8 +102,49 @@ class _Session:
     handle: str
 
 
-# Sessions by (base_url, identifier): in memory only, shared by sources using one account.
+# Sessions by (base_url, identifier), shared by sources using one account; also kept in the
+# sessions file beside the database (see `_api.save_session`) for the next process.
 _SESSIONS: dict[tuple[str, str], _Session] = {}
+
+
+def _session_key(opts: BlueskyOptions) -> str:
+    return f"bluesky {opts.base_url} {opts.identifier}"
+
+
+def _remember(ctx: PollContext, opts: BlueskyOptions, session: _Session | None) -> None:
+    assert opts.identifier
+    if session is None:
+        _SESSIONS.pop((opts.base_url, opts.identifier), None)
+        save_session(ctx, _session_key(opts), None)
+    else:
+        _SESSIONS[(opts.base_url, opts.identifier)] = session
+        save_session(ctx, _session_key(opts), asdict(session))
+
+
+def _recall(ctx: PollContext, opts: BlueskyOptions) -> _Session | None:
+    """The account's session: this process's, else the one a previous process saved."""
+    assert opts.identifier
+    session = _SESSIONS.get((opts.base_url, opts.identifier))
+    if session is not None:
+        return session
+    saved = load_session(ctx, _session_key(opts))
+    if saved is None:
+        return None
+    session = _session_from(
+        {
+            k: saved.get(n)
+            for k, n in (
+                ("accessJwt", "access"),
+                ("refreshJwt", "refresh"),
+                ("did", "did"),
+                ("handle", "handle"),
+            )
+        }
+    )
+    if session is not None:
+        _SESSIONS[(opts.base_url, opts.identifier)] = session
+        log.debug("%s: reusing the saved Bluesky session", ctx.spec.name)
+    return session
 
 
 def forget_sessions() -> None:
@@ -165,7 +211,7 @@ async def _create_session(
     if problem is None:
         session = _session_from(data)
         if session is not None:
-            _SESSIONS[(opts.base_url, opts.identifier)] = session
+            _remember(ctx, opts, session)
             log.info("%s: signed in to Bluesky as %s", ctx.spec.name, session.handle)
             return session
         problem = "Bluesky's login answer has no session tokens"
@@ -216,10 +262,10 @@ async def _refresh_session(
     data, name, problem = _decode(response)
     renewed = _session_from(data) if problem is None else None
     if renewed is not None:
-        _SESSIONS[(opts.base_url, opts.identifier)] = renewed
+        _remember(ctx, opts, renewed)
         log.info("%s: Bluesky session renewed", ctx.spec.name)
         return renewed
-    _SESSIONS.pop((opts.base_url, opts.identifier), None)
+    _remember(ctx, opts, None)
     until = _rate_limit(response, ctx.now())
     if until is not None:
         raise _Failure(f"Bluesky rate limit while renewing the session ({problem})", until)
@@ -236,7 +282,7 @@ async def _xrpc_get(
 ) -> dict[str, Any]:
     """One authenticated query; an expired or invalid token is renewed once, then it fails."""
     assert opts.identifier
-    session = _SESSIONS.get((opts.base_url, opts.identifier))
+    session = _recall(ctx, opts)
     if session is None:
         session = await _create_session(ctx, opts, responses)
     url = (
@@ -255,7 +301,7 @@ async def _xrpc_get(
             session = await _refresh_session(ctx, opts, session, responses)
             continue
         if token_problem:
-            _SESSIONS.pop((opts.base_url, opts.identifier), None)
+            _remember(ctx, opts, None)
             raise _Failure(
                 f"Bluesky keeps rejecting the session token ({problem}) even after renewing it; "
                 "check that the app password is still valid and that base_url is the account's "

@@ -26,10 +26,21 @@ def body_digest(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-async def fetch_feed_items(ctx: PollContext, url: str, *, conditional: bool) -> SourcePoll:
-    """Fetch one feed URL and parse it; an unchanged body (304, or the same bytes) parses nothing."""
+async def fetch_feed_items(
+    ctx: PollContext, url: str, *, conditional: bool, retry: bool | None = None
+) -> SourcePoll:
+    """Fetch one feed URL and parse it; an unchanged body (304, or the same bytes) parses nothing.
+    `retry=False`: one attempt only (a host with a tight request budget)."""
     state = ctx.state
-    response = await ctx.fetcher.get(url, validators=state.validators if conditional else None)
+    validators = state.validators if conditional else None
+    if retry is None:
+        response = await ctx.fetcher.get(url, validators=validators)
+    else:
+        from ..fetch import FEED_ACCEPT
+
+        response = await ctx.fetcher.request(
+            "GET", url, validators=validators, accept=FEED_ACCEPT, retry=retry
+        )
     if response.error or not response.ok:
         return SourcePoll(
             items=[], responses=[response], error=response.error or f"HTTP {response.status}"

@@ -17,6 +17,13 @@ Content is HTML. Threads: `in_reply_to_id` names the parent, not the root, so a 
 key is `mastodon:{instance host}:{in_reply_to_id}`; `/api/v1/statuses/{id}/context` gives the
 ancestors and descendants of a status when its thread is followed.
 
+Since Mastodon 4.5 an instance chooses, per kind of timeline, whether it is public, for logged-in
+users only or off: `configuration.timelines_access.hashtag_feeds.{local,remote}` is `public`,
+`authenticated` or `disabled` in the instance info (`GET /api/v2/instance`), and a tag timeline
+can answer 401. The instance info is read once per instance (again after a week) and kept in the
+cursor; a timeline that needs a login is not asked without a token, and `listener check` and
+`listener status` say plainly that `token:` is needed.
+
 Documented at https://docs.joinmastodon.org/methods/timelines/#tag, /methods/search/#v2,
 /methods/statuses/#context, /entities/Status/.
 """
@@ -25,20 +32,24 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..models import Item, Response, SourcePoll
+from ..models import Item, Response, SourcePoll, SourceSpec
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
-from ._api import Seconds, fetch_json, load_options, oldest_first, pace
+from ._api import Seconds, fetch_json, load_options, oldest_first, pace, parse_iso_time
 
 log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 40  # the documented maximum per page
+# The instance's timeline access is read again after this long.
+ACCESS_MAX_AGE = timedelta(days=7)
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
 _REL = re.compile(r"""rel\s*=\s*"?([^";,]+)"?""", re.I)
 _TAG = re.compile(r"^[^\s#/?&]+$")
@@ -252,8 +263,10 @@ class _Run:
         self.opts = opts
         self.responses: list[Response] = []
         self.items: dict[str, Item] = {}
-        self.cursor: dict[str, str] = {
-            k: v for k, v in ctx.state.cursor.items() if isinstance(v, str)
+        self.cursor: dict[str, Any] = {
+            k: v
+            for k, v in ctx.state.cursor.items()
+            if isinstance(v, str) or (k.startswith("access:") and isinstance(v, dict))
         }
         self.errors: list[str] = []
 
@@ -264,17 +277,62 @@ class _Run:
                 if item is not None:
                     self.items.setdefault(item.native_id or item.url, item)
 
+    async def hashtag_access(self, instance: str) -> dict[str, Any]:
+        """The instance's `timelines_access.hashtag_feeds`, read once and kept in the cursor."""
+        key = f"access:{_host(instance)}"
+        known = self.cursor.get(key)
+        now = self.ctx.now()
+        if isinstance(known, dict):
+            checked = parse_iso_time(known.get("checked_at"))
+            if checked is not None and now - checked < ACCESS_MAX_AGE:
+                return known
+        doc, response, error = await _get_json(
+            self.ctx, f"{instance}/api/v2/instance", f"instance info of {_host(instance)}", None
+        )
+        self.responses.append(response)
+        configuration = doc.get("configuration") if isinstance(doc, dict) else None
+        access = configuration.get("timelines_access") if isinstance(configuration, dict) else None
+        feeds = access.get("hashtag_feeds") if isinstance(access, dict) else None
+        info: dict[str, Any] = {"checked_at": now.isoformat(timespec="seconds")}
+        if isinstance(feeds, dict):
+            # Older instances (before 4.5) say nothing: their tag timelines are public.
+            info.update(
+                {k: feeds.get(k) for k in ("local", "remote") if isinstance(feeds.get(k), str)}
+            )
+        elif error:
+            log.info("%s: %s", self.ctx.spec.name, error)
+        self.cursor[key] = info
+        return info
+
     async def tag(self, instance: str, tag: str) -> None:
         key = f"tag:{_host(instance)}:{tag.lower()}"
+        access = await self.hashtag_access(instance)
+        levels = {access.get("local"), access.get("remote")}
+        what = f"#{tag} on {_host(instance)}"
+        if levels == {"disabled"}:
+            self.errors.append(
+                f"{what}: this instance has turned hashtag timelines off "
+                "(timelines_access.hashtag_feeds: disabled); remove it from `instances:`"
+            )
+            return
+        if levels <= {"authenticated", "disabled"} and _headers(self.opts, instance) is None:
+            self.errors.append(f"{what}: {login_needed(instance, self.opts)}")
+            return
         min_id = self.cursor.get(key)
         newest = min_id
-        what = f"#{tag} on {_host(instance)}"
         url = tag_url(instance, tag, min_id)
         for _ in range(self.opts.max_pages):
             doc, response, error = await _get_json(
                 self.ctx, url, what, _headers(self.opts, instance)
             )
             self.responses.append(response)
+            if response.status == 401 and _headers(self.opts, instance) is None:
+                self.cursor[f"access:{_host(instance)}"] = {
+                    **access,
+                    "login_needed_at": self.ctx.now().isoformat(timespec="seconds"),
+                }
+                self.errors.append(f"{what}: {login_needed(instance, self.opts)}")
+                return
             if error or not isinstance(doc, list):
                 self.errors.append(error or f"{what}: expected a list of statuses")
                 return
@@ -342,10 +400,46 @@ async def poll(ctx: PollContext) -> SourcePoll:
         await run.search(opts.instances[0], opts.query)
     items = oldest_first(list(run.items.values()))
     if run.errors:
-        # Items that did arrive are kept (the store dedupes them when they come again); the
-        # cursor is not saved, so the failed timelines are asked for again from where they were.
-        return SourcePoll(items=items, responses=run.responses, error="; ".join(run.errors))
+        # Items that did arrive are kept with the cursor of the timelines that gave them; a
+        # failed timeline's position is unchanged, so it is asked again from where it was.
+        return SourcePoll(
+            items=items, responses=run.responses, error="; ".join(run.errors), cursor=run.cursor
+        )
     return SourcePoll(items=items, responses=run.responses, cursor=run.cursor)
+
+
+def login_needed(instance: str, opts: MastodonOptions) -> str:
+    where = _host(instance)
+    first = instance == opts.instances[0]
+    return (
+        f"{where} shows hashtag timelines to logged-in users only: a token is needed. Set "
+        f"`token:` to an access token of an account on {where} (Preferences > Development, "
+        "scope read)"
+        + ("" if first else f", and list {where} first in `instances:` (the token goes there only)")
+    )
+
+
+def notes(spec: SourceSpec, cursor: Mapping[str, Any]) -> list[str]:
+    """What the stored instance info says the user must do (for `check` and `status`)."""
+    try:
+        opts = MastodonOptions.model_validate(
+            {k: v for k, v in spec.options.items() if v is not None}
+        )
+    except ValueError:
+        return []
+    out = []
+    for instance in opts.instances:
+        access = cursor.get(f"access:{_host(instance)}")
+        if not isinstance(access, dict) or not opts.tags:
+            continue
+        levels = {access.get("local"), access.get("remote")}
+        if levels == {"disabled"}:
+            out.append(f"{_host(instance)} has turned hashtag timelines off")
+        elif _headers(opts, instance) is None and (
+            access.get("login_needed_at") or levels <= {"authenticated", "disabled"}
+        ):
+            out.append(login_needed(instance, opts))
+    return out
 
 
 async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> SourcePoll:
@@ -377,6 +471,7 @@ KIND = register(
         options_model=MastodonOptions,
         poll=poll,
         fetch_thread=fetch_thread,
+        notes=notes,
         description="Mastodon hashtag timelines and (with a token) full-text search",
     )
 )

@@ -7,9 +7,19 @@ old.reddit.com redirects logged-out users to a login page. So a source reads one
 - `/r/{sub}/new/.rss` (`subreddit:`),
 - `/r/{sub}/search.rss?q=…&restrict_sr=on&sort=new` (both),
 
-and a matching post's thread through `/comments/{id}/.rss`. Reddit allows about 10 requests a
-minute per IP, so requests to its host are spaced `request_interval` (6 s) apart; every Reddit
-source in the process shares that spacing because the fetcher paces per host.
+and a matching post's thread through `/comments/{id}/.rss`.
+
+Since June 2026 Reddit serves anonymous clients about one request a minute per IP (it used to be
+ten), announces what is left in `x-ratelimit-remaining` / `x-ratelimit-reset`, answers 429,
+sometimes without `Retry-After`, and shows some networks an HTML page "You've been blocked by
+network security" (NetNewsWire #5328, FreshRSS #8928, QuiteRSS #1626). So every Reddit source of
+the process spends one shared budget per host (`requests_per_minute`, default 1; the lowest of
+the sources sharing a host wins): the search first, always, then the brand threads with the
+freshest activity while a whole request is left; the rest wait for a later poll. What Reddit's
+headers say overrides our count, a 429 blocks the host for its Retry-After or a doubling backoff,
+and `listener status` shows how far behind the budget is (see `_api`'s request budgets).
+`listener check` warns when the configured searches alone need more requests an hour than the
+budget allows. Requests are also spaced `request_interval` (6 s) apart.
 
 The feeds are parsed by the shared feed parser (`fetch_feed_items`); this module only adds what
 is Reddit's own: a link post is stored under the article it links (so the same article from HN,
@@ -33,7 +43,9 @@ import base64
 import html
 import json
 import logging
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,18 +53,23 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..models import Item, Response, SourcePoll
+from ..models import Item, Response, SourcePoll, SourceSpec
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import (
     JSON_ACCEPT,
+    Budget,
     Seconds,
     WebUrl,
     http_problem,
     load_options,
+    make_budget,
     oldest_first,
     pace,
     parse_json_body,
+    record_budget_response,
+    spend_follow,
+    spend_search,
 )
 from .feed import fetch_feed_items
 
@@ -60,8 +77,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://www.reddit.com"
 OAUTH_BASE_URL = "https://oauth.reddit.com"
-# "About 10 requests a minute per IP" for anonymous clients.
+# Requests to the same host are at least this far apart.
 DEFAULT_INTERVAL_S = 6.0
+# "About one request a minute per IP" for anonymous clients since June 2026.
+DEFAULT_PER_MINUTE = 1.0
+_BLOCKED_PAGE = re.compile(rb"blocked by network security", re.I)
 # 100 requests a minute per OAuth client.
 OAUTH_INTERVAL_S = 0.6
 # Tokens are renewed this long before Reddit says they expire.
@@ -88,6 +108,8 @@ class RedditOptions(BaseModel):
     base_url: WebUrl = DEFAULT_BASE_URL
     # Seconds between two requests to Reddit's host (all Reddit sources share it).
     request_interval: Seconds = DEFAULT_INTERVAL_S
+    # Requests a minute Reddit allows this IP without OAuth, shared by every Reddit source.
+    requests_per_minute: float = Field(DEFAULT_PER_MINUTE, gt=0, le=100)
     limit: int = Field(100, ge=1, le=100)
     # OAuth: the app's id and secret, plus a user's username/password or a refresh token.
     oauth_base_url: WebUrl = OAUTH_BASE_URL
@@ -223,6 +245,13 @@ def _explain_failure(result: SourcePoll) -> str:
     """A failure a marketer can act on: a login page or a 403 is Reddit refusing anonymous use."""
     response = result.responses[-1] if result.responses else None
     error = result.error or ""
+    if response is not None and _BLOCKED_PAGE.search(response.body[:20000]):
+        return (
+            f"Reddit blocked this network (HTTP {response.status}, an HTML page saying "
+            '"You\'ve been blocked by network security"): it serves no feed to this address. '
+            "Give the source OAuth credentials (client_id, client_secret), or poll from another "
+            "network"
+        )
     if response is not None and response.status == 403:
         return (
             "Reddit refused the request (HTTP 403): it blocks anonymous access from some "
@@ -237,18 +266,37 @@ def _explain_failure(result: SourcePoll) -> str:
             "a login page), try again later, or give the source OAuth credentials"
         )
     if response is not None and response.status == 429:
-        return f"Reddit is rate limiting this address ({error}): poll less often"
+        return (
+            f"Reddit is rate limiting this address ({error}); no requests to it until the "
+            "backoff ends: poll less often, lower requests_per_minute, or use OAuth"
+        )
     return f"Reddit feed: {error}"
+
+
+def budget(opts: RedditOptions) -> Budget:
+    """The request budget of the feeds' host (shared by every source that reads it)."""
+    return make_budget(opts.base_url, opts.requests_per_minute)
 
 
 async def _read_feed(ctx: PollContext, url: str, *, conditional: bool) -> SourcePoll:
     opts = load_options(RedditOptions, ctx)
     _pace(ctx, opts)
-    result = await fetch_feed_items(ctx, url, conditional=conditional)
+    # No retry inside one poll: a retry would spend the budget on a host that said no.
+    result = await fetch_feed_items(ctx, url, conditional=conditional, retry=False)
+    for response in result.responses:
+        record_budget_response(ctx, budget(opts), response)
+    if not result.error and not result.items and _looks_blocked(result):
+        result = replace(result, error="an HTML page instead of the feed")
     if result.error:
         return replace(result, error=_explain_failure(result))
     body = result.responses[-1].body if result.responses else b""
     return replace(result, items=oldest_first(normalise_items(result.items, body, opts)))
+
+
+def _looks_blocked(result: SourcePoll) -> bool:
+    """A 200 answer that is the network-security page, not a feed that happens to be empty."""
+    response = result.responses[-1] if result.responses else None
+    return response is not None and bool(_BLOCKED_PAGE.search(response.body[:20000]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +547,10 @@ async def poll(ctx: PollContext) -> SourcePoll:
     if opts.uses_oauth:
         _pace_oauth(ctx, opts)
         return await _poll_api(ctx, opts)
+    skipped = spend_search(ctx, budget(opts))
+    if skipped is not None:
+        log.info("%s: not polled this time: %s", ctx.spec.name, skipped)
+        return SourcePoll(items=[], responses=[], not_modified=True)
     return await _read_feed(ctx, feed_url(opts), conditional=True)
 
 
@@ -506,6 +558,9 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
     """The post and its comments: `/comments/{id}/.rss`, or `/comments/{id}` with OAuth."""
     opts = load_options(RedditOptions, ctx)
     if urlsplit(thread_url).path.endswith(".rss"):
+        if not spend_follow(ctx, budget(opts)):
+            log.debug("%s: %s deferred: no Reddit budget left", ctx.spec.name, thread_key)
+            return SourcePoll(items=[], responses=[], not_modified=True)
         return await _read_feed(ctx, thread_url, conditional=False)
     if not opts.uses_oauth:
         return SourcePoll(
@@ -515,12 +570,49 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
     return await _thread_api(ctx, opts, thread_url)
 
 
+def check_sources(specs: Sequence[SourceSpec]) -> list[str]:
+    """A warning per Reddit host whose budget the configured searches alone overspend."""
+    by_host: dict[str, list[tuple[SourceSpec, RedditOptions]]] = {}
+    for spec in specs:
+        if not spec.enabled:
+            continue
+        try:
+            opts = RedditOptions.model_validate(
+                {k: v for k, v in spec.options.items() if v is not None}
+            )
+        except ValueError:
+            continue  # `check` has reported it already
+        if not opts.uses_oauth:
+            by_host.setdefault(budget(opts).host, []).append((spec, opts))
+    warnings = []
+    for host, sources in sorted(by_host.items()):
+        per_hour = min(opts.requests_per_minute for _, opts in sources) * 60
+        need = sum(3600 / max(spec.every_s, 1.0) for spec, _ in sources)
+        if need > per_hour:
+            names = ", ".join(spec.name for spec, _ in sources)
+            warnings.append(
+                f"Reddit sources on {host} ({names}) need {need:.0f} requests an hour for their "
+                f"searches alone, before any thread is followed, but Reddit allows about "
+                f"{per_hour:g} an hour without OAuth (requests_per_minute: "
+                f"{per_hour / 60:g}): polls will fall behind. Poll less often (every: "
+                f"{_every_for(len(sources), per_hour)} or more), use fewer Reddit sources, or "
+                "give them OAuth credentials"
+            )
+    return warnings
+
+
+def _every_for(sources: int, per_hour: float) -> str:
+    minutes = math.ceil(sources * 60 / per_hour)
+    return f"{minutes}m"
+
+
 KIND = register(
     SourceKind(
         name="reddit",
         options_model=RedditOptions,
         poll=poll,
         fetch_thread=fetch_thread,
+        check_sources=check_sources,
         description="Reddit search or subreddit (public Atom feeds, or the API with OAuth)",
     )
 )

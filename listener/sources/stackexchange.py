@@ -8,8 +8,13 @@ How the API behaves (https://api.stackexchange.com/docs):
   again) or `error_id` / `error_name` / `error_message` (with HTTP 400). Bodies are always gzipped;
   the shared Fetcher decodes them.
 - Quota: 300 requests a day per IP without a key, 10,000 with one (a key from stackapps.com is
-  not a secret, but we still read it from the environment like every credential). The quota is
-  kept in the cursor so `listener status` can show it, and a warning is logged when it runs low.
+  not a secret, but we still read it from the environment like every credential).
+- Since June 2026 a key or an access token passed as a `key=`/`access_token=` query parameter is
+  rejected ("We're changing the authentication scheme for Stack Exchange API v2.x", Meta Stack
+  Exchange 417382): it goes in the `Authorization: Bearer …` request header, one of the two. An
+  access token (`access_token:`) is sent when given, else the key; neither is ever in a URL.
+- The quota is kept in the cursor so `listener status` can show it, and a warning is logged
+  when it runs low.
 - `backoff` is obeyed by storing a "not before" time in the cursor and skipping polls until then;
   ignoring it gets the IP banned (`throttle_violation`, error 502).
 - `fromdate` is inclusive and filters on `creation_date`. The first poll reads only the newest
@@ -29,7 +34,7 @@ import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -75,6 +80,8 @@ class StackExchangeOptions(BaseModel):
     # API site parameters ("stackoverflow", "superuser", "unix", ...) or domains.
     sites: list[str] = Field(default_factory=lambda: ["stackoverflow"], min_length=1)
     key: OptionalSecret = None
+    # An OAuth access token (stackapps.com): sent instead of the key when given.
+    access_token: OptionalSecret = Field(default=None, repr=False)
     base_url: WebUrl = DEFAULT_BASE_URL
     # A filter created on api.stackexchange.com/docs/filters, e.g. one that adds the owner.
     filter: str | None = None
@@ -124,19 +131,6 @@ def _api_url(base_url: str, path: str, params: dict[str, Any]) -> str:
     return f"{base_url.rstrip('/')}/{API_VERSION}/{path.lstrip('/')}?{urlencode(clean)}"
 
 
-def _without_key(url: str) -> str:
-    """The URL as recorded in the fetch log: the key stays in the environment only."""
-    parts = urlsplit(url)
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "key"])
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-
-
-def _recorded(response: Response) -> Response:
-    return replace(
-        response, url=_without_key(response.url), final_url=_without_key(response.final_url)
-    )
-
-
 def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
     """The wrapper object, or an error that says what came back instead."""
     return decode_json(
@@ -171,8 +165,12 @@ def _api_error(data: dict[str, Any], status: int, now: datetime) -> tuple[str, d
         )
     if name == "bad_parameter" and "site" in message.lower():
         return f"Stack Exchange does not know a site of this source ({what}): check `sites:`", None
-    if name in ("key_required", "access_denied", "access_token_required"):
-        return f"Stack Exchange refused the request ({what}): set a valid `key:`", None
+    if name in ("key_required", "access_denied", "access_token_required", "invalid_access_token"):
+        return (
+            f"Stack Exchange refused the request ({what}): set a valid `key:` or "
+            "`access_token:` (sent as an Authorization: Bearer header)",
+            None,
+        )
     if name in ("temporarily_unavailable", "internal_error"):
         return f"Stack Exchange is having problems ({what}); will retry next poll", None
     return f"Stack Exchange API error (HTTP {status}, {what})", None
@@ -230,7 +228,7 @@ def parse_excerpt(raw: Any, *, site: str, source: str, base_url: str, now: datet
 
 
 def answers_url(base_url: str, site: str, question_id: object) -> str:
-    """Where a question's answers are read (without the key, which is added when fetching)."""
+    """Where a question's answers are read (the key goes in a header, never in the URL)."""
     return _api_url(
         base_url,
         f"questions/{question_id}/answers",
@@ -238,10 +236,14 @@ def answers_url(base_url: str, site: str, question_id: object) -> str:
     )
 
 
+def auth_headers(opts: StackExchangeOptions) -> dict[str, str]:
+    """`Authorization: Bearer` with the access token, else the key; none without either."""
+    credential = opts.access_token or opts.key
+    return {"Authorization": f"Bearer {credential}"} if credential else {}
+
+
 async def _get(ctx: PollContext, opts: StackExchangeOptions, url: str) -> Response:
-    if opts.key:
-        url += "&" + urlencode({"key": opts.key})
-    return await ctx.fetcher.get(url, accept=JSON_ACCEPT)
+    return await ctx.fetcher.get(url, headers=auth_headers(opts), accept=JSON_ACCEPT)
 
 
 def _track_quota(
@@ -306,7 +308,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
                 },
             )
             response = await _get(ctx, opts, url)
-            responses.append(_recorded(response))
+            responses.append(response)
             data, problem = _decode(response)
             if data is not None and "error_id" in data:
                 problem, wait_until = _api_error(data, response.status, now)
@@ -369,7 +371,7 @@ async def fetch_thread(ctx: PollContext, thread_key: str, thread_url: str) -> So
         return waiting
     site = dict(parse_qsl(urlsplit(thread_url).query)).get("site", "")
     response = await _get(ctx, opts, thread_url)
-    responses = [_recorded(response)]
+    responses = [response]
     data, problem = _decode(response)
     if data is not None and "error_id" in data:
         problem, _ = _api_error(data, response.status, now)

@@ -481,7 +481,7 @@ PRUNE_BATCH = 2000
 class DatabaseBusy(Exception):
     """Another process held the database's write lock for longer than this one would wait."""
 
-    def __init__(self, path: str | None, waited_s: float) -> None:
+    def __init__(self, path: str | Path | None, waited_s: float) -> None:
         self.path = path
         self.waited_s = waited_s
         super().__init__(
@@ -533,7 +533,8 @@ class Store:
         self._busy_ms = int(self.patience_s * 1000)
         self.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         row = self.conn.execute("PRAGMA database_list").fetchone()
-        self.path: str | None = row[2] if row and row[2] else None
+        # The database file (None for an in-memory database).
+        self.path: Path | None = Path(row[2]) if row and row[2] else None
 
     @classmethod
     def open(cls, path: str | Path, *, patience_s: float | None = None) -> Store:
@@ -727,14 +728,6 @@ class Store:
 
     def source_rows(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM sources ORDER BY name"))
-
-    @property
-    def path(self) -> Path | None:
-        """The database file (None for an in-memory database)."""
-        for _, name, file in self.conn.execute("PRAGMA database_list"):
-            if name == "main" and file:
-                return Path(file)
-        return None
 
     def load_host_budget(self, host: str) -> dict[str, Any] | None:
         cursor = self.conn.execute("SELECT * FROM host_budgets WHERE host = ?", (host,))

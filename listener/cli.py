@@ -872,9 +872,19 @@ def match_cmd(
     examples: int,
     as_json: bool,
 ) -> None:
-    """Run the brand rules over TEXT (or JSON lines {"text", "title", "url", "author", "source"}
-    on stdin): one JSON line out each, with the mentions found and why (and why not, where a
-    term was found but a rule dropped it). With --stored, backtest the rules over stored items."""
+    """Show which brands a text names and why; backtest with --stored.
+
+    Reads TEXT arguments, or JSON lines {"text", "title", "url", "author", "source"} on stdin,
+    and prints one JSON line each: the mentions found and why (and why not, where a term was
+    found but a rule dropped it). With --stored, runs the rules as they are now over the items
+    already stored and reports what they would add and drop.
+
+    \b
+    Examples:
+      listener match "Linear algebra homework is due"
+      echo '{"text": "Moving our roadmap to Linear"}' | listener match
+      listener match --stored --since 30d
+    """
     import json
 
     from .match import Matcher, match_json_lines

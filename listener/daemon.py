@@ -28,8 +28,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
 from .models import SourceSpec
-from .pipeline import Runtime, log_report, poll_source
+from .pipeline import Runtime, SourceReport, log_report, poll_source
 from .store import iso, parse_iso
+from .stream import is_stream, run_stream
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Service:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiter = SlackRateLimiter()
+        self._stream_alerts = False
+        self._stream_sender: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -142,6 +145,34 @@ class Service:
         finally:
             self._schedule(name)
 
+    def _start_stream(self, spec: SourceSpec) -> None:
+        """A stream source (websocket) is read continuously, not polled on a schedule; alerts its
+        batches fire are delivered at once."""
+
+        async def saved(report: SourceReport) -> None:
+            if report.alerts:
+                self._stream_alerts = True
+                if self._stream_sender is None or self._stream_sender.done():
+                    # Its own task: the stream keeps reading while Slack is posted to.
+                    self._stream_sender = asyncio.get_running_loop().create_task(
+                        self._send_stream_alerts()
+                    )
+
+        task = asyncio.get_running_loop().create_task(
+            run_stream(spec, self.rt, self._stop, on_saved=saved), name=f"stream:{spec.name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_stream_alerts(self) -> None:
+        # A flush already under way may have read the outbox before these alerts were queued:
+        # wait for it, then flush again, until no stream batch queued more meanwhile.
+        while self._stream_alerts and not self._stop.is_set():
+            self._stream_alerts = False
+            while self._flush_lock.locked():
+                await asyncio.sleep(0.05)
+            await self.flush()
+
     async def flush(self) -> None:
         if not self.channels or self._http is None or self._flush_lock.locked():
             return  # a flush is already under way; it picks up what is due
@@ -177,8 +208,11 @@ class Service:
         self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
         async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
             self._http = http
-            for name in self.specs:
-                self._schedule(name)
+            for name, spec in self.specs.items():
+                if is_stream(spec):
+                    self._start_stream(spec)
+                else:
+                    self._schedule(name)
             if self.channels:
                 self._scheduler.add_job(
                     self.flush,

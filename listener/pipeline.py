@@ -259,6 +259,10 @@ def next_poll_time(spec: SourceSpec, now: datetime, failures: int) -> datetime:
 async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     started = time.perf_counter()
     kind = get_kind(spec.kind)
+    if kind.stream is not None:  # a websocket, read from its cursor until caught up
+        from .stream import read_stream_once
+
+        return await read_stream_once(spec, rt)
     state = rt.store.load_source_state(spec.name)
     ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now)
     cpu = rt.cpu

@@ -91,8 +91,8 @@ class Service:
         self._scheduler: AsyncIOScheduler | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiter = SlackRateLimiter()
-        self._stream_alerts = False
-        self._stream_sender: asyncio.Task[None] | None = None
+        self._flush_wanted = False
+        self._flusher: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -134,7 +134,7 @@ class Service:
             report = await poll_source(spec, self.rt)
             log_report(report)
             if report.alerts:
-                await self.flush()
+                self._flush_soon()
         except Exception:
             # A bug in one poll is logged with its traceback; the service goes on.
             log.exception("%s: poll crashed; it will be retried on schedule", name)
@@ -151,12 +151,7 @@ class Service:
 
         async def saved(report: SourceReport) -> None:
             if report.alerts:
-                self._stream_alerts = True
-                if self._stream_sender is None or self._stream_sender.done():
-                    # Its own task: the stream keeps reading while Slack is posted to.
-                    self._stream_sender = asyncio.get_running_loop().create_task(
-                        self._send_stream_alerts()
-                    )
+                self._flush_soon()
 
         task = asyncio.get_running_loop().create_task(
             run_stream(spec, self.rt, self._stop, on_saved=saved), name=f"stream:{spec.name}"
@@ -164,11 +159,19 @@ class Service:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_stream_alerts(self) -> None:
+    def _flush_soon(self) -> None:
+        """Deliver just-queued alerts now, in a task of their own (a stream keeps reading)."""
+        self._flush_wanted = True
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_wanted_alerts())
+            self._tasks.add(self._flusher)  # a stop lets it finish, like a poll
+            self._flusher.add_done_callback(self._tasks.discard)
+
+    async def _flush_wanted_alerts(self) -> None:
         # A flush already under way may have read the outbox before these alerts were queued:
-        # wait for it, then flush again, until no stream batch queued more meanwhile.
-        while self._stream_alerts and not self._stop.is_set():
-            self._stream_alerts = False
+        # wait for it, then flush again, until nothing more was queued meanwhile.
+        while self._flush_wanted and not self._stop.is_set():
+            self._flush_wanted = False
             while self._flush_lock.locked():
                 await asyncio.sleep(0.05)
             await self.flush()

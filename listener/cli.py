@@ -196,14 +196,19 @@ def check(state: State) -> None:
     for s in config.sources:
         where = s.url or _describe_options(s)
         flag = "" if s.enabled else "  [disabled]"
-        click.echo(
-            f"  {s.name:<24} {s.kind:<14} every {format_duration(s.every_s):<6} {where}{flag}"
-        )
+        when = "a stream" if _is_stream(s) else f"every {format_duration(s.every_s)}"
+        click.echo(f"  {s.name:<24} {s.kind:<14} {when:<12} {where}{flag}")
     channels = config.alerts.channels
     listed = ", ".join(f"{c.name} ({c.kind})" for c in channels)
     click.echo(
         f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}"
     )
+
+
+def _is_stream(spec: Any) -> bool:
+    from .sources import get_kind
+
+    return get_kind(spec.kind).stream is not None
 
 
 def _describe_options(spec: Any) -> str:

@@ -272,3 +272,15 @@ def test_kill_9_mid_stream_then_restart_has_no_gap_and_no_duplicate(
     wait_for(lambda: mention_count(tmp_path) >= 40, "every post stored after the restart")
     assert rows(tmp_path, "SELECT count(*), count(DISTINCT url) FROM items") == [(40, 40)]
     assert mention_count(tmp_path) == 40
+
+
+def test_check_lists_the_source_as_a_stream(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "wss://jetstream2.us-east.bsky.network")
+    out = subprocess.run(
+        [sys.executable, "-m", "listener", "-c", str(cfg), "check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (line,) = [line for line in out.splitlines() if "bsky-live" in line]
+    assert "a stream" in line and "every 15m" not in line

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import kind_source, poll_once, rows, source_cursor, write_config
-from httpd import unused_port_url
+from httpd import LoopbackServer, unused_port_url
 from wsd import Jetstream, delete, identity, like, post, uri
 
 from listener.config import load_config
@@ -284,3 +284,36 @@ def test_check_lists_the_source_as_a_stream(tmp_path: Path) -> None:
     ).stdout
     (line,) = [line for line in out.splitlines() if "bsky-live" in line]
     assert "a stream" in line and "every 15m" not in line
+
+
+def test_run_sends_a_streamed_posts_alert_at_once(
+    tmp_path: Path,
+    server: Jetstream,
+    httpd: LoopbackServer,
+    processes: Callable[[Path], subprocess.Popen[str]],
+) -> None:
+    httpd.add("/slack", body=b"ok", content_type="text/plain")
+    cfg = write_config(
+        tmp_path,
+        [],
+        extra=kind_source("bsky-live", "jetstream", base_url=server.url, flush_every="100ms")
+        + f"""\
+alerts:
+  flush_every: 1h
+  channels:
+    - name: slack
+      kind: slack
+      webhook_url: {httpd.url("/slack")}
+  rules:
+    very_negative_mention: {{compound_at_most: -0.5, sources: [bsky-live]}}
+""",
+    )
+    processes(cfg)
+    server.wait_connections(1)
+    # The outbox's own round is an hour away: only a send right after the batch gets this out.
+    server.publish(
+        post(ALICE, "3kangry", "Acme lost all my data. Terrible, awful, worst service ever.")
+    )
+    wait_for(lambda: httpd.requests_for("/slack"), "the alert at Slack")
+    (request,) = httpd.requests_for("/slack")
+    assert f"bsky.app/profile/{ALICE}/post/3kangry" in request.body.decode()

@@ -208,7 +208,8 @@ def check(state: State) -> None:
     for s in config.sources:
         where = mask_url(s.url, config.secrets) if s.url else _describe_options(s, config.secrets)
         flag = "" if s.enabled else "  [disabled]"
-        echo(f"  {s.name:<24} {s.kind:<14} every {format_duration(s.every_s):<6} {where}{flag}")
+        when = "a stream" if _is_stream(s) else f"every {format_duration(s.every_s)}"
+        echo(f"  {s.name:<24} {s.kind:<14} {when:<12} {where}{flag}")
     channels = config.alerts.channels
     listed = ", ".join(f"{c.name} ({c.kind})" for c in channels)
     echo(f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}")
@@ -234,6 +235,12 @@ def _check_source_warnings(config: Config) -> None:
         cursor = json.loads(cursors.get(spec.name) or "{}")
         for note in source_notes(spec, cursor):
             click.echo(f"warning: {spec.name}: {note}")
+
+
+def _is_stream(spec: Any) -> bool:
+    from .sources import get_kind
+
+    return get_kind(spec.kind).stream is not None
 
 
 def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:

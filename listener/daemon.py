@@ -30,8 +30,9 @@ from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
 from .config import RetentionModel, format_duration
 from .models import SourceSpec
-from .pipeline import Runtime, log_report, poll_source
+from .pipeline import Runtime, SourceReport, log_report, poll_source
 from .store import DatabaseBusy, iso, parse_iso
+from .stream import is_stream, run_stream
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class Service:
         self._http: httpx.AsyncClient | None = None
         self._limiter = SlackRateLimiter()
         self._pruning = False
+        self._flush_wanted = False
+        self._flusher: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -158,7 +161,7 @@ class Service:
             report = await poll_source(spec, self.rt)
             log_report(report)
             if report.alerts:
-                await self.flush()
+                self._flush_soon()
         except DatabaseBusy as exc:
             # Another process kept the write lock (not another listener: they hold it briefly).
             # Nothing of this poll was saved; its source is polled again after its interval.
@@ -207,6 +210,37 @@ class Service:
                 limits.append(f"past a source's newest {r.fetches_per_source}")
             log.info("fetch log: %d rows deleted (%s)", deleted, ", or ".join(limits))
 
+    def _start_stream(self, spec: SourceSpec) -> None:
+        """A stream source (websocket) is read continuously, not polled on a schedule; alerts its
+        batches fire are delivered at once."""
+
+        async def saved(report: SourceReport) -> None:
+            if report.alerts:
+                self._flush_soon()
+
+        task = asyncio.get_running_loop().create_task(
+            run_stream(spec, self.rt, self._stop, on_saved=saved), name=f"stream:{spec.name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _flush_soon(self) -> None:
+        """Deliver just-queued alerts now, in a task of their own (a stream keeps reading)."""
+        self._flush_wanted = True
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_wanted_alerts())
+            self._tasks.add(self._flusher)  # a stop lets it finish, like a poll
+            self._flusher.add_done_callback(self._tasks.discard)
+
+    async def _flush_wanted_alerts(self) -> None:
+        # A flush already under way may have read the outbox before these alerts were queued:
+        # wait for it, then flush again, until nothing more was queued meanwhile.
+        while self._flush_wanted and not self._stop.is_set():
+            self._flush_wanted = False
+            while self._flush_lock.locked():
+                await asyncio.sleep(0.05)
+            await self.flush()
+
     async def flush(self) -> None:
         if not self.channels or self._http is None or self._flush_lock.locked():
             return  # a flush is already under way; it picks up what is due
@@ -242,8 +276,11 @@ class Service:
         self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
         async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
             self._http = http
-            for name in self.specs:
-                self._schedule(name)
+            for name, spec in self.specs.items():
+                if is_stream(spec):
+                    self._start_stream(spec)
+                else:
+                    self._schedule(name)
             if self.channels:
                 self._scheduler.add_job(
                     self.flush,

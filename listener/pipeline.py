@@ -268,6 +268,10 @@ async def poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
 async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     started = time.perf_counter()
     kind = get_kind(spec.kind)
+    if kind.stream is not None:  # a websocket, read from its cursor until caught up
+        from .stream import read_stream_once
+
+        return await read_stream_once(spec, rt)
     state = rt.store.load_source_state(spec.name)
     ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now, store=rt.store)
     cpu = rt.cpu

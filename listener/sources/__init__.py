@@ -7,8 +7,9 @@ here and its name to `_KIND_MODULES`; nothing else in the project changes.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,6 +36,7 @@ _KIND_MODULES = (
     "bluesky",
     "youtube",
     "google_alerts",
+    "jetstream",
 )
 
 
@@ -67,6 +69,32 @@ class PollContext:
     store: Store | None = None
 
 
+@dataclass(frozen=True)
+class StreamContext:
+    """What a stream kind needs (see `listener.stream`): it reads until `stop` is set, keeps only
+    the posts the brand rules want, and hands each batch to `deliver`, which commits the items and
+    the batch's cursor together (so a cursor is stored only once what it covers is stored)."""
+
+    spec: SourceSpec
+    state: SourceState
+    now: Callable[[], datetime]
+    user_agent: str
+    stop: asyncio.Event
+    deliver: Callable[[SourcePoll], Awaitable[None]]
+    # Whether a text names a brand (the compiled matcher; a cheap prefilter runs first).
+    wants: Callable[[str], bool]
+    # Which of these thread keys are conversations about a brand (a reply that does not name the
+    # brand is kept when its thread is one).
+    brand_threads: Callable[[Iterable[str]], set[str]]
+    # A one-off read (`listener poll`): stop once the stream reaches this time (epoch µs).
+    until_us: int | None = None
+    connect_timeout_s: float = 10.0
+
+
+class StreamFunction(Protocol):
+    def __call__(self, ctx: StreamContext) -> Awaitable[None]: ...
+
+
 class PollFunction(Protocol):
     def __call__(self, ctx: PollContext) -> Awaitable[SourcePoll]: ...
 
@@ -90,6 +118,8 @@ class SourceKind:
     notes: Callable[[SourceSpec, Mapping[str, Any]], list[str]] | None = None
     # Warnings about all the sources of this kind together (e.g. a shared budget too small).
     check_sources: Callable[[Sequence[SourceSpec]], list[str]] | None = None
+    # A stream kind (a websocket): `listener run` keeps it open instead of scheduling polls.
+    stream: StreamFunction | None = None
 
 
 _REGISTRY: dict[str, SourceKind] = {}

@@ -422,6 +422,8 @@ def asks(sentence: str) -> bool:
         return False
     if not (s.endswith("?") or _OPENERS.match(s) is not None):
         return False
+    if s.startswith(("#", "**")) and s.lstrip("#* ") != s.lstrip("#"):
+        return False  # a template's heading ("### What happened?"), not the author asking
     return _RHETORICAL.search(s) is None
 
 

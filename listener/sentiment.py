@@ -706,7 +706,12 @@ class Scorer:
         return "neutral"
 
     def score(
-        self, text: str, *, neutralise: Sequence[str] = (), others: Sequence[str] = ()
+        self,
+        text: str,
+        *,
+        neutralise: Sequence[str] = (),
+        others: Sequence[str] = (),
+        toward: bool = True,
     ) -> Score:
         """Score one snippet toward a brand, and read what its author means toward it.
 
@@ -721,6 +726,8 @@ class Scorer:
             text = self._neutralise(text, tuple(neutralise), masked)
         if others:
             text = _mask_others(text, tuple(others))
+        if _MOVING_TO_NAME.search(text):
+            text = _MOVING_TO_NAME.sub(_unknown_product, text)
         sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
         lowered = [_lower(s) for s in sentences]
         if neutralise:
@@ -743,6 +750,8 @@ class Scorer:
         if reading.changed:
             polarity = self._analyzer.score_valence(trace.sentiments, " ".join(substituted))
             compound = polarity["compound"]
+        if not toward:
+            reading.arrival = reading.churn = False
         compound = _stance(compound, reading)
         label = self.label_for(compound)
         intents = _intents(reading, label)
@@ -909,14 +918,20 @@ def _vader_version() -> str:
 
 
 def score_record(
-    scorer: Scorer, text: str, brand: str | None = None, *, neutralise: Sequence[str] = ()
+    scorer: Scorer,
+    text: str,
+    brand: str | None = None,
+    *,
+    neutralise: Sequence[str] = (),
+    others: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One output line of `listener score`: the text, its brand and its score as plain JSON."""
-    score = scorer.score(text, neutralise=neutralise)
+    score = scorer.score(text, neutralise=neutralise, others=others)
     return {
         "text": text,
         "brand": brand,
         "label": score.label,
+        "intents": list(score.intents),
         "compound": score.compound,
         "pos": score.pos,
         "neu": score.neu,
@@ -929,6 +944,7 @@ def score_json_lines(
     scorer: Scorer,
     lines: Iterable[str],
     neutralise_for: Callable[[str | None], Sequence[str]],
+    others_for: Callable[[str | None], Sequence[str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Score JSON lines `{"text": ..., "brand": ...}` (brand optional; an "id" is passed through).
 
@@ -961,16 +977,33 @@ def score_json_lines(
         except (KeyError, ValueError) as exc:
             yield {"error": f"brand {brand!r}: {exc}", "line": number}
             continue
-        out = score_record(scorer, text, brand, neutralise=terms)
+        others = others_for(brand) if others_for is not None and brand else ()
+        out = score_record(scorer, text, brand, neutralise=terms, others=others)
         if "id" in record:
             out = {"id": record["id"], **out}
         yield out
 
 
+def describe_intents(explanation: Sequence[Mapping[str, Any]], intent: str | None = None) -> str:
+    """The words that showed each intent, for alerts: 'churn: "cancelling our <brand> seats"'."""
+    parts = [
+        f'{e["intent"]}: "{e["words"]}"'
+        for e in explanation
+        if e.get("rule") == "intent" and "words" in e and (intent is None or e["intent"] == intent)
+    ]
+    return ", ".join(parts)
+
+
 def describe_explanation(explanation: Sequence[Mapping[str, Any]], limit: int = 4) -> str:
     """A short human line for alerts: 'never answered -2.2, crashing -2.0, "not" negates bad'."""
-    parts: list[str] = []
+    parts: list[str] = [
+        f'{e["intent"]}: "{e["words"]}"'
+        for e in explanation
+        if e.get("rule") == "intent" and "words" in e
+    ][:limit]
     for entry in explanation:
+        if len(parts) >= limit:
+            break
         if "phrase" in entry:
             parts.append(f'"{entry["phrase"]}" {entry["valence"]:+.1f}')
         elif "word" in entry and "rule" not in entry:
@@ -979,6 +1012,8 @@ def describe_explanation(explanation: Sequence[Mapping[str, Any]], limit: int = 
             parts.append(f'"{entry["word"]}" negates {entry["applies_to"]}')
         elif entry.get("rule") == "neutralised":
             parts.append(f"{entry['term']} ignored")
+        elif entry.get("rule") == "fact":
+            parts.append(f"{entry['words']} {entry['valence']:+.1f}")
         if len(parts) == limit:
             break
     return ", ".join(parts)
@@ -1000,6 +1035,63 @@ def _mask_others(text: str, terms: tuple[str, ...]) -> str:
         text,
         lambda found: OTHER_PLACEHOLDER.upper() if found.isupper() else OTHER_PLACEHOLDER,
     )
+
+
+# "switching to Inkwell": a name the config does not know, where the author is moving to, is
+# another product (capitalised, not a month, a day or a place in the app).
+_MOVING_TO_NAME = re.compile(
+    r"\b((?:switch|mov|migrat|port|jump|go|went)\w*\s+(?:[\w']+\s+){0,4}?(?:to|onto|over to)\s+)"
+    r"([A-Z][\w.-]*[a-z][\w.-]*)"
+)
+_NOT_PRODUCTS = frozenset(
+    [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Settings",
+        "Preferences",
+        "The",
+        "A",
+        "An",
+        "My",
+        "Our",
+        "I",
+        "Europe",
+        "America",
+        "Asia",
+        "Africa",
+        "London",
+        "Berlin",
+        "Paris",
+    ]
+)
+
+
+def _unknown_product(found: re.Match[str]) -> str:
+    name = found.group(2)
+    if (
+        name in _NOT_PRODUCTS
+        or BRAND_PLACEHOLDER in name.lower()
+        or OTHER_PLACEHOLDER in name.lower()
+    ):
+        return found.group()
+    return found.group(1) + OTHER_PLACEHOLDER
 
 
 # A sentence about the discussion itself ("Great guide, thanks.", "Your post on status pages is
@@ -1268,6 +1360,14 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
         r.churn = False
         r.cues = [c for c in r.cues if c.intent != "churn"]
     r.no_fault = r.churn and _intent.no_fault(full)
+    if r.no_fault:
+        # Leaving without blame ("nothing wrong with it, I just don't need it"): the leaving
+        # words are not a complaint about the brand.
+        for i, v in enumerate(sent):
+            if v < 0:
+                sent[i] = 0.0
+                r.changed = True
+        r.complaint_sentence = False
     return r
 
 

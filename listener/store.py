@@ -300,6 +300,13 @@ def m007_fts_rows_written_in_batches(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m008_mention_intents(db: sqlite_utils.Database) -> None:
+    # What the author means toward the brand: a JSON list, most important first, from churn,
+    # complaint, request, question, praise (listener.intent). NULL for mentions scored before.
+    db.execute("ALTER TABLE mentions ADD COLUMN intents TEXT")
+
+
 def open_connection(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the database, in WAL mode, migrated to the current schema."""
     path = Path(path)
@@ -785,6 +792,7 @@ class Store:
                 "item_compound": m.item_score.compound if m.item_score else None,
                 "explanation": json.dumps(list(m.score.explanation), ensure_ascii=False),
                 "lexicon_version": m.item.extra.get("lexicon_version"),
+                "intents": json.dumps(list(m.score.intents)),
             }
             if m.brand in existing:
                 sets = ",".join(f"{k} = ?" for k in row)

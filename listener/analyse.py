@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from .match import Matcher, scoring_text, snippet_around
+from .match import Matcher, snippet_around
 from .models import Item, Match, Score
 from .sentiment import Scorer
-from .text import content_fingerprint, content_hash, url_identity
+from .text import content_fingerprint, content_hash, split_sentences, url_identity
 
 # Whole-item scores read at most this much text: a long article's tone is set early, and
 # VADER's cost grows with length.
@@ -77,17 +77,44 @@ def score_matches(
     if not matches and not in_brand_thread:
         return Analysis((), None)
     text = item_text(item)
-    all_terms = [t for m in matches for t in matcher.neutral_terms(m.brand)]
-    item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms)
+    terms = {m.brand: matcher.neutral_terms(m.brand) for m in matches}
+    all_terms = [t for brand_terms in terms.values() for t in brand_terms]
+    item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms, toward=False)
     mentions = tuple(
         MentionScore(
             m,
             snippet_around(text, m.spans),
-            scorer.score(scoring_text(text, m.spans), neutralise=matcher.neutral_terms(m.brand)),
+            scorer.score(
+                mention_text(item, text, m.spans),
+                neutralise=terms[m.brand],
+                others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
+            ),
         )
         for m in matches
     )
     return Analysis(mentions, item_score)
+
+
+def mention_text(item: Item, text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """What a mention is scored on: from the sentence first naming the brand on (what follows
+    it is about it too: "Cancelled Acme. Moving to Globex."), after the title (a review's stars
+    and verdict), at most ITEM_SCORE_CHARS. The scorer then keeps what is about this brand where
+    others are named too."""
+    title = item.title
+    if title and title[:3].lower() == "re:" and text.startswith(title):
+        # A reply's title is its thread's ("Re: Is Acme down?"): not the reply's own words.
+        cut = len(title) + 1
+        text = text[cut:]
+        spans = [(a - cut, b - cut) for a, b in spans if a >= cut]
+        title = ""
+    if not spans:
+        return text[:ITEM_SCORE_CHARS]
+    at = min(spans)[0]
+    start = next((s for s, e in split_sentences(text) if s <= at < e), at)
+    head = ""
+    if title and start > len(title):
+        head = title + "\n"
+    return head + text[start : start + ITEM_SCORE_CHARS]
 
 
 def analyse_items(

@@ -842,7 +842,12 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
     else:
         lines = (line for line in sys.stdin)
     failed = False
-    for out in score_json_lines(scorer, lines, neutral_for):
+
+    def others_for(name: str | None) -> list[str]:  # other brands: scored toward `name` only
+        brands = config.brands if config and matcher else ()
+        return [t for b in brands if b.name != name for t in matcher.neutral_terms(b.name)]
+
+    for out in score_json_lines(scorer, lines, neutral_for, others_for):
         failed = failed or "error" in out
         click.echo(json.dumps(out, ensure_ascii=False))
     raise SystemExit(1 if failed else 0)

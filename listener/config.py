@@ -577,8 +577,16 @@ class SourceHealthRule(_Strict):
     _d = field_validator("stale_min", mode="before")(_duration_field)
 
 
+class ChurnRiskRule(_Strict):
+    """A customer says they are leaving: one alert per conversation, on its own channels."""
+
+    enabled: bool = True
+    channels: list[str] | None = None  # default: every channel
+
+
 class RulesModel(_Strict):
     negative_thread: NegativeThreadRule = Field(default_factory=NegativeThreadRule)
+    churn_risk: ChurnRiskRule = Field(default_factory=ChurnRiskRule)
     very_negative_mention: VeryNegativeMentionRule = Field(default_factory=VeryNegativeMentionRule)
     spike: SpikeRule = Field(default_factory=SpikeRule)
     source_health: SourceHealthRule = Field(default_factory=SourceHealthRule)
@@ -984,6 +992,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     for i, name in enumerate(channel_names):
         if channel_names.index(name) != i:
             errors.append((f"alerts.channels[{i}].name", f"channel {name!r} is listed twice"))
+    for i, name in enumerate(model.alerts.rules.churn_risk.channels or ()):
+        if name not in channel_names:
+            errors.append(
+                (f"alerts.rules.churn_risk.channels[{i}]", f"no alert channel named {name!r}")
+            )
     for i, name in enumerate(model.alerts.rules.very_negative_mention.sources):
         if name not in seen:
             errors.append(

@@ -142,6 +142,8 @@ class Score:
     label: Label
     # Which words and rules moved the score: [{"word": ..., "valence": ..., "rule": ...}, ...]
     explanation: tuple[dict[str, Any], ...] = ()
+    # What the author means toward the brand, most important first (listener.intent.INTENTS).
+    intents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

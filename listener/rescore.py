@@ -79,8 +79,8 @@ def rescore_mentions(
                 new_label = override or score.label
                 store.conn.execute(
                     "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, "
-                    "label = ?, item_compound = ?, explanation = ?, lexicon_version = ? "
-                    "WHERE id = ?",
+                    "label = ?, item_compound = ?, explanation = ?, lexicon_version = ?, "
+                    "intents = ? WHERE id = ?",
                     (
                         score.compound,
                         score.pos,
@@ -91,6 +91,7 @@ def rescore_mentions(
                         analysis.item_score.compound if analysis.item_score else None,
                         json.dumps(list(score.explanation), ensure_ascii=False),
                         scorer.lexicon_version,
+                        json.dumps(list(score.intents)),
                         mid,
                     ),
                 )

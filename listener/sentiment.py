@@ -35,12 +35,13 @@ from typing import Any
 
 from vaderSentiment import vaderSentiment as _vader  # type: ignore[import-untyped]
 
+from listener import intent as _intent
 from listener.models import Label, Score
 
 log = logging.getLogger(__name__)
 
 # Bump when the scoring rules in this module change, so stored scores are known to be stale.
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
@@ -437,6 +438,7 @@ class _Trace:
     asked: list[int]  # topic words not scored because their sentence asks about them
     emphasis: float  # VADER's punctuation amplifier
     cap_diff: bool
+    starts: list[int]  # per sentence given, the index of its first token
 
 
 # Sentence ends: VADER's rules look three words back for a negation and let a "but" reweigh the
@@ -498,10 +500,13 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
         self.neutral = neutral  # words made neutral on purpose: never split into scoring parts
         self.topics = topics  # the domain lexicon's tokens: see _asks
 
-    def trace(self, text: str) -> _Trace:
-        if not text.isascii():  # every emoji is non-ASCII: skip VADER's per-character loop
-            text = self._describe_emojis(text)
-        text = text.strip()
+    def trace(self, sentences: Sequence[str]) -> _Trace:
+        """VADER over a text already split into sentences (see `_SENTENCE_END`)."""
+        sentences = [
+            self._describe_emojis(s) if not s.isascii() else s  # skip VADER's per-char loop
+            for s in sentences
+        ]
+        text = " ".join(sentences).strip()
         # ALL-CAPS emphasis is judged on the whole text, as VADER does.
         cap_diff = _vader.allcap_differential(text.split())
         tokens: list[str] = []
@@ -511,7 +516,9 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
         first: list[int] = []
         but_at: dict[int, int] = {}
         asked: list[int] = []
-        for sentence in _SENTENCE_END.split(text):
+        starts: list[int] = []
+        for sentence in sentences:
+            starts.append(len(tokens))
             # VADER's SentiText tokens (its _strip_punc_if_word, inlined: it runs for every word),
             # built without recounting capitals for every sentence.
             words = [t if len(t := w.strip(_PUNCTUATION)) > 2 else w for w in sentence.split()]
@@ -566,6 +573,7 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
             asked,
             emphasis,
             cap_diff,
+            starts,
         )
 
     def _degree_words(self, words: list[str], lowered: list[str]) -> list[str]:
@@ -697,25 +705,64 @@ class Scorer:
             return "negative"
         return "neutral"
 
-    def score(self, text: str, *, neutralise: Sequence[str] = ()) -> Score:
-        """Score one snippet. `neutralise`: brand and product terms to mask before scoring."""
+    def score(
+        self,
+        text: str,
+        *,
+        neutralise: Sequence[str] = (),
+        others: Sequence[str] = (),
+        toward: bool = True,
+    ) -> Score:
+        """Score one snippet toward a brand, and read what its author means toward it.
+
+        `neutralise`: the brand's own names, masked before scoring (the brand scored toward).
+        `others`: other brands' names; in a post naming both, only what is said about this
+        brand counts ("moving from Hooli to Globex" is churn for Hooli, praise for Globex).
+        """
         if not text.isascii():
             text = text.translate(_QUOTES)
         masked: list[str] = []
         if neutralise:
             text = self._neutralise(text, tuple(neutralise), masked)
-        for pattern in self._phrase_res:
-            text = _substitute(pattern, text, self._phrase_placeholder)
-        trace = self._analyzer.trace(text)
+        if others:
+            text = _mask_others(text, tuple(others))
+        if _MOVING_TO_NAME.search(text):
+            text = _MOVING_TO_NAME.sub(_unknown_product, text)
+        sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
+        lowered = [_lower(s) for s in sentences]
+        if neutralise:
+            keep = _focus(lowered)
+            sentences = [sentences[i] for i in keep]
+            lowered = [lowered[i] for i in keep]
+            if others:
+                for i, low in enumerate(lowered):
+                    if BRAND_PLACEHOLDER in low and OTHER_PLACEHOLDER in low:
+                        sentences[i], lowered[i] = _focus_clauses(sentences[i], low)
+        substituted = []
+        for sentence in sentences:
+            for pattern in self._phrase_res:
+                sentence = _substitute(pattern, sentence, self._phrase_placeholder)
+            substituted.append(sentence)
+        trace = self._analyzer.trace(substituted)
+        reading = _read(lowered, trace, targeted=bool(neutralise))
+        compound = trace.polarity["compound"]
         polarity = trace.polarity
-        compound = polarity["compound"]
+        if reading.changed:
+            polarity = self._analyzer.score_valence(trace.sentiments, " ".join(substituted))
+            compound = polarity["compound"]
+        if not toward:
+            reading.arrival = reading.churn = False
+        compound = _stance(compound, reading)
+        label = self.label_for(compound)
+        intents = _intents(reading, label)
         return Score(
             compound=compound,
             pos=polarity["pos"],
             neu=polarity["neu"],
             neg=polarity["neg"],
-            label=self.label_for(compound),
-            explanation=self._explain(trace, masked),
+            label=label,
+            explanation=self._explain(trace, masked) + _explain_reading(reading, intents),
+            intents=intents,
         )
 
     # -- steps ---------------------------------------------------------------------------------
@@ -784,6 +831,10 @@ class Scorer:
         if phrase is not None:
             name = phrase[0]
             entry = {"phrase": name, "valence": round(valence, 2), "source": phrase[1]}
+        elif key.startswith(FACT_PREFIX):
+            return [
+                {"rule": "fact", "words": key[len(FACT_PREFIX) :], "valence": round(valence, 2)}
+            ]
         else:
             name = key
             source = self._source.get(key, "vader")
@@ -867,14 +918,20 @@ def _vader_version() -> str:
 
 
 def score_record(
-    scorer: Scorer, text: str, brand: str | None = None, *, neutralise: Sequence[str] = ()
+    scorer: Scorer,
+    text: str,
+    brand: str | None = None,
+    *,
+    neutralise: Sequence[str] = (),
+    others: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One output line of `listener score`: the text, its brand and its score as plain JSON."""
-    score = scorer.score(text, neutralise=neutralise)
+    score = scorer.score(text, neutralise=neutralise, others=others)
     return {
         "text": text,
         "brand": brand,
         "label": score.label,
+        "intents": list(score.intents),
         "compound": score.compound,
         "pos": score.pos,
         "neu": score.neu,
@@ -887,6 +944,7 @@ def score_json_lines(
     scorer: Scorer,
     lines: Iterable[str],
     neutralise_for: Callable[[str | None], Sequence[str]],
+    others_for: Callable[[str | None], Sequence[str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Score JSON lines `{"text": ..., "brand": ...}` (brand optional; an "id" is passed through).
 
@@ -919,16 +977,33 @@ def score_json_lines(
         except (KeyError, ValueError) as exc:
             yield {"error": f"brand {brand!r}: {exc}", "line": number}
             continue
-        out = score_record(scorer, text, brand, neutralise=terms)
+        others = others_for(brand) if others_for is not None and brand else ()
+        out = score_record(scorer, text, brand, neutralise=terms, others=others)
         if "id" in record:
             out = {"id": record["id"], **out}
         yield out
 
 
+def describe_intents(explanation: Sequence[Mapping[str, Any]], intent: str | None = None) -> str:
+    """The words that showed each intent, for alerts: 'churn: "cancelling our <brand> seats"'."""
+    parts = [
+        f'{e["intent"]}: "{e["words"]}"'
+        for e in explanation
+        if e.get("rule") == "intent" and "words" in e and (intent is None or e["intent"] == intent)
+    ]
+    return ", ".join(parts)
+
+
 def describe_explanation(explanation: Sequence[Mapping[str, Any]], limit: int = 4) -> str:
     """A short human line for alerts: 'never answered -2.2, crashing -2.0, "not" negates bad'."""
-    parts: list[str] = []
+    parts: list[str] = [
+        f'{e["intent"]}: "{e["words"]}"'
+        for e in explanation
+        if e.get("rule") == "intent" and "words" in e
+    ][:limit]
     for entry in explanation:
+        if len(parts) >= limit:
+            break
         if "phrase" in entry:
             parts.append(f'"{entry["phrase"]}" {entry["valence"]:+.1f}')
         elif "word" in entry and "rule" not in entry:
@@ -937,6 +1012,650 @@ def describe_explanation(explanation: Sequence[Mapping[str, Any]], limit: int = 
             parts.append(f'"{entry["word"]}" negates {entry["applies_to"]}')
         elif entry.get("rule") == "neutralised":
             parts.append(f"{entry['term']} ignored")
+        elif entry.get("rule") == "fact":
+            parts.append(f"{entry['words']} {entry['valence']:+.1f}")
         if len(parts) == limit:
             break
     return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Toward which brand, and what the author means (listener.intent)
+
+OTHER_PLACEHOLDER = _intent.OTHER
+
+
+def _mask_others(text: str, terms: tuple[str, ...]) -> str:
+    """Other brands' names become `xotherx`: not scored, and not the brand scored toward."""
+    compiled = _compile_terms(terms)
+    if compiled is None:
+        return text
+    return _substitute(
+        compiled[0],
+        text,
+        lambda found: OTHER_PLACEHOLDER.upper() if found.isupper() else OTHER_PLACEHOLDER,
+    )
+
+
+# "switching to Inkwell": a name the config does not know, where the author is moving to, is
+# another product (capitalised, not a month, a day or a place in the app).
+_MOVING_TO_NAME = re.compile(
+    r"\b((?:switch|mov|migrat|port|jump|go|went)\w*\s+(?:[\w']+\s+){0,4}?(?:to|onto|over to)\s+)"
+    r"([A-Z][\w.-]*[a-z][\w.-]*)"
+)
+_NOT_PRODUCTS = frozenset(
+    [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Settings",
+        "Preferences",
+        "The",
+        "A",
+        "An",
+        "My",
+        "Our",
+        "I",
+        "Europe",
+        "America",
+        "Asia",
+        "Africa",
+        "London",
+        "Berlin",
+        "Paris",
+    ]
+)
+
+
+def _unknown_product(found: re.Match[str]) -> str:
+    name = found.group(2)
+    if (
+        name in _NOT_PRODUCTS
+        or BRAND_PLACEHOLDER in name.lower()
+        or OTHER_PLACEHOLDER in name.lower()
+    ):
+        return found.group()
+    return found.group(1) + OTHER_PLACEHOLDER
+
+
+# A sentence about the discussion itself ("Great guide, thanks.", "Your post on status pages is
+# timely.") before the brand is named says nothing about the brand.
+_META = re.compile(
+    r"\b(?:post|article|guide|write-?up|review|comparison|thread|comment|point|video|blog|piece|"
+    r"benchmark|list|section|heads-up|tutorial|answer|reply|caveat|correction|readers?)\b"
+)
+_CLAUSE_END = re.compile(
+    r"(?<=[,;:])\s+|\s+(?=(?:but|while|whereas|although|though|meanwhile|so)\b)|\s+[-\u2013\u2014]\s+"
+)
+
+
+def _focus(lowered: list[str]) -> list[int]:
+    """The sentences about the brand (`xbrandx`), by index.
+
+    Opening sentences about the discussion are dropped; where other brands are named too, a
+    sentence or clause belongs to the brand named last before it (a clause naming neither
+    continues the one before). A text that does not name the brand is kept whole.
+    """
+    brand, other = BRAND_PLACEHOLDER, OTHER_PLACEHOLDER
+    named = [brand in s or other in s for s in lowered]
+    if not any(brand in s for s in lowered):
+        return list(range(len(lowered)))
+    first = named.index(True)
+    keep = [i for i in range(first) if not _META.search(lowered[i])]
+    owner = ""
+    for i in range(first, len(lowered)):
+        s = lowered[i]
+        if other not in s:
+            if brand in s:
+                owner = brand
+            if owner == brand:
+                keep.append(i)
+            continue
+        if brand not in s:
+            owner = other
+            continue
+        keep.append(i)  # names both: the clauses are sorted out by _focus_clauses
+        owner = brand if s.rfind(brand) > s.rfind(other) else other
+    return keep
+
+
+def _focus_clauses(sentence: str, lowered: str) -> tuple[str, str]:
+    """In a sentence naming the brand and another, the clauses about the brand."""
+    brand, other = BRAND_PLACEHOLDER, OTHER_PLACEHOLDER
+    cuts = [0, *(m.end() for m in _CLAUSE_END.finditer(lowered)), len(lowered)]
+    parts = [(cuts[k], cuts[k + 1]) for k in range(len(cuts) - 1) if cuts[k] < cuts[k + 1]]
+    owner = ""
+    kept_text: list[str] = []
+    kept_lower: list[str] = []
+    for a, b in parts:
+        piece = lowered[a:b]
+        if brand in piece and other in piece:
+            owner = brand if piece.rfind(brand) > piece.rfind(other) else other
+            kept_text.append(sentence[a:b])
+            kept_lower.append(piece)
+            continue
+        if brand in piece:
+            owner = brand
+        elif other in piece:
+            owner = other
+        if owner == brand:
+            kept_text.append(sentence[a:b])
+            kept_lower.append(piece)
+    if not kept_text:
+        return sentence, lowered
+    return " ".join(t.strip() for t in kept_text), " ".join(t.strip() for t in kept_lower)
+
+
+# Irony. Markers that say the whole post is meant the other way round:
+_IRONY = re.compile(
+    "[\U0001f643\U0001f644\U0001f612\U0001f921]|(?:^|\\s)/s\\b|\\byeah,? right\\b|\\bsaid no one\\b|"
+    "\\bnothing says\\b|\\bslow clap\\b|\\bwhat a time to be alive\\b|\\bgalaxy brain\\b|"
+    "\\blove that for (?:me|us)\\b|\\bjust what (?:i|we|everyone) needed\\b|"
+    "\\boh,? (?:good|great|joy|wonderful|perfect|fantastic|nice|cool)\\b|"
+    "\\b(?:very|much|so) (?:smart|intelligence|innovation|wow)\\b.*\\b(?:very|much|so) \\w+\\b"
+)
+# Thanks and praise aimed at something bad in the same sentence ("thanks for the 4x egress
+# increase", "shoutout to <brand> for the 3-day outage"), with no "but" that would make it mixed.
+_GRATITUDE = re.compile(
+    r"\b(?:thanks|thank you|thx|shout ?-?out|kudos|great job|good job|well done|nice work|"
+    r"love (?:how|that|it when)|so glad|congrat\w*|bravo|hats off|great work|impressive)\b"
+)
+_GRATITUDE_NEEDS = tuple(
+    [
+        "than",
+        "thx",
+        "shout",
+        "kudos",
+        "job",
+        "done",
+        "work",
+        "love",
+        "glad",
+        "congrat",
+        "bravo",
+        "hats",
+        "impress",
+    ]
+)
+_IRONY_NEEDS = (
+    *["🙃", "🙄", "😒", "🤡", "/s"],
+    *[
+        "yeah right",
+        "yeah, right",
+        "said no one",
+        "nothing says",
+        "slow clap",
+        "what a time",
+        "galaxy brain",
+    ],
+    *[
+        "love that for",
+        "just what",
+        "oh good",
+        "oh great",
+        "oh joy",
+        "oh wonderful",
+        "oh perfect",
+        "oh fantastic",
+    ],
+    *[
+        "oh nice",
+        "oh cool",
+        "oh, ",
+        "very smart",
+        "much intelligence",
+        "so innovation",
+        "much wow",
+        "very wow",
+    ],
+)
+_POLITE_NEEDS = tuple(
+    ["thank", "thx", "cheers", "happy", "glad", "willing", "keen", "apolog", "sorry"]
+)
+_CONTRAST = re.compile(r"\b(?:but|though|although|however|except|whereas|yet|while)\b")
+COMPLAINT_SENTENCE = -1.0  # a sentence whose valences sum to this or less complains
+PRAISE_SENTENCE = 1.5  # one whose valences sum to this or more praises
+CHURN_CEILING = -0.3  # a customer leaving reads at most this (unless it is not the brand's fault)
+ARRIVAL_FLOOR = 0.3  # a customer arriving reads at least this
+
+
+@dataclass
+class _Reading:
+    cues: list[_intent.Cue] = field(default_factory=list)
+    churn: bool = False
+    arrival: bool = False
+    no_fault: bool = False
+    question: bool = False
+    request: bool = False
+    praise_sentence: bool = False
+    complaint_sentence: bool = False
+    vader_negative: bool = False  # before churn and arrival set the stance
+    irony: list[str] = field(default_factory=list)
+    changed: bool = False
+
+
+def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
+    """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place."""
+    r = _Reading()
+    sent = trace.sentiments
+    bounds = [*trace.starts, len(sent)]
+    full = " ".join(lowered)
+    marker = _IRONY.search(full) if _intent.has_any(full, _IRONY_NEEDS) else None
+    flipped: set[int] = set()
+    k = -1
+
+    def flip(a: int, b: int, why: str) -> None:
+        if any(sent[i] > 0 for i in range(a, b)):
+            for i in range(a, b):
+                if sent[i] > 0:
+                    sent[i] = -sent[i]
+            flipped.add(k)
+            r.irony.append(why)
+            r.changed = True
+
+    def quiet(a: int, b: int, keep: float) -> None:
+        for i in range(a, b):
+            if sent[i] and abs(sent[i]) < keep:
+                sent[i] = 0.0
+                r.changed = True
+
+    if marker:
+        flip(0, len(sent), marker.group().strip())
+    facts: list[tuple[int, str, float]] = []
+    asking_post = False
+    roles = [(_intent.asks(s), _intent.request_cue(s)) for s in lowered]
+    # Courtesy closing a question or a request ("Thanks!", "happy to test") is not praise.
+    courteous = any(asks or request is not None for asks, request in roles)
+    for k, s in enumerate(lowered):
+        a, b = bounds[k], bounds[k + 1]
+        if _resolved(trace, a, b):
+            r.changed = True
+        asks, request = roles[k]
+        if not marker:
+            g = _GRATITUDE.search(s) if targeted and _intent.has_any(s, _GRATITUDE_NEEDS) else None
+            if (
+                g
+                and not _CONTRAST.search(s)
+                and (g.group() in _IRONIC_OPENERS or " for " in s[g.end() :])
+                and _bad_after(trace, a, b, g.end(), s)
+            ):
+                flip(a, b, g.group())
+        if (targeted and request is not None) or (
+            courteous and _intent.has_any(s, _POLITE_NEEDS) and _POLITE.search(s)
+        ):
+            # A wish or a courtesy is not praise: "would be great", "happy to test", "thanks!"
+            for i in range(a, b):
+                if sent[i] > 0:
+                    sent[i] = 0.0
+                    r.changed = True
+        if asks and targeted and _intent.seeks_information(s):
+            # Asking about the brand is not a stance toward it: only strong evaluative words
+            # keep their weight there.
+            quiet(a, b, QUESTION_KEEPS)
+            asking_post = True
+        if targeted and (asks or request is not None):
+            for i in range(a, b):
+                if sent[i] and trace.lowered[i] in _OPERATIONS:
+                    sent[i] = 0.0
+                    r.changed = True
+        fact = None if asks and _intent.seeks_information(s) else _fact(s)
+        total = sum(sent[a:b])
+        if fact is not None:
+            facts.append((k, *fact))
+            total += fact[1]
+        if request is not None:
+            r.request = True
+            r.cues.append(request)
+        if asks and (request is None or _intent.is_question_only(s)):
+            r.question = True
+            r.cues.append(_intent.Cue("question", "asks", _clip(s)))
+        arrival = _intent.arrival_cue(s)
+        if arrival is not None:
+            r.arrival = True
+            r.cues.append(arrival)
+        churn = _intent.churn_cue(s)
+        if churn is not None:
+            r.churn = True
+            r.cues.append(churn)
+        if total <= COMPLAINT_SENTENCE:
+            r.complaint_sentence = True
+        if total >= PRAISE_SENTENCE and k not in flipped and not asks and request is None:
+            r.praise_sentence = True
+    if asking_post and not marker:
+        # Around a question, the asker's own circumstances ("panic", "by mistake") are not a
+        # stance toward the brand; customer-voice phrases and strong words still are.
+        for i in range(len(sent)):
+            if (
+                sent[i]
+                and abs(sent[i]) < QUESTION_CONTEXT_KEEPS
+                and not trace.lowered[i].startswith("xphr")
+            ):
+                sent[i] = 0.0
+                r.changed = True
+    for k, words, valence in facts:
+        # A stated fact scores as one more token of its sentence, named in the explanation.
+        trace.tokens.append(words)
+        trace.lowered.append(words)
+        trace.shown.append(words)
+        trace.sentiments.append(valence)
+        trace.first.append(trace.starts[k])
+        r.changed = True
+    if r.arrival:
+        r.churn = False
+        r.cues = [c for c in r.cues if c.intent != "churn"]
+    r.no_fault = r.churn and _intent.no_fault(full)
+    if r.no_fault:
+        # Leaving without blame ("nothing wrong with it, I just don't need it"): the leaving
+        # words are not a complaint about the brand.
+        for i, v in enumerate(sent):
+            if v < 0:
+                sent[i] = 0.0
+                r.changed = True
+        r.complaint_sentence = False
+    return r
+
+
+FACT_PREFIX = "fact: "
+
+
+def _fact(sentence: str) -> tuple[str, float] | None:
+    """A bad (or good) event stated without a feeling word: a rating, a price moving, a wait,
+    a feature taken away, a plan made worse. (words shown, valence)"""
+    for (name, pattern, valence), needs in zip(_FACTS, _FACT_NEEDS, strict=True):
+        if not _intent.has_any(sentence, needs):
+            continue
+        found = pattern.search(sentence)
+        if found is not None and name == "waiting" and not _WAITING_FOR.search(sentence):
+            continue
+        if found is None:
+            continue
+        if name == "rating":
+            value = _rating(found)
+            if value is None:
+                continue
+            valence = value
+        elif name == "price":
+            numbers = [float(n.replace(",", "")) for n in _MONEY.findall(found.group())]
+            if len(numbers) < 2 or numbers[-1] == numbers[0]:
+                continue
+            valence = -valence if numbers[-1] > numbers[0] else valence * 0.75
+        return f"{FACT_PREFIX}{name}: {_shown(found.group().strip())}", valence
+    return None
+
+
+_NUMBER_WORDS = {
+    w: n
+    for n, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    )
+}
+
+
+def _rating(found: re.Match[str]) -> float | None:
+    text = found.group()
+    if "\u2605" in text or "\u2b50" in text or "\u2606" in text:
+        filled = text.count("\u2605") + text.count("\u2b50")
+        out_of = filled + text.count("\u2606")
+        out_of = max(out_of, 5)
+    else:
+        parts = re.findall(r"\d+|" + "|".join(_NUMBER_WORDS), text)
+        if not parts:
+            return None
+        filled = int(parts[0]) if parts[0].isdigit() else _NUMBER_WORDS[parts[0]]
+        out_of = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 5
+    if not 0 < out_of <= 10 or filled > out_of:
+        return None
+    share = filled / out_of
+    return (
+        -2.5
+        if share <= 0.2
+        else -1.8
+        if share <= 0.4
+        else 0.0
+        if share <= 0.6
+        else 2.0
+        if share < 0.9
+        else 2.5
+    )
+
+
+_MONEY = re.compile(r"(?<=[$\u00a3\u20ac])\s?(\d[\d,]*(?:\.\d+)?)")
+_WAITING_FOR = re.compile(
+    r"\b(?:ticket|support|repl(?:y|ied)|respon\w+|answer\w*|wait\w*|restor\w*|refund\w*|"
+    r"ship\w*|deliver\w*|pending|hold|still|outage|down|without|no|awaiting|stuck|order)\b"
+)
+_FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
+    (name, re.compile(pattern), valence)
+    for name, pattern, valence in (
+        (
+            "rating",
+            r"[\u2605\u2b50\u2606]{3,10}|\b\d{1,2}\s?/\s?(?:5|10)\b(?![./]\d)|"
+            r"\b(?:\d|one|two|three|four|five) stars?\b",
+            0.0,
+        ),
+        (
+            "price",
+            r"[$\u00a3\u20ac]\s?\d[\d,]*(?:\.\d+)?(?:\s*(?:\u2192|->|to)\s*[$\u00a3\u20ac]\s?\d[\d,]*(?:\.\d+)?)+",
+            2.0,
+        ),
+        (
+            "worse now",
+            r"\bnow\s+(?:\w+\s+){0,2}?(?:charges?|costs?|requires?|needs?|has an? (?:limit|cap|fee|ad)|"
+            r"shows? an?|an? subscription|a \$|only|minimum|locked|behind|paywalled|\$|\u00a3|\u20ac)",
+            -1.5,
+        ),
+        (
+            "worse than before",
+            r"\b(?:used to (?:be|have|include|get|come)|until last (?:week|month|year)|"
+            r"(?:was|were|it's been|used to be) (?:free|included)\b|no longer (?:free|included|available|supported|works?))",
+            -1.3,
+        ),
+        (
+            "taken away",
+            r"\b(?:removed|discontinu\w+|deprecat\w+|sunsett?\w*|paywall\w*|took away|takes away|"
+            r"kill(?:ed|ing) off|moved\s+(?:[\w-]+\s+){1,3}?(?:to|behind)\s+(?:the\s+|a\s+)?(?:[\w-]+\s+)?(?:plan|tier|paywall|subscription))\b",
+            -1.5,
+        ),
+        (
+            "waiting",
+            r"\b(?:for|took|takes|taking|after|waited|waiting|been|in)\s+(?:over\s+|nearly\s+|almost\s+|about\s+|another\s+)?"
+            r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many)\s+(?:days?|weeks?|months?)\b|\bday \d+ of\b|\bawaiting\b",
+            -1.5,
+        ),
+    )
+)
+
+
+_FACT_NEEDS: tuple[tuple[str, ...], ...] = (
+    ("\u2605", "\u2b50", "\u2606", "/", "star"),
+    ("$", "\u00a3", "\u20ac"),
+    ("now",),
+    ("used to", "until last", "free", "included", "no longer"),
+    (
+        "remov",
+        "discontinu",
+        "deprecat",
+        "sunset",
+        "paywall",
+        "took away",
+        "takes away",
+        "kill",
+        "moved",
+    ),
+    ("day", "week", "month", "awaiting"),
+)
+QUESTION_KEEPS = 3.0
+QUESTION_CONTEXT_KEEPS = 2.5
+# What technical questions and requests do to things, not feelings: "how do I kill a volume?"
+_OPERATIONS = frozenset(
+    [
+        "kill",
+        "kills",
+        "killing",
+        "stop",
+        "stopping",
+        "delete",
+        "deleting",
+        "remove",
+        "removing",
+        "fight",
+        "block",
+        "blocking",
+        "force",
+        "ignore",
+        "ignored",
+        "quit",
+        "destroy",
+        "exclude",
+        "exclusion",
+        "exclusions",
+        "excluded",
+        "drop",
+        "dropping",
+        "reject",
+        "rejected",
+        "deny",
+        "denied",
+        "abort",
+        "kill-switch",
+        "panic",
+        "worst-case",
+    ]
+)
+_IRONIC_OPENERS = frozenset(
+    [
+        "love how",
+        "love that",
+        "love it when",
+        "so glad",
+        "great job",
+        "good job",
+        "well done",
+        "nice work",
+        "great work",
+    ]
+)  # in a question asking for information, valences weaker than this are quiet
+_POLITE = re.compile(
+    r"^\W*(?:thanks|thank you|thx|cheers|ty|tia)\b[^.!?]{0,25}[.!?]*\W*$|"
+    r"\bthanks (?:in advance|for (?:considering|reading|any|your time|looking|the help|listening))|"
+    r"\b(?:happy|glad|willing|keen) to (?:help|share|test|contribute|provide|open|send|try|answer|"
+    r"explain|give|hop)|\bapologies if\b|\bsorry if\b"
+)
+# "fixed the report export bug", "resolved my issue": a problem solved is told as a good story.
+_RESOLVING = frozenset(
+    [
+        "fixed",
+        "fixes",
+        "fix",
+        "resolved",
+        "resolves",
+        "solved",
+        "solves",
+        "patched",
+        "sorted",
+        "addressed",
+        "prevented",
+        "avoided",
+        "eliminated",
+        "stopped",
+        "caught",
+        "squashed",
+    ]
+)
+
+
+def _resolved(trace: _Trace, a: int, b: int) -> bool:
+    sent, lowered = trace.sentiments, trace.lowered
+    changed = False
+    for i in range(a, b):
+        if sent[i] < 0 and any(lowered[j] in _RESOLVING for j in range(max(a, i - 4), i)):
+            sent[i] = -sent[i] * 0.5
+            changed = True
+    return changed
+
+
+def _bad_after(trace: _Trace, a: int, b: int, at: int, sentence: str) -> bool:
+    """Something bad follows the thanks in its sentence: "thanks for the 3-day outage"."""
+    words_before = len(sentence[:at].split())
+    return any(trace.sentiments[i] <= -0.5 for i in range(a + words_before, b))
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def _stance(compound: float, reading: _Reading) -> float:
+    reading.vader_negative = compound < 0
+    if reading.arrival:
+        return max(compound, ARRIVAL_FLOOR)
+    if reading.churn and not reading.no_fault:
+        return min(compound, CHURN_CEILING)
+    return compound
+
+
+def _intents(reading: _Reading, label: Label) -> tuple[str, ...]:
+    found = set()
+    if reading.churn:
+        found.add("churn")
+    if (label == "negative" and (reading.vader_negative or not reading.churn)) or (
+        reading.complaint_sentence
+    ):
+        found.add("complaint")
+    if reading.request:
+        found.add("request")
+    if reading.question:
+        found.add("question")
+    if reading.arrival or label == "positive" or reading.praise_sentence:
+        found.add("praise")
+    return tuple(i for i in _intent.INTENTS if i in found)
+
+
+def _shown(words: str) -> str:
+    return words.replace(BRAND_PLACEHOLDER, "<brand>").replace(OTHER_PLACEHOLDER, "<other>")
+
+
+def _explain_reading(reading: _Reading, intents: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    out: list[dict[str, Any]] = []
+    for why in reading.irony[:2]:
+        out.append(
+            {
+                "rule": "irony",
+                "words": _shown(_clip(why, 60)),
+                "effect": "praise read as its opposite",
+            }
+        )
+    seen = set()
+    for cue in reading.cues:
+        intent = "praise" if cue.intent == "arrival" else cue.intent
+        if intent in intents and intent not in seen:
+            seen.add(intent)
+            out.append(
+                {"rule": "intent", "intent": intent, "cue": cue.rule, "words": _shown(cue.words)}
+            )
+    if reading.churn and reading.no_fault:
+        out.append(
+            {
+                "rule": "intent",
+                "intent": "churn",
+                "cue": "not the brand's fault",
+                "effect": "not negative",
+            }
+        )
+    return tuple(out)

@@ -349,6 +349,13 @@ def m010_host_budgets(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m011_mention_intents(db: sqlite_utils.Database) -> None:
+    # What the author means toward the brand: a JSON list, most important first, from churn,
+    # complaint, request, question, praise (listener.intent). NULL for mentions scored before.
+    db.execute("ALTER TABLE mentions ADD COLUMN intents TEXT")
+
+
 _BUDGET_COLUMNS = (
     "host",
     "per_minute",
@@ -1050,6 +1057,7 @@ class Store:
                 "item_compound": m.item_score.compound if m.item_score else None,
                 "explanation": json.dumps(list(m.score.explanation), ensure_ascii=False),
                 "lexicon_version": m.item.extra.get("lexicon_version"),
+                "intents": json.dumps(list(m.score.intents)),
             }
             if m.brand in existing:
                 sets = ",".join(f"{k} = ?" for k in row)

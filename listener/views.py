@@ -173,6 +173,7 @@ SELECT m.id AS mention_id,
        m.url,
        m.author,
        m.title,
+       m.intents,
        m.thread_key
 FROM mentions m
 WHERE m.label = 'negative' AND m.not_relevant = 0
@@ -304,6 +305,7 @@ SELECT id AS mention_id,
        compound,
        brand,
        product,
+       intents,
        source,
        published_at,
        url,
@@ -314,6 +316,52 @@ FROM mentions
 WHERE not_relevant = 0 AND first_seen_at >= {_AGO.format(n=_HOURS, unit="hours")}
 ORDER BY CASE label WHEN 'negative' THEN 0 WHEN 'neutral' THEN 1 ELSE 2 END, compound,
          first_seen_at DESC
+""",
+    },
+    "churn_risks": {
+        "title": "Churn risks",
+        "description": (
+            "Customers who say they are leaving (cancelling, switching away, not renewing, asking "
+            "for alternatives) in the last N days (7 if left blank), newest first, with the words "
+            "that showed it in the explanation. Leave brand blank for all brands."
+        ),
+        "params": ["days", "brand"],
+        "sql": f"""
+SELECT m.id AS mention_id,
+       m.published_at,
+       m.brand,
+       m.source,
+       m.author,
+       m.title,
+       m.snippet,
+       m.intents,
+       m.compound,
+       m.url,
+       m.thread_key
+FROM mentions m
+WHERE m.not_relevant = 0 AND m.intents LIKE '%"churn"%'
+  AND m.published_at >= {_AGO.format(n=_DAYS, unit="days")}
+  AND (:brand = '' OR m.brand = :brand)
+ORDER BY m.published_at DESC
+""",
+    },
+    "top_requests": {
+        "title": "Top requests per brand",
+        "description": (
+            "Feature and change requests of the last N days (30 if left blank), by brand, the "
+            "most recent first."
+        ),
+        "params": ["days"],
+        "sql": f"""
+SELECT m.brand,
+       count(*) OVER (PARTITION BY m.brand) AS requests,
+       m.published_at,
+       m.snippet,
+       m.url
+FROM mentions m
+WHERE m.not_relevant = 0 AND m.intents LIKE '%"request"%'
+  AND m.published_at >= {_AGO.format(n=_param("days", 30), unit="days")}
+ORDER BY requests DESC, m.brand, m.published_at DESC
 """,
     },
     "source_health": {

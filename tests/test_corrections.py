@@ -41,7 +41,7 @@ def setup(tmp_path: Path, httpd) -> Path:
                     "title": "Migration",
                     "link": "https://f.example/2",
                     "guid": "2",
-                    "body": "We migrated to Acme over the weekend.",
+                    "body": "We tried Acme over the weekend.",  # neutral ("migrated to Acme" reads as praise)
                 },
                 {
                     "title": "Hold",
@@ -90,7 +90,7 @@ def test_rescore_after_a_lexicon_change_reports_changes_and_keeps_corrections(tm
     # The team's own word for their support queue, and a correction that must survive.
     cfg.write_text(
         cfg.read_text()
-        + "sentiment:\n  phrases:\n    blender queue: -2.5\n  lexicon:\n    migrated: 2.0\n"
+        + "sentiment:\n  phrases:\n    blender queue: -2.5\n  lexicon:\n    tried: 2.0\n"
     )
     result = CliRunner().invoke(cli, ["-c", str(cfg), "rescore"])
     assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from vaderSentiment import vaderSentiment as vader
 
+from listener.models import Score
 from listener.sentiment import (
     Scorer,
     SentimentConfig,
@@ -289,7 +290,10 @@ def test_score_json_lines_scores_good_lines_and_reports_bad_ones(scorer: Scorer)
     json.dumps(out)  # every record is plain JSON
     assert [o.get("line") for o in out] == [None, 2, 3, 5, None, None, 8]
     first = out[0]
-    assert set(first) == {"text", "brand", "label", "compound", "pos", "neu", "neg", "explanation"}
+    assert set(first) == {
+        *("text", "brand", "label", "intents", "compound", "pos", "neu", "neg", "explanation")
+    }
+    assert first["intents"] == ["complaint"]
     assert (first["brand"], first["label"]) == ("Acme", "negative")
     assert first["explanation"][0]["phrase"] == "never answered"
     assert "not JSON" in out[1]["error"] and '"text"' in out[2]["error"]
@@ -366,3 +370,74 @@ def test_general_text_correlates_no_worse_than_plain_vader(scorer: Scorer, name:
     r_plain = statistics.correlation(human, [plain.polarity_scores(t)["compound"] for _, t in rows])
     r_ours = statistics.correlation(human, [scorer.score(t).compound for _, t in rows])
     assert r_ours >= r_plain - 0.01
+
+
+# --- sentiment that holds on posts it was not tuned on (issue 12) -------------------------------
+
+
+def brand(scorer: Scorer, text: str) -> Score:
+    return scorer.score(text, neutralise=["Acme"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thanks, Acme, for the 4x price increase. Really motivating.",
+        "Shoutout to Acme for the 3-day outage 🙃",
+        "Oh great, Acme logged me out mid-sentence again.",
+        "Love how Acme deleted my notes after the update. Truly the future 🙄",
+    ],
+)
+def test_irony_toward_the_brand_is_negative(scorer: Scorer, text: str) -> None:
+    score = brand(scorer, text)
+    assert score.label == "negative", score.explanation
+    assert any(e.get("rule") == "irony" for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    ("text", "fact"),
+    [
+        ("Acme bill went from $65 to $79. Same plan, same speed.", "price"),
+        ("Acme Rocket Pro per seat went $12 → $15 → $19 in 24 months.", "price"),
+        ("Acme removed offline downloads in today's update.", "taken away"),
+        ("Acme now charges $4 a month for search.", "worse now"),
+        ("Acme took 9 days to reply to my ticket.", "waiting"),
+        ("★☆☆☆☆ Acme Anvil after a month", "rating"),
+    ],
+)
+def test_bad_facts_without_a_feeling_word_are_negative(
+    scorer: Scorer, text: str, fact: str
+) -> None:
+    score = brand(scorer, text)
+    assert score.label == "negative"
+    assert any(e.get("rule") == "fact" and e["words"].startswith(fact) for e in score.explanation)
+
+
+def test_a_price_cut_and_five_stars_are_positive(scorer: Scorer) -> None:
+    assert (
+        brand(scorer, "Acme cut prices: our plan went from $15 to $9 per seat.").label == "positive"
+    )
+    assert brand(scorer, "★★★★★ Acme, two years in").label == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I kill all orphaned Acme volumes at once?",
+        "Panic question: I accidentally deleted an Acme bucket. Is there a recycle bin?",
+        "Would it be possible to add a dark theme to Acme? Thanks for considering!",
+        "Feature request: Acme breakout rooms via the API. Happy to share our use case. Thanks!",
+    ],
+)
+def test_questions_and_requests_without_a_stance_are_neutral(scorer: Scorer, text: str) -> None:
+    assert brand(scorer, text).label == "neutral"
+
+
+def test_a_problem_solved_is_told_as_praise(scorer: Scorer) -> None:
+    text = "Acme fixed the report export bug I reported, and emailed me about it."
+    assert brand(scorer, text).label == "positive"
+
+
+def test_opening_remarks_about_the_article_are_not_about_the_brand(scorer: Scorer) -> None:
+    text = "Great article, thanks! Acme support took 6 days to answer and the app still crashes."
+    assert brand(scorer, text).label == "negative"

@@ -51,6 +51,7 @@ URL_MAX = 1000  # longer links are shown as text only: they are tracking junk mo
 RULE_LABELS = {
     "negative_thread": "negative conversation",
     "very_negative_mention": "very negative mention",
+    "churn_risk": "churn risk",
     "spike": "spike in negative mentions",
     "source_health": "source failing",
     "test": "test alert",
@@ -58,6 +59,7 @@ RULE_LABELS = {
 RULE_ICONS = {
     "negative_thread": "🔻",
     "very_negative_mention": "🔻",
+    "churn_risk": "🚪",
     "spike": "📈",
     "source_health": "🩺",
     "test": "🧪",

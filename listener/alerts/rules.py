@@ -54,6 +54,8 @@ def evaluate(store: Store, alerting: Alerting, outcome: PollOutcome, now: dateti
         fired += _very_negative(store, alerting, outcome, now)
     if rules.spike.enabled and outcome.new_mention_ids:
         fired += _spikes(store, alerting, outcome, now)
+    if rules.churn_risk.enabled and outcome.new_mention_ids:
+        fired += _churn_risk(store, alerting, outcome, now)
     if rules.source_health.enabled and outcome.failed:
         fired += _source_health(store, alerting, outcome.source, now)
     if rules.source_health.enabled and rules.source_health.stale_factor and not outcome.failed:
@@ -71,6 +73,7 @@ def _fire(
     level: int,
     message: AlertMessage,
     thread_key: str | None = None,
+    channels: tuple[str, ...] | None = None,
 ) -> list[int]:
     key = f"{rule}:{subject}:{level}"
     created = iso(now)
@@ -109,7 +112,10 @@ def _fire(
     alert_id = int(cur.lastrowid or 0)
     store.conn.executemany(
         "INSERT OR IGNORE INTO outbox(alert_id, channel, next_attempt_at) VALUES (?, ?, ?)",
-        [(alert_id, channel, created) for channel in alerting.channels],
+        [
+            (alert_id, channel, created)
+            for channel in (alerting.channels if channels is None else channels)
+        ],
     )
     log.info("alert fired: %s (%s)", key, message.why)
     return [alert_id]
@@ -265,6 +271,49 @@ def _very_negative(
             level=1,
             message=message,
             thread_key=thread_key,
+        )
+    return fired
+
+
+def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: datetime) -> list[int]:
+    """A customer says they are leaving a brand: one alert per conversation (per brand), naming
+    the words that showed it, on the rule's own channels."""
+    from ..sentiment import describe_intents
+
+    rule = alerting.rules.churn_risk
+    channels = tuple(rule.channels) if rule.channels is not None else None
+    fired: list[int] = []
+    marks = ",".join("?" * len(outcome.new_mention_ids))
+    rows = store.conn.execute(
+        "SELECT id, brand, title, url, snippet, compound, author, published_at, source, "
+        "thread_key, explanation FROM mentions "
+        f"WHERE id IN ({marks}) AND not_relevant = 0 AND intents LIKE '%\"churn\"%' ORDER BY id",
+        outcome.new_mention_ids,
+    ).fetchall()
+    for mid, brand, title, url, snippet, compound, author, pub, source, thread, expl in rows:
+        words = describe_intents(json.loads(expl or "[]"), "churn").replace("<brand>", brand)
+        message = AlertMessage(
+            alert_id="",
+            rule="churn_risk",
+            level=1,
+            brand=brand,
+            title=title or url or "",
+            url=url,
+            why=f"a customer says they are leaving {brand} ({words or 'churn'}) on {source}",
+            evidence=(Evidence(snippet or "", compound, url, author, pub, _explain(expl)),),
+            counts={"compound": round(compound, 3)},
+            source=source,
+        )
+        fired += _fire(
+            store,
+            alerting,
+            now,
+            rule="churn_risk",
+            subject=f"{brand}:{thread or url or mid}",
+            level=1,
+            message=message,
+            thread_key=thread,
+            channels=channels,
         )
     return fired
 

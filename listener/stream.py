@@ -66,7 +66,7 @@ async def run_stream(
     assert kind.stream is not None
 
     async def deliver(batch: SourcePoll) -> None:
-        report = save_result(spec, rt, batch, time.perf_counter())
+        report = await save_result(spec, rt, batch, time.perf_counter())
         if report.error or report.new_items or report.alerts:
             log_report(report)
         if on_saved is not None:
@@ -90,18 +90,18 @@ async def read_stream_once(spec: SourceSpec, rt: Runtime) -> SourceReport:
     reports: list[SourceReport] = []
 
     async def deliver(batch: SourcePoll) -> None:
-        reports.append(save_result(spec, rt, batch, started))
+        reports.append(await save_result(spec, rt, batch, started))
 
     until_us = int(rt.now().timestamp() * 1_000_000)
     try:
         await kind.stream(_context(spec, rt, asyncio.Event(), deliver, until_us=until_us))
     except Exception as exc:
         log.exception("%s: reading the stream failed with an internal error", spec.name)
-        return save_result(
+        return await save_result(
             spec, rt, SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}"), started
         )
     if not reports:
-        return save_result(spec, rt, SourcePoll(items=[], responses=[]), started)
+        return await save_result(spec, rt, SourcePoll(items=[], responses=[]), started)
     last = reports[-1]
     return replace(
         last,

@@ -768,7 +768,8 @@ def test_dashboard_shows_worst_posts_top_sources_and_top_authors(ds: Any) -> Non
     worst = page.split("<h2>Most negative posts</h2>", 1)[1].split("</section>", 1)[0]
     posts = re.findall(r'<td class="post">“([^”]+)”', worst)
     assert len(posts) == 2  # this week's two negative mentions
-    assert "Globex broke my heart" in posts[0] and "support never answered" in posts[1]
+    assert any("Globex broke my heart" in p for p in posts)
+    assert any("support never answered" in p for p in posts)
     scores = [
         float(v.replace("−", "-")) for v in re.findall(r'class="num negative">([^<]+)<', worst)
     ]

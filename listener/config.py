@@ -325,11 +325,13 @@ class BrandModel(_Strict):
     products: list[ProductModel] = Field(default_factory=list)
     # A boolean query (listener.query): alone it makes a mention; with terms both must hold.
     query: str | None = None
+    # The brand's own voices: display names and handles as each platform shows them.
+    accounts: list[str] = Field(default_factory=list)
 
-    _lists = field_validator("terms", "exclude", "domains", mode="before")(_str_list)
+    _lists = field_validator("terms", "exclude", "domains", "accounts", mode="before")(_str_list)
     _query = field_validator("query")(_query)
 
-    @field_validator("terms", "exclude", "domains")
+    @field_validator("terms", "exclude", "domains", "accounts")
     @classmethod
     def _no_blank(cls, v: list[str]) -> list[str]:
         if any(not t.strip() for t in v):
@@ -1056,6 +1058,7 @@ def _brand(b: BrandModel) -> Brand:
             for p in b.products
         ),
         query=b.query,
+        accounts=tuple(b.accounts),
     )
 
 

@@ -31,6 +31,13 @@ class Brand:
     domains: tuple[str, ...] = ()
     # A boolean query (listener.query): alone, it makes a mention; with terms, both must hold.
     query: str | None = None
+    # The brand's own voices (display names, handles as each platform shows them): their posts
+    # are the brand's replies, not customer mentions (`mentions.by_brand`).
+    accounts: tuple[str, ...] = ()
+
+
+# A conversation's triage state (`threads.status`), set by the team.
+THREAD_STATUSES = ("new", "acknowledged", "resolved", "ignored")
 
 
 @dataclass(frozen=True)

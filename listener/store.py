@@ -356,6 +356,33 @@ def m011_mention_intents(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE mentions ADD COLUMN intents TEXT")
 
 
+
+@_migration
+def m012_conversations(db: sqlite_utils.Database) -> None:
+    # Conversations a team acts on (DESIGN.md "Conversations"): a post by one of the brand's
+    # `accounts` is its own voice, and marks the thread answered; the team's triage state and
+    # its history.
+    db.executescript(
+        """
+        ALTER TABLE mentions ADD COLUMN by_brand INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE threads ADD COLUMN answered_at TEXT;       -- the brand's first reply
+        ALTER TABLE threads ADD COLUMN first_negative_at TEXT; -- the first negative customer post
+        ALTER TABLE threads ADD COLUMN status TEXT NOT NULL DEFAULT 'new';
+        ALTER TABLE threads ADD COLUMN status_at TEXT;
+        CREATE TABLE IF NOT EXISTS thread_triage (
+            id INTEGER PRIMARY KEY,
+            thread_key TEXT NOT NULL,
+            status TEXT NOT NULL,          -- new | acknowledged | resolved | ignored
+            note TEXT,
+            actor TEXT,                    -- who set it: a CLI user, a signed-in serve actor, or
+                                           -- "listener" when a new post reopened the thread
+            at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS thread_triage_thread ON thread_triage(thread_key, at);
+        CREATE INDEX IF NOT EXISTS threads_status ON threads(status);
+        """
+    )
+
 _BUDGET_COLUMNS = (
     "host",
     "per_minute",

@@ -144,10 +144,10 @@ def analyse_items(
             threads.add(item.thread_key)
         matched.append(found)
     out: list[tuple[Identity, Analysis | None]] = []
-    for item, ident, found in zip(items, identities, matched, strict=True):
-        if found is None:
+    for item, ident, hits in zip(items, identities, matched, strict=True):
+        if hits is None:
             out.append((ident, None))
             continue
         in_thread = bool(item.thread_key) and item.thread_key in threads
-        out.append((ident, score_matches(item, found, matcher, scorer, in_brand_thread=in_thread)))
+        out.append((ident, score_matches(item, hits, matcher, scorer, in_brand_thread=in_thread)))
     return out

@@ -837,6 +837,7 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
                 pass
         return (name,)
 
+    lines: Iterable[str]
     if text:
         lines = [json.dumps({"text": t, "brand": brand}) for t in text]
     else:
@@ -844,8 +845,10 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
     failed = False
 
     def others_for(name: str | None) -> list[str]:  # other brands: scored toward `name` only
-        brands = config.brands if config and matcher else ()
-        return [t for b in brands if b.name != name for t in matcher.neutral_terms(b.name)]
+        m = matcher
+        if not (config and m):
+            return []
+        return [t for b in config.brands if b.name != name for t in m.neutral_terms(b.name)]
 
     for out in score_json_lines(scorer, lines, neutral_for, others_for):
         failed = failed or "error" in out

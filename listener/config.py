@@ -674,7 +674,7 @@ class Config:
     sentiment: SentimentModel
     fetch: FetchLimits
     user_agent: str | None
-    transport: str
+    transport: Literal["aiohttp", "httpx"]
     alerts: AlertsModel
     workers: int | None = None
     # Every value `${VAR}` took from the environment: masked wherever it would be shown.

@@ -181,7 +181,9 @@ def explanation_cell(value: str) -> Markup | None:
     return Markup('<span class="explanation">{}</span>').format(", ".join(shown))
 
 
-def reading_order(columns: list[Any], rows: list[Any], order: Sequence[str]) -> tuple[list, list]:
+def reading_order(
+    columns: list[Any], rows: list[Any], order: Sequence[str]
+) -> tuple[list[Any], list[Any]]:
     """Datasette's table columns and rows with `order`'s columns first (after the row link),
     the others after them as they were: what a person reads comes first, whatever the schema's
     order. Columns `order` names that the page does not show are skipped."""
@@ -200,9 +202,10 @@ def reading_order(columns: list[Any], rows: list[Any], order: Sequence[str]) -> 
     return [columns[i] for i in index], new_rows
 
 
-def _reading_orders(datasette: Any) -> dict[str, Sequence[str]]:
+def _reading_orders(datasette: Any) -> Mapping[str, Sequence[str]]:
     config = datasette.plugin_config(PLUGIN_NAME) or {}
-    return config.get("reading_order") or READING_ORDER
+    orders: Mapping[str, Sequence[str]] = config.get("reading_order") or READING_ORDER
+    return orders
 
 
 def _reading_order_templates(datasette: Any) -> DictLoader:

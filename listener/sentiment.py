@@ -33,7 +33,7 @@ from itertools import product
 from types import MappingProxyType
 from typing import Any
 
-from vaderSentiment import vaderSentiment as _vader  # type: ignore[import-untyped]
+from vaderSentiment import vaderSentiment as _vader
 
 from listener import intent as _intent
 from listener.models import Label, Score

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .models import Item, Mention, Response, Score, Validators, thread_title
 from .secrets import mask, mask_url
@@ -50,6 +50,12 @@ def _migration(
     return fn
 
 
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: None) -> None: ...
+@overload
+def iso(dt: datetime | None) -> str | None: ...
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO 8601 text, second precision, as stored everywhere."""
     if dt is None:
@@ -197,8 +203,8 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         CREATE INDEX threads_last_seen ON threads(last_seen_at);
         """
     )
-    db["items"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
-    db["mentions"].enable_fts(["title", "snippet"], create_triggers=True, tokenize="porter")
+    db.table("items").enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+    db.table("mentions").enable_fts(["title", "snippet"], create_triggers=True, tokenize="porter")
 
 
 @_migration
@@ -356,7 +362,6 @@ def m011_mention_intents(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE mentions ADD COLUMN intents TEXT")
 
 
-
 @_migration
 def m012_conversations(db: sqlite_utils.Database) -> None:
     # Conversations a team acts on (DESIGN.md "Conversations"): a post by one of the brand's
@@ -382,6 +387,7 @@ def m012_conversations(db: sqlite_utils.Database) -> None:
         CREATE INDEX IF NOT EXISTS threads_status ON threads(status);
         """
     )
+
 
 _BUDGET_COLUMNS = (
     "host",

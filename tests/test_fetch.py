@@ -519,6 +519,22 @@ def test_jitter_is_seeded_by_the_injected_rng(httpd: LoopbackServer) -> None:
     assert sleeps[0] == sleeps[1] and len(sleeps[0]) == 2
 
 
+def test_hosts_that_fail_together_do_not_retry_together(httpd: LoopbackServer) -> None:
+    # Each retry waits its nominal backoff (0.5 s, then 1 s) times a factor in [0.5, 1.5):
+    # two fetchers that failed at the same moment wait different times.
+    httpd.add("/feed", FEED, fail_times=99)
+    sleeps = []
+    for seed in range(2):
+        httpd.reset()
+        fake = FakeTime()
+        limits = FetchLimits(retries=2, backoff_s=0.5)
+        run("aiohttp", lambda f: f.get(httpd.url("/feed")), limits, fake, rng=random.Random(seed))
+        sleeps.append(fake.sleeps)
+    assert sleeps[0] != sleeps[1]
+    for first, second in sleeps:
+        assert 0.25 <= first < 0.75 and 0.5 <= second < 1.5
+
+
 # -- where requests may go: the config's own addresses, and the public internet -----------------
 
 SECRET = "TOP-SECRET-metadata-token"

@@ -230,11 +230,29 @@ def ds(db_path: Path) -> Any:
 # --- views and canned queries on the database itself -------------------------------------------
 
 
-def test_every_view_and_canned_query_runs(db_path: Path) -> None:
-    for name in VIEWS:
-        rows(db_path, f"SELECT * FROM {name}")  # raises if a view does not match the schema
-    for name in CANNED_QUERIES:
-        run_query(db_path, name)
+def test_every_view_and_canned_query_finds_what_the_site_holds(
+    db_path: Path, tmp_path: Path
+) -> None:
+    # On a copy where one mention also asks for something (no fixture post is a request), every
+    # view and every canned question (blank parameters: its defaults) has rows to show.
+    copy = tmp_path / "copy.db"
+    src, dst = sqlite3.connect(db_path), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+        with dst:
+            dst.execute(
+                "UPDATE mentions SET intents = '[\"request\"]' WHERE title = 'Question about Acme'"
+            )
+    finally:
+        src.close()
+        dst.close()
+    empty = [name for name in VIEWS if not rows(copy, f"SELECT * FROM {name}")]
+    empty += [name for name in CANNED_QUERIES if not run_query(copy, name)]
+    assert empty == []
+    assert [r["snippet"] for r in run_query(copy, "top_requests")] == [
+        r["snippet"]
+        for r in rows(copy, "SELECT snippet FROM mentions WHERE intents LIKE '%request%'")
+    ]
 
 
 def test_negative_mentions_window_and_brand(db_path: Path) -> None:

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import errno
 import functools
 import ipaddress
 import logging
+import math
 import random
 import re
 import socket
@@ -51,7 +51,6 @@ from collections.abc import (
 )
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -65,6 +64,7 @@ import yarl
 from listener import __version__
 from listener.models import FetchLimits, Response, Validators
 from listener.secrets import basic_credentials, mask_url
+from listener.units import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -903,7 +903,9 @@ class Fetcher:
             message, retryable = _status_text(status, outcome.reason), True
         retry_after = None
         if status in _RETRY_AFTER_STATUSES and "retry-after" in headers:
-            retry_after = _parse_retry_after(headers["retry-after"], headers.get("date"))
+            retry_after = parse_retry_after(
+                headers["retry-after"], date=headers.get("date"), max_s=math.inf
+            )
             if retry_after is not None:
                 message += f" (Retry-After: {headers['retry-after']})"
                 if retry_after > self.limits.max_retry_after_s:
@@ -1225,30 +1227,6 @@ def _status_text(status: int, reason: str) -> str:
     if len(reason) > _REASON_MAX:
         reason = reason[: _REASON_MAX - 3] + "..."
     return f"HTTP {status} {reason}".rstrip()
-
-
-def _parse_retry_after(value: str, date: str | None) -> float | None:
-    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date.
-
-    An HTTP-date is measured against the response's own Date header when there is one, so a
-    server whose clock is off still gets the wait it meant.
-    """
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = datetime.now(UTC)
-    if date:
-        with contextlib.suppress(TypeError, ValueError):
-            now = email.utils.parsedate_to_datetime(date)
-    if when.tzinfo is None or now.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def _size(n: int) -> str:

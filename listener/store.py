@@ -24,17 +24,22 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 from .models import Item, Mention, Response, Score, Validators, thread_title
 from .secrets import mask, mask_url
 from .sources import SourceState
+from .units import format_iso
+from .units import parse_iso as parse_iso  # re-exported: its old home
 from .views import ensure_views
 
 if TYPE_CHECKING:  # sqlite-utils is imported when a migration is pending (see `migrate`)
     import sqlite_utils
+
+# The names the package has always used for `units.format_iso` / `units.parse_iso`.
+iso = format_iso
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +53,6 @@ def _migration(
 ) -> Callable[[sqlite_utils.Database], None]:
     MIGRATIONS.append(fn)
     return fn
-
-
-@overload
-def iso(dt: datetime) -> str: ...
-@overload
-def iso(dt: None) -> None: ...
-@overload
-def iso(dt: datetime | None) -> str | None: ...
-def iso(dt: datetime | None) -> str | None:
-    """UTC ISO 8601 text, second precision, as stored everywhere."""
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @_migration

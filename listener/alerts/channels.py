@@ -17,9 +17,8 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -27,13 +26,11 @@ import httpx
 from listener.alerts.message import AlertMessage, Digest, digest_to_dict, message_to_dict
 from listener.alerts.render import clean_text, render_email, render_slack, truncate
 from listener.fetch import default_user_agent
+from listener.units import clamp_wait, parse_retry_after
 
 log = logging.getLogger(__name__)
 
 ERROR_BODY_MAX = 200
-# The longest wait a receiver can ask for with Retry-After: a longer (or infinite) one is cut to
-# this, so one odd header cannot park an alert for years or overflow a date.
-RETRY_AFTER_MAX_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -202,46 +199,12 @@ def _json_safe(value: Any) -> Any:
 # --------------------------------------------------------------------------------------- HTTP
 
 
-def clamp_wait(seconds: object, max_s: float = RETRY_AFTER_MAX_S) -> float | None:
-    """The one rule for a wait a receiver asked for: seconds in [0, `max_s`] (longer, infinite
-    included, is cut to `max_s`), or None when there is nothing usable in it (missing, not a
-    number, negative, NaN), so the caller falls back to its own backoff."""
-    if seconds is None or isinstance(seconds, bool):
-        return None
-    try:
-        value = float(seconds)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if math.isnan(value) or value < 0:
-        return None
-    return min(value, max_s)
-
-
-def _retry_after_header(value: str, now: datetime | None) -> float | None:
-    if not value:
-        return None
-    if "_" not in value:  # float() would read "1_0" as 10: not an HTTP number
-        try:
-            return clamp_wait(float(value))
-        except ValueError:
-            pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    # A date in the past means "now"; one far ahead is cut to the maximum.
-    return clamp_wait(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
-
-
-def parse_retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
+def retry_after_of(response: httpx.Response, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header (seconds or HTTP date) or a JSON
-    `retry_after` field, through `clamp_wait`: finite, at most `RETRY_AFTER_MAX_S`; None when
+    `retry_after` field (`units.parse_retry_after`, `units.clamp_wait`): finite, at most
+    `units.RETRY_AFTER_MAX_S` (so one odd header cannot park an alert for years); None when
     the receiver did not say, or said something unusable (the outbox's backoff applies)."""
-    wait = _retry_after_header(response.headers.get("retry-after", "").strip(), now)
+    wait = parse_retry_after(response.headers.get("retry-after"), now=now)
     if wait is not None:
         return wait
     try:
@@ -275,11 +238,11 @@ def _http_outcome(kind: str, channel_name: str, response: httpx.Response) -> Del
     detail = f": {body}" if body else ""
     where = f"{kind} {channel_name}: HTTP {status}{detail}"
     if status == 429:
-        retry_after = parse_retry_after(response)
+        retry_after = retry_after_of(response)
         wait = f" (retry after {retry_after:g} s)" if retry_after is not None else ""
         return Delivery(False, f"{kind} {channel_name}: rate limited, HTTP 429{wait}", retry_after)
     if status >= 500 or status in (408, 425):
-        return Delivery(False, where + " (server side, will retry)", parse_retry_after(response))
+        return Delivery(False, where + " (server side, will retry)", retry_after_of(response))
     if 300 <= status < 400:
         return Delivery(False, where + " (redirect: update the URL to its new home)", None, True)
     hint = _SLACK_HINTS.get(body) if kind == "Slack" else None

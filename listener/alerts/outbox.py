@@ -31,6 +31,7 @@ import httpx
 
 from ..config import ChannelModel
 from ..store import Store, iso
+from ..units import clamp_wait, parse_iso
 from .channels import (
     Channel,
     Delivery,
@@ -38,7 +39,6 @@ from .channels import (
     SlackChannel,
     SlackRateLimiter,
     WebhookChannel,
-    clamp_wait,
     send_alert,
 )
 from .message import AlertMessage, Digest, Evidence
@@ -233,8 +233,8 @@ def _digest_due(store: Store, channel: Channel, now: datetime) -> bool:
         if first_pending is None:
             return False
         last = first_pending
-    then = datetime.fromisoformat(last.replace("Z", "+00:00"))
-    return now - then >= timedelta(seconds=period)
+    then = parse_iso(last)
+    return then is None or now - then >= timedelta(seconds=period)
 
 
 async def deliver_pending(

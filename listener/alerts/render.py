@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from listener.alerts.message import AlertMessage, Digest, Evidence
+from listener.units import parse_iso
 
 if TYPE_CHECKING:
     from listener.alerts.channels import EmailChannel
@@ -171,13 +172,10 @@ def _date(iso: str | None) -> str:
     value = clean_text(iso)
     if not value:
         return ""
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    dt = parse_iso(value)
+    if dt is None:
         return truncate(value, 40)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%d %H:%M UTC")
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _evidence(message: AlertMessage) -> tuple[Evidence, ...]:

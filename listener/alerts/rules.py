@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from ..config import RulesModel
 from ..store import Store, iso
+from ..units import parse_iso
 from .message import AlertMessage, Evidence, message_to_dict
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,8 @@ def _last_alert(store: Store, rule: str, subject: str) -> tuple[int, str] | None
 
 
 def _within(created_at: str, now: datetime, seconds: float) -> bool:
-    then = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    return now - then < timedelta(seconds=seconds)
+    then = parse_iso(created_at)
+    return then is not None and now - then < timedelta(seconds=seconds)
 
 
 def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, ...]:
@@ -385,7 +386,9 @@ def spike_counts(
         "AND label = 'negative' AND not_relevant = 0 AND coalesce(published_at, first_seen_at) > ?",
         (brand, iso(start)),
     ):
-        t = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        t = parse_iso(when)
+        if t is None:
+            continue
         index = int((t - start).total_seconds() // window)
         if 0 <= index <= n:
             counts[index] += 1
@@ -462,14 +465,15 @@ STALE_MIN_GAPS = 3
 def usual_gap(store: Store, source: str) -> tuple[datetime, float] | None:
     """(when the source last brought something new, the median gap between such polls in
     seconds), or None while there is too little history to know what is usual."""
-    times = [
-        datetime.fromisoformat(t.replace("Z", "+00:00"))
+    read = [
+        parse_iso(t)
         for (t,) in store.conn.execute(
             "SELECT DISTINCT started_at FROM fetches WHERE source = ? AND new_items > 0 "
             "ORDER BY started_at DESC LIMIT ?",
             (source, STALE_HISTORY + 1),
         )
     ]
+    times = [t for t in read if t is not None]
     gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(times)]
     if len(gaps) < STALE_MIN_GAPS:
         return None

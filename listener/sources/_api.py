@@ -22,10 +22,14 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from ..models import SourcePoll
+from ..units import parse_iso
 
 if TYPE_CHECKING:
     from ..models import Item, Response
     from . import PollContext
+
+# ISO 8601 times in cursors and API fields: the package's one parser (naive times are UTC).
+parse_iso_time = parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -163,18 +167,6 @@ async def fetch_json(
 # ---------------------------------------------------------------------------------------------
 # Times and order
 # ---------------------------------------------------------------------------------------------
-
-
-def parse_iso_time(value: Any) -> datetime | None:
-    """An ISO 8601 time from a cursor or an API field; naive times are UTC (older Lemmy wrote
-    them so); anything else is None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def waiting_until(cursor: Mapping[str, Any], now: datetime) -> datetime | None:

@@ -227,6 +227,17 @@ def test_429_retry_after_seconds_is_honoured(httpd: LoopbackServer, transport: s
     assert r.duration_ms == 2000.0  # measured with the injected clock
 
 
+def test_an_unusable_retry_after_falls_back_to_the_backoff(
+    httpd: LoopbackServer, transport: str
+) -> None:
+    # Negative: not "retry at once", which would hammer a host that is already struggling.
+    httpd.add("/feed", FEED, fail_times=1, fail_status=503, retry_after="-5")
+    fake = FakeTime()
+    r = get(transport, httpd.url("/feed"), FetchLimits(retries=1, backoff_s=0.5), fake=fake)
+    assert r.ok and r.attempts == 2
+    assert len(fake.sleeps) == 1 and 0.25 <= fake.sleeps[0] < 0.75
+
+
 def test_503_retry_after_http_date_is_honoured(httpd: LoopbackServer, transport: str) -> None:
     calls = []
 

@@ -356,7 +356,6 @@ def m011_mention_intents(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE mentions ADD COLUMN intents TEXT")
 
 
-
 @_migration
 def m012_conversations(db: sqlite_utils.Database) -> None:
     # Conversations a team acts on (DESIGN.md "Conversations"): a post by one of the brand's
@@ -382,6 +381,20 @@ def m012_conversations(db: sqlite_utils.Database) -> None:
         CREATE INDEX IF NOT EXISTS threads_status ON threads(status);
         """
     )
+
+
+@_migration
+def m013_language(db: sqlite_utils.Database) -> None:
+    # The language an item is written in (the source's, else detected; NULL: not looked at or
+    # too short to tell), on items and on their mentions for filtering. Mentions in a language
+    # the scorer does not read are stored with label 'unscored' and compound 0.
+    db.executescript(
+        """
+        ALTER TABLE items ADD COLUMN lang TEXT;
+        ALTER TABLE mentions ADD COLUMN lang TEXT;
+        """
+    )
+
 
 _BUDGET_COLUMNS = (
     "host",
@@ -1026,6 +1039,7 @@ class Store:
             "content_hash": p.content_hash,
             "fingerprint": p.fingerprint,
             "relevant": int(p.relevant),
+            "lang": it.extra.get("lang") if p.relevant else None,
             "compound": p.score.compound if p.score else None,
             "label": self._item_label(p),
             "explanation": (
@@ -1085,6 +1099,7 @@ class Store:
                 "explanation": json.dumps(list(m.score.explanation), ensure_ascii=False),
                 "lexicon_version": m.item.extra.get("lexicon_version"),
                 "intents": json.dumps(list(m.score.intents)),
+                "lang": it.extra.get("lang"),
             }
             if m.brand in existing:
                 sets = ",".join(f"{k} = ?" for k in row)

@@ -79,10 +79,10 @@ def score_matches(
     if not matches and not in_brand_thread:
         return Analysis((), None)
     text = item_text(item)
-    # Detected only here, for items that name a brand or sit in a brand thread.
-    lang = item_language(item, text)
     terms = {m.brand: matcher.neutral_terms(m.brand) for m in matches}
     all_terms = [t for brand_terms in terms.values() for t in brand_terms]
+    # Detected only here, for items that name a brand or sit in a brand thread.
+    lang = item_language(item, text, all_terms)
     item_score = score_in(scorer, text[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False)
     mentions = tuple(
         MentionScore(

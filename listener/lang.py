@@ -6,10 +6,11 @@ package: nothing is fetched at run time; ~160 µs a short post; bench/lang_detec
 with lingua, langdetect, CLD2 and fastText). Detection runs only where it is needed: on items
 that name a brand (before scoring) and where a `lang:` query asks.
 
-Texts with fewer than MIN_LETTERS letters or MIN_WORDS words (links and @handles aside) are not
-detected: the language is unknown (None) and the text is scored as before, since a wrong guess on
-"Acme down??" would cost an alert. Where English is plausible (ENGLISH_AT of the probability)
-but another language wins, the item counts as English for the same reason: a customer's English
+Texts with fewer than MIN_LETTERS letters or MIN_WORDS words (links, @handles and the brand's
+own names aside: "Vandelay Pay works" is one word of English) are not detected: the language is
+unknown (None) and the text is scored as before, since a wrong guess on "Acme down??" would cost
+an alert. Where English is plausible (ENGLISH_AT of the probability, or half the winner's) but
+another language wins, the item counts as English for the same reason: a customer's English
 complaint misread as Pidgin must still be scored.
 
 Sentiment and intent are claimed only for SCORED_LANGUAGES; the rest are stored `unscored`.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from .models import Item
@@ -53,16 +55,20 @@ def normalise(tag: object) -> str | None:
     return tag or None
 
 
-def detect(text: str) -> str | None:
+def detect(text: str, ignore: Sequence[str] = ()) -> str | None:
     """The language `text` is written in (an ISO 639-1 code where there is one), or None when the
-    text is too short to tell."""
+    text is too short to tell. `ignore`: names (a brand's terms) that belong to no language."""
     text = _NOISE.sub(" ", text[:DETECT_CHARS])
+    if ignore:
+        text = _names_re(tuple(sorted(set(ignore), key=len, reverse=True))).sub(" ", text)
     words = _WORD.findall(text)
     if len(words) < MIN_WORDS or sum(map(len, words)) < MIN_LETTERS:
         return None
     ranked = _identifier().rank(text)
-    best = ranked[0][0]
-    if best != "en" and any(lang == "en" and p >= ENGLISH_AT for lang, p in ranked[:3]):
+    best, top = ranked[0]
+    if best != "en" and any(
+        lang == "en" and (p >= ENGLISH_AT or p >= top / 2) for lang, p in ranked[:3]
+    ):
         return "en"
     return str(best)
 
@@ -76,15 +82,20 @@ def source_language(item: Item) -> str | None:
     return normalise(tag)
 
 
-def item_language(item: Item, text: str | None = None) -> str | None:
+def item_language(item: Item, text: str | None = None, ignore: Sequence[str] = ()) -> str | None:
     """The source's language for the item, else the detected one (over `text`, by default its
-    title and text)."""
+    title and text, without the names in `ignore`)."""
     given = source_language(item)
     if given:
         return given
     if text is None:
         text = f"{item.title}\n{item.text}" if item.title else item.text
-    return detect(text)
+    return detect(text, ignore)
+
+
+@functools.lru_cache(maxsize=256)
+def _names_re(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in names if n), re.IGNORECASE)
 
 
 def scored(lang: str | None) -> bool:

@@ -952,7 +952,7 @@ def score_record(
 ) -> dict[str, Any]:
     """One output line of `listener score`: the text, its brand, its language (given, else
     detected) and its score as plain JSON."""
-    lang = normalise(lang) or detect(text)
+    lang = normalise(lang) or detect(text, [*neutralise, *others])
     score = score_in(scorer, text, lang, neutralise=neutralise, others=others)
     return {
         "text": text,

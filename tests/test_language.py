@@ -4,6 +4,7 @@ intent are claimed only in English, the rest stored `unscored` (never a negative
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,3 +150,23 @@ def test_a_polled_french_complaint_is_stored_unscored_and_never_alerts(tmp_path,
         line.split() for line in result.output.splitlines() if line.strip().startswith("Acme")
     ]
     assert acme == ["Acme", "2", "0", "0", "1", "1"]
+
+
+def test_rescore_applies_the_language_gate_to_mentions_scored_before_it(tmp_path, httpd) -> None:
+    body = "Acme est nul, horrible, une arnaque totale. Je déteste ce service."
+    httpd.add(
+        "/feed",
+        rss([{"title": "Acme", "link": "https://blog.example.com/fr", "guid": "fr", "body": body}]),
+    )
+    cfg = write_config(tmp_path, [("blog", httpd.url("/feed"))])
+    poll_once(cfg, now=Clock(datetime.now(UTC)))
+    # As a database polled before languages were told apart: scored in English, no language.
+    conn = sqlite3.connect(tmp_path / "mentions.db")
+    with conn:
+        conn.execute("UPDATE mentions SET label = 'negative', auto_label = 'negative', lang = NULL")
+        conn.execute("UPDATE items SET label = 'negative', lang = NULL")
+    conn.close()
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "rescore", "--all"])
+    assert result.exit_code == 0, result.output
+    assert rows(tmp_path, "SELECT label, lang FROM mentions") == [("unscored", "fr")]
+    assert rows(tmp_path, "SELECT label, lang FROM items") == [("unscored", "fr")]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from .lang import item_language
 from .match import Matcher, snippet_around
 from .models import Item, Match, Score
-from .sentiment import Scorer
+from .sentiment import Scorer, score_in
 from .text import content_fingerprint, content_hash, split_sentences, url_identity
 
 # Whole-item scores read at most this much text: a long article's tone is set early, and
@@ -42,6 +43,7 @@ class Analysis:
 
     mentions: tuple[MentionScore, ...]
     item_score: Score | None  # set when the item names a brand or sits in a brand thread
+    lang: str | None = None  # given by the source or detected (scored items); None: unknown
 
 
 def identity_keys(item: Item) -> tuple[str, ...]:
@@ -79,20 +81,24 @@ def score_matches(
     text = item_text(item)
     terms = {m.brand: matcher.neutral_terms(m.brand) for m in matches}
     all_terms = [t for brand_terms in terms.values() for t in brand_terms]
-    item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms, toward=False)
+    # Detected only here, for items that name a brand or sit in a brand thread.
+    lang = item_language(item, text, all_terms)
+    item_score = score_in(scorer, text[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False)
     mentions = tuple(
         MentionScore(
             m,
             snippet_around(text, m.spans),
-            scorer.score(
+            score_in(
+                scorer,
                 mention_text(item, text, m.spans),
+                lang,
                 neutralise=terms[m.brand],
                 others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
             ),
         )
         for m in matches
     )
-    return Analysis(mentions, item_score)
+    return Analysis(mentions, item_score, lang)
 
 
 def mention_text(item: Item, text: str, spans: Sequence[tuple[int, int]]) -> str:

@@ -5,6 +5,11 @@ for it: a brand the rules now name that has no stored mention is an *add*, a sto
 rules no longer make is a *drop*. Counts per brand and a few examples of each, with why, so a
 rule change can be judged before it goes live. Nothing is written.
 
+`apply_rules` (`listener match --stored --apply`) then makes it so: each add becomes a mention
+scored as a poll scores it (language, sentiment, intents), each drop is marked not relevant (kept,
+with any correction, out of counts, views and alerts; a user can mark it relevant again). No alert
+is sent for what it adds: these are old posts.
+
 Items that named no brand when they were polled were stored without their text (only the title):
 those are matched on their title alone, and the report says how many there were.
 """
@@ -12,13 +17,15 @@ those are matched on their title alone, and the report says how many there were.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
+from .analyse import score_matches
 from .match import Matcher, explain_item, item_text
-from .models import Item
-from .store import Store
+from .models import Item, Mention
+from .sentiment import Scorer
+from .store import ProcessedItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +66,7 @@ def backtest(
         result.items += 1
         if row["text"] is None:
             result.title_only += 1
-        item = Item(
-            source=row["source"],
-            native_id=None,
-            url=row["url"],
-            title=row["title"],
-            text=row["text"] or "",
-            author=row["author"],
-        )
+        item = stored_item(row)
         now = {m.brand for m in matcher.match_item(item)}
         stored: dict[str, bool] = row["mentions"]
         if now == set(stored):
@@ -97,6 +97,95 @@ def backtest(
                     text = item_text(item)
                     diff.drop_examples.append(_example(row, " ".join(text.split())[:200], why))
     log.info("backtest over %d items (%d title only)", result.items, result.title_only)
+    return result
+
+
+@dataclass
+class Applied:
+    items: int = 0  # items looked at
+    added: dict[str, int] = field(default_factory=dict)  # brand -> mentions added
+    dropped: dict[str, int] = field(default_factory=dict)  # brand -> mentions marked not relevant
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "added": self.added, "dropped": self.dropped}
+
+
+def stored_item(row: dict[str, Any]) -> Item:
+    """A stored item as the matcher and the scorer see it (its stored language as the source's)."""
+    return Item(
+        source=row["source"],
+        native_id=None,
+        url=row["url"],
+        title=row["title"],
+        text=row["text"] or "",
+        author=row["author"],
+        published_at=row.get("published_at"),
+        thread_key=row.get("thread_key") or "",
+        parent_key=row.get("parent_key"),
+        is_reply=bool(row.get("is_reply")),
+        extra={"lang": row["lang"]} if row.get("lang") else {},
+    )
+
+
+def apply_rules(
+    store: Store,
+    matcher: Matcher,
+    scorer: Scorer,
+    *,
+    since: datetime | None = None,
+    now: datetime | None = None,
+) -> Applied:
+    """Apply the rules as they are now to the stored items: add the mentions they now make,
+    scored as a poll would, and mark not relevant the stored mentions they no longer make
+    (mentions already marked not relevant are left as they are)."""
+    now = now or datetime.now(UTC)
+    result = Applied()
+    kinds = store.source_kinds()
+    with store.transaction():
+        for row in list(store.stored_items(since)):
+            result.items += 1
+            item = stored_item(row)
+            matches = matcher.match_item(item)
+            stored: dict[str, bool] = row["mentions"]
+            found = {m.brand for m in matches}
+            adds = found - set(stored)
+            drops = [b for b, not_relevant in stored.items() if b not in found and not not_relevant]
+            if not adds and not drops:
+                continue
+            mentions: tuple[Mention, ...] = ()
+            item_score = None
+            if adds:
+                analysis = score_matches(item, matches, matcher, scorer, in_brand_thread=True)
+                extra = {**item.extra, "lexicon_version": scorer.lexicon_version}
+                if analysis.lang:
+                    extra["lang"] = analysis.lang
+                item = replace(item, extra=extra)
+                item_score = analysis.item_score
+                mentions = tuple(
+                    Mention(
+                        item=item,
+                        brand=ms.match.brand,
+                        product=ms.match.product,
+                        terms=ms.match.terms,
+                        snippet=ms.snippet,
+                        score=ms.score,
+                        item_score=item_score,
+                    )
+                    for ms in analysis.mentions
+                    if ms.match.brand in adds
+                )
+            p = ProcessedItem(item, (), "", None, None, True, True, item_score, mentions)
+            store.apply_rules(row["id"], p, kinds.get(item.source, ""), drops, now)
+            for m in mentions:
+                result.added[m.brand] = result.added.get(m.brand, 0) + 1
+            for brand in drops:
+                result.dropped[brand] = result.dropped.get(brand, 0) + 1
+    log.info(
+        "applied the rules to %d items: %d mentions added, %d marked not relevant",
+        result.items,
+        sum(result.added.values()),
+        sum(result.dropped.values()),
+    )
     return result
 
 

@@ -451,9 +451,11 @@ def stats(state: State) -> None:
         counts = store.counts()
     finally:
         store.close()
-    click.echo("by brand:            total  positive  neutral  negative")
-    for brand, total, pos, neu, neg in counts["by_brand"]:
-        click.echo(f"  {brand:<18} {total:>6} {pos or 0:>9} {neu or 0:>8} {neg or 0:>9}")
+    click.echo("by brand:            total  positive  neutral  negative  unscored")
+    for brand, total, pos, neu, neg, other in counts["by_brand"]:
+        click.echo(
+            f"  {brand:<18} {total:>6} {pos or 0:>9} {neu or 0:>8} {neg or 0:>9} {other or 0:>9}"
+        )
     click.echo("by source:           total  negative")
     for source, total, neg in counts["by_source"]:
         click.echo(f"  {source:<18} {total:>6} {neg or 0:>9}")
@@ -878,6 +880,12 @@ def score(state: State, text: tuple[str, ...], brand: str | None) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="With --stored: the report as one JSON object."
 )
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="With --stored: make it so: add the mentions the rules now find (scored as a poll "
+    "would) and mark the ones they no longer find not relevant.",
+)
 @click.pass_obj
 def match_cmd(
     state: State,
@@ -886,6 +894,7 @@ def match_cmd(
     since: str | None,
     examples: int,
     as_json: bool,
+    apply: bool,
 ) -> None:
     """Show which brands a text names and why; backtest with --stored.
 
@@ -899,6 +908,7 @@ def match_cmd(
       listener match "Linear algebra homework is due"
       echo '{"text": "Moving our roadmap to Linear"}' | listener match
       listener match --stored --since 30d
+      listener match --stored --apply
     """
     import json
 
@@ -909,10 +919,10 @@ def match_cmd(
     if stored:
         if text:
             raise click.UsageError("--stored reads the stored items: give no TEXT")
-        _backtest(config, matcher, since, examples, as_json)
+        _backtest(config, matcher, since, examples, as_json, apply)
         return
-    if since:
-        raise click.UsageError("--since goes with --stored")
+    if since or apply:
+        raise click.UsageError(f"{'--since' if since else '--apply'} goes with --stored")
     lines: Iterable[str] = [json.dumps({"text": t}) for t in text] if text else sys.stdin
     failed = False
     for out in match_json_lines(matcher, lines):
@@ -922,13 +932,14 @@ def match_cmd(
 
 
 def _backtest(
-    config: Config, matcher: Any, since: str | None, examples: int, as_json: bool
+    config: Config, matcher: Any, since: str | None, examples: int, as_json: bool, apply: bool
 ) -> None:
     import json
     from datetime import UTC, datetime, timedelta
 
-    from .backtest import backtest
+    from .backtest import apply_rules, backtest
     from .config import parse_duration
+    from .runtime import build_scorer
     from .store import Store
 
     cutoff = None
@@ -944,10 +955,14 @@ def _backtest(
     store = Store.open(config.database)
     try:
         result = backtest(store, matcher, since=cutoff, examples=examples)
+        applied = apply_rules(store, matcher, build_scorer(config), since=cutoff) if apply else None
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        report = result.as_dict()
+        if applied is not None:
+            report["applied"] = applied.as_dict()
+        click.echo(json.dumps(report, ensure_ascii=False))
         return
     window = f" first seen in the last {since}" if since else ""
     click.echo(
@@ -965,5 +980,16 @@ def _backtest(
                 click.echo(f"      why: {ex['why']}")
         if d.dropped_not_relevant:
             click.echo(f"  {name}: {d.dropped_not_relevant} of the drops were marked not relevant")
-    if any(d.added or d.dropped for d in result.brands.values()):
-        click.echo("nothing was changed: new polls use the rules as they are now")
+    if applied is not None:
+        added, dropped = sum(applied.added.values()), sum(applied.dropped.values())
+        click.echo(f"applied: {added} mentions added, {dropped} marked not relevant")
+        for name in dict.fromkeys([*applied.added, *applied.dropped]):
+            click.echo(
+                f"  {name}: {applied.added.get(name, 0)} added, "
+                f"{applied.dropped.get(name, 0)} marked not relevant"
+            )
+    elif any(d.added or d.dropped for d in result.brands.values()):
+        click.echo(
+            "nothing was changed: new polls use the rules as they are now; "
+            "--apply applies them to the stored items"
+        )

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from listener import query as q
+from listener.lang import detect, normalise, source_language
 from listener.models import Brand, Item, Match
 from listener.text import split_sentences
 
@@ -275,15 +276,13 @@ def item_text(item: Item) -> str:
 
 
 def item_context(item: Item) -> Context:
-    lang = item.extra.get("lang") or item.extra.get("language")
-    if not lang and item.extra.get("langs"):
-        lang = item.extra["langs"][0]
+    """An item's context; its language is the source's, or detected when a `lang:` asks."""
     return Context(
         title_end=len(item.title),
         url=item.url,
         author=item.author,
         source=item.source,
-        lang=str(lang) if lang else None,
+        lang=source_language(item),
     )
 
 
@@ -389,7 +388,7 @@ class _QWord:
 class _Doc:
     """One text (and its context) as the queries see it; occurrences are looked up once each."""
 
-    __slots__ = ("_folded", "_hosts", "_occ", "_urls", "ctx", "links", "text")
+    __slots__ = ("_folded", "_hosts", "_lang", "_occ", "_urls", "ctx", "links", "text")
 
     def __init__(self, text: str, ctx: Context, links: Sequence[str]) -> None:
         self.text = text
@@ -399,6 +398,13 @@ class _Doc:
         self._occ: dict[int, list[tuple[int, int]]] = {}
         self._urls: list[tuple[int, int]] | None = None
         self._hosts: list[str] | None = None
+        self._lang: str | None = ""
+
+    def lang(self) -> str | None:
+        """The context's language, else the text's, detected once (None: too short to tell)."""
+        if self._lang == "":
+            self._lang = normalise(self.ctx.lang) or detect(self.text)
+        return self._lang
 
     @property
     def urls(self) -> list[tuple[int, int]]:
@@ -502,7 +508,7 @@ class _Query:
             )
         if w.scope == "source":
             return (ctx.source or "").casefold() == value
-        lang = (ctx.lang or "").casefold().replace("_", "-")
+        lang = doc.lang() or ""
         return bool(lang) and (lang == value or lang.startswith(value + "-"))
 
     def _word_holds(self, w: q.Word, doc: _Doc) -> bool:

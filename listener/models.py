@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-Label = Literal["positive", "neutral", "negative"]
+Label = Literal["positive", "neutral", "negative", "unscored"]  # unscored: a language not read
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,8 @@ def process_items(
             analysis = score_matches(item, [], rt.matcher, rt.scorer, in_brand_thread=True)
         if analysis.mentions:
             item = replace(item, extra={**item.extra, "lexicon_version": rt.lexicon_version})
+        if analysis.lang:
+            item = replace(item, extra={**item.extra, "lang": analysis.lang})
         mentions = tuple(
             Mention(
                 item=item,

@@ -44,12 +44,12 @@ def rescore_mentions(
         if not stale:
             return result
     items = store.conn.execute(
-        "SELECT id, source, title, text, thread_key, url, author FROM items "
+        "SELECT id, source, title, text, thread_key, url, author, lang FROM items "
         "WHERE relevant = 1 AND text IS NOT NULL"
     ).fetchall()
     threads: set[str] = set()
     with store.transaction():
-        for item_id, source, title, text, thread_key, url, author in items:
+        for item_id, source, title, text, thread_key, url, author, lang in items:
             item = Item(
                 source=source,
                 native_id=None,
@@ -57,6 +57,7 @@ def rescore_mentions(
                 title=title or "",
                 text=text,
                 author=author,
+                extra={"lang": lang} if lang else {},  # the source's, or detected before
             )
             mentions = store.conn.execute(
                 "SELECT id, brand, label, label_override FROM mentions WHERE item_id = ?",
@@ -80,7 +81,7 @@ def rescore_mentions(
                 store.conn.execute(
                     "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, "
                     "label = ?, item_compound = ?, explanation = ?, lexicon_version = ?, "
-                    "intents = ? WHERE id = ?",
+                    "intents = ?, lang = ? WHERE id = ?",
                     (
                         score.compound,
                         score.pos,
@@ -92,6 +93,7 @@ def rescore_mentions(
                         json.dumps(list(score.explanation), ensure_ascii=False),
                         scorer.lexicon_version,
                         json.dumps(list(score.intents)),
+                        analysis.lang,
                         mid,
                     ),
                 )
@@ -103,6 +105,7 @@ def rescore_mentions(
             if analysis.item_score is not None:
                 store.conn.execute(
                     "UPDATE items SET compound = :compound, explanation = :explanation, "
+                    "lang = :lang, "
                     "label = coalesce((SELECT label FROM mentions WHERE item_id = :id "
                     "AND not_relevant = 0 ORDER BY compound LIMIT 1), :label) WHERE id = :id",
                     {
@@ -111,6 +114,7 @@ def rescore_mentions(
                             list(analysis.item_score.explanation), ensure_ascii=False
                         ),
                         "label": analysis.item_score.label,
+                        "lang": analysis.lang,
                         "id": item_id,
                     },
                 )

@@ -36,6 +36,7 @@ from typing import Any
 from vaderSentiment import vaderSentiment as _vader
 
 from listener import intent as _intent
+from listener.lang import detect, normalise, scored
 from listener.models import Label, Score
 
 log = logging.getLogger(__name__)
@@ -917,6 +918,29 @@ def _vader_version() -> str:
 # `listener score`
 
 
+def unscored(lang: str) -> Score:
+    """The score of a text in a language the scorer does not read: no sentiment, no intents,
+    compound 0 (not a confident wrong label)."""
+    why = f"written in {lang!r}: sentiment and intent are read in English only"
+    return Score(0.0, 0.0, 0.0, 0.0, "unscored", ({"rule": "language", "lang": lang, "why": why},))
+
+
+def score_in(
+    scorer: Scorer,
+    text: str,
+    lang: str | None,
+    *,
+    neutralise: Sequence[str] = (),
+    others: Sequence[str] = (),
+    toward: bool = True,
+) -> Score:
+    """`scorer.score`, when `lang` is one the scorer reads (or unknown); `unscored` otherwise."""
+    if not scored(lang):
+        assert lang is not None
+        return unscored(lang)
+    return scorer.score(text, neutralise=neutralise, others=others, toward=toward)
+
+
 def score_record(
     scorer: Scorer,
     text: str,
@@ -924,12 +948,16 @@ def score_record(
     *,
     neutralise: Sequence[str] = (),
     others: Sequence[str] = (),
+    lang: str | None = None,
 ) -> dict[str, Any]:
-    """One output line of `listener score`: the text, its brand and its score as plain JSON."""
-    score = scorer.score(text, neutralise=neutralise, others=others)
+    """One output line of `listener score`: the text, its brand, its language (given, else
+    detected) and its score as plain JSON."""
+    lang = normalise(lang) or detect(text, [*neutralise, *others])
+    score = score_in(scorer, text, lang, neutralise=neutralise, others=others)
     return {
         "text": text,
         "brand": brand,
+        "lang": lang,
         "label": score.label,
         "intents": list(score.intents),
         "compound": score.compound,
@@ -978,7 +1006,15 @@ def score_json_lines(
             yield {"error": f"brand {brand!r}: {exc}", "line": number}
             continue
         others = others_for(brand) if others_for is not None and brand else ()
-        out = score_record(scorer, text, brand, neutralise=terms, others=others)
+        lang = record.get("lang")
+        out = score_record(
+            scorer,
+            text,
+            brand,
+            neutralise=terms,
+            others=others,
+            lang=lang if isinstance(lang, str) else None,
+        )
         if "id" in record:
             out = {"id": record["id"], **out}
         yield out

@@ -373,6 +373,19 @@ def m012_conversations(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m013_language(db: sqlite_utils.Database) -> None:
+    # The language an item is written in (the source's, else detected; NULL: not looked at or
+    # too short to tell), on items and on their mentions for filtering. Mentions in a language
+    # the scorer does not read are stored with label 'unscored' and compound 0.
+    db.executescript(
+        """
+        ALTER TABLE items ADD COLUMN lang TEXT;
+        ALTER TABLE mentions ADD COLUMN lang TEXT;
+        """
+    )
+
+
 _BUDGET_COLUMNS = (
     "host",
     "per_minute",
@@ -1016,6 +1029,7 @@ class Store:
             "content_hash": p.content_hash,
             "fingerprint": p.fingerprint,
             "relevant": int(p.relevant),
+            "lang": it.extra.get("lang") if p.relevant else None,
             "compound": p.score.compound if p.score else None,
             "label": self._item_label(p),
             "explanation": (
@@ -1075,6 +1089,7 @@ class Store:
                 "explanation": json.dumps(list(m.score.explanation), ensure_ascii=False),
                 "lexicon_version": m.item.extra.get("lexicon_version"),
                 "intents": json.dumps(list(m.score.intents)),
+                "lang": it.extra.get("lang"),
             }
             if m.brand in existing:
                 sets = ",".join(f"{k} = ?" for k in row)
@@ -1354,7 +1369,7 @@ class Store:
         return {
             "by_brand": q(
                 "SELECT brand, count(*), sum(label='positive'), sum(label='neutral'), "
-                "sum(label='negative') FROM mentions WHERE not_relevant = 0 "
+                "sum(label='negative'), sum(label='unscored') FROM mentions WHERE not_relevant = 0 "
                 "GROUP BY brand ORDER BY count(*) DESC"
             ).fetchall(),
             "by_source": q(
@@ -1367,6 +1382,51 @@ class Store:
             ).fetchall(),
         }
 
+    def apply_rules(
+        self,
+        item_id: int,
+        p: ProcessedItem,
+        kind: str,
+        drop: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """`match --stored --apply` for one stored item: insert the mentions the rules now make
+        (`p.mentions`, scored as a poll scores them) and mark the brands in `drop` not relevant
+        (a user's corrections stay as set). Call inside `transaction()`."""
+        now_s = iso(now)
+        c = self.conn
+        rows = [row for row, _ in self._mention_rows(item_id, p, kind, now_s) if row is not None]
+        _insert_many(c, "mentions", rows)
+        if drop:
+            marks = ",".join("?" * len(drop))
+            c.execute(
+                f"UPDATE mentions SET not_relevant = 1 WHERE item_id = ? AND brand IN ({marks})",
+                (item_id, *drop),
+            )
+        if rows and p.score is not None:
+            c.execute(
+                "UPDATE items SET relevant = 1, lang = coalesce(lang, ?), "
+                "compound = coalesce(compound, ?), explanation = coalesce(explanation, ?) "
+                "WHERE id = ?",
+                (
+                    p.item.extra.get("lang"),
+                    p.score.compound,
+                    json.dumps(list(p.score.explanation), ensure_ascii=False),
+                    item_id,
+                ),
+            )
+        c.execute(
+            "UPDATE items SET label = (SELECT label FROM mentions WHERE item_id = :i "
+            "AND not_relevant = 0 ORDER BY compound LIMIT 1) WHERE id = :i "
+            "AND EXISTS (SELECT 1 FROM mentions WHERE item_id = :i AND not_relevant = 0)",
+            {"i": item_id},
+        )
+        if p.item.thread_key:
+            self._update_threads({p.item.thread_key: None}, [p], {}, now_s)
+
+    def source_kinds(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT name, kind FROM sources"))
+
     def stored_items(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Items first seen since `since` (all when None), oldest first, with their stored
         mentions as `mentions`: {brand: not_relevant}. `text` is None where it was not kept (an
@@ -1374,11 +1434,18 @@ class Store:
         rows = self.conn.execute(
             "SELECT i.id, i.source, i.url, i.title, i.text, i.author, i.first_seen_at, "
             "(SELECT json_group_object(m.brand, m.not_relevant) FROM mentions m "
-            "WHERE m.item_id = i.id) FROM items i WHERE i.first_seen_at >= ? ORDER BY i.id",
+            "WHERE m.item_id = i.id), i.lang, i.thread_key, i.published_at, i.is_reply, "
+            "i.parent_key FROM items i WHERE i.first_seen_at >= ? ORDER BY i.id",
             (iso(since) if since else "",),
         )
-        for item_id, source, url, title, text, author, seen, mentions in rows:
+        for item_id, source, url, title, text, author, seen, mentions, *more in rows:
+            lang, thread_key, published, is_reply, parent_key = more
             yield {
+                "lang": lang,
+                "thread_key": thread_key or "",
+                "published_at": parse_iso(published),
+                "is_reply": bool(is_reply),
+                "parent_key": parent_key,
                 "id": item_id,
                 "source": source,
                 "url": url or "",

@@ -76,7 +76,7 @@ def test_query_language(query: str, text: str, expected: bool) -> None:
         ("source:hn", Context(source="reddit"), False),
         ("lang:en", Context(lang="en-US"), True),
         ("lang:en", Context(lang="de"), False),
-        ("lang:en", Context(), False),  # unknown language
+        ("lang:de", Context(), False),  # no language given: the text is detected (English)
         ("acme AND NOT site:acme.com", Context(url="https://acme.com/x"), False),
     ],
 )

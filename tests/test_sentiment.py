@@ -291,7 +291,8 @@ def test_score_json_lines_scores_good_lines_and_reports_bad_ones(scorer: Scorer)
     assert [o.get("line") for o in out] == [None, 2, 3, 5, None, None, 8]
     first = out[0]
     assert set(first) == {
-        *("text", "brand", "label", "intents", "compound", "pos", "neu", "neg", "explanation")
+        *("text", "brand", "lang", "label", "intents", "compound", "pos", "neu", "neg"),
+        "explanation",
     }
     assert first["intents"] == ["complaint"]
     assert (first["brand"], first["label"]) == ("Acme", "negative")

@@ -241,3 +241,22 @@ def test_options_are_checked(tmp_path, httpd):
     assert result.exit_code == 2
     assert "max_records" in result.output and "250" in result.output
     assert "'e n' is not a language name (english) or code (eng)" in result.output
+
+
+def test_a_full_page_says_older_articles_were_skipped(tmp_path, httpd):
+    serve_artlist(httpd, articles())
+    clock = Clock(NOW)
+    cfg = write_config(tmp_path, [], extra=gdelt_source(httpd.url("/api/v2"), max_records=2))
+    poll_once(cfg, now=clock)
+    (note,) = rows(tmp_path, "SELECT last_note FROM sources")[0]
+    assert note == (
+        "older articles skipped: GDELT gives 2 at most and had that many since "
+        "2026-11-19T12:00:00+00:00; poll more often or narrow the query"
+    )
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "status"])
+    assert "note: older articles skipped" in result.output
+
+    # A later poll that gets everything clears it.
+    clock.now = NOW + timedelta(minutes=15)
+    poll_once(cfg, now=clock)
+    assert rows(tmp_path, "SELECT last_note FROM sources") == [(None,)]

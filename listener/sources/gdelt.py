@@ -316,7 +316,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
         )
         return SourcePoll(items=[], responses=[], not_modified=True)
 
-    newest = parse_iso_time(cursor.get("seendate"))
+    newest = known = parse_iso_time(cursor.get("seendate"))
     oldest_allowed = now - timedelta(seconds=MAX_BACKFILL_S) + timedelta(hours=1)
     if newest is not None:
         since = max(newest - timedelta(seconds=opts.overlap), oldest_allowed)
@@ -352,6 +352,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
             error="GDELT answered without a list of articles: not the DOC API?",
         )
     items: dict[str, Item] = {}
+    oldest: datetime | None = None
     for article in articles:
         if not isinstance(article, dict):
             continue
@@ -365,21 +366,27 @@ async def poll(ctx: PollContext) -> SourcePoll:
             items[item.url] = item
         if newest is None or item.published_at > newest:
             newest = item.published_at
-    if len(articles) >= opts.max_records:
-        log.warning(
-            "%s: GDELT returned the most it gives (%d articles) since %s: older ones were "
-            "skipped; poll more often or narrow the query",
-            ctx.spec.name,
-            opts.max_records,
-            since.isoformat(timespec="seconds"),
+        if oldest is None or item.published_at < oldest:
+            oldest = item.published_at
+    note = None
+    if len(articles) >= opts.max_records and oldest is not None and oldest > (known or since):
+        # Newest first: what did not fit is older than the page, newer than what was known
+        # (a full page that reaches back to known articles skipped nothing new).
+        note = (
+            f"older articles skipped: GDELT gives {opts.max_records} at most and had that many "
+            f"since {since.isoformat(timespec='seconds')}; poll more often or narrow the query"
         )
+        log.warning("%s: %s", ctx.spec.name, note)
     # When GDELT last answered a search: the next is asked no sooner than MIN_GAP_S after it.
     new_cursor = {k: v for k, v in cursor.items() if k not in ("not_before", "rate_limited")}
     new_cursor["asked_at"] = now.isoformat(timespec="seconds")
     if newest is not None:
         new_cursor["seendate"] = newest.isoformat(timespec="seconds")
     return SourcePoll(
-        items=oldest_first(list(items.values())), responses=[response], cursor=new_cursor
+        items=oldest_first(list(items.values())),
+        responses=[response],
+        cursor=new_cursor,
+        note=note,
     )
 
 

@@ -260,3 +260,14 @@ def test_a_full_page_says_older_articles_were_skipped(tmp_path, httpd):
     clock.now = NOW + timedelta(minutes=15)
     poll_once(cfg, now=clock)
     assert rows(tmp_path, "SELECT last_note FROM sources") == [(None,)]
+
+
+def test_a_server_error_names_its_status_and_what_gdelt_said(tmp_path, httpd):
+    plain_text(httpd, "Service temporarily unavailable", status=503)
+    cfg = write_config(tmp_path, [], extra=gdelt_source(httpd.url("/api/v2")))
+    assert poll(cfg).failed == 1
+    (error,) = rows(tmp_path, "SELECT last_error FROM sources")[0]
+    assert error.startswith("GDELT answered HTTP 503") and error.endswith(
+        ": Service temporarily unavailable"
+    )
+    assert httpd.hits[DOC] == 1  # not retried at once

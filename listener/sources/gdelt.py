@@ -275,7 +275,9 @@ def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
         )
     if body[:1] not in (b"{", b"["):
         # GDELT's errors are plain text, usually with HTTP 200.
-        return None, f"GDELT refused the search: {_text_of(response)}"
+        if response.ok:
+            return None, f"GDELT refused the search: {_text_of(response)}"
+        return None, f"GDELT answered {response.error}: {_text_of(response)}"
     try:
         # strict=False: titles sometimes carry raw control characters.
         data = json.loads(body.decode("utf-8", "replace"), strict=False)

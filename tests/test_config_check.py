@@ -136,8 +136,8 @@ def test_the_base_config_is_fine(tmp_path: Path) -> None:
             "kind: hacker-news",
             6,
             "sources[0].kind: unknown kind 'hacker-news' (did you mean hackernews?); known "
-            "kinds: bluesky, discourse, feed, github, google_alerts, hackernews, jetstream, "
-            "lemmy, mastodon, reddit, stackexchange, youtube",
+            "kinds: bluesky, discourse, feed, gdelt, github, google_alerts, hackernews, "
+            "jetstream, lemmy, mastodon, reddit, stackexchange, youtube",
         ),
         (
             "kind: slack",

@@ -37,6 +37,7 @@ _KIND_MODULES = (
     "youtube",
     "google_alerts",
     "jetstream",
+    "gdelt",
 )
 
 

@@ -284,3 +284,29 @@ def test_a_later_reply_keeps_the_first_answer_time(tmp_path, sites):
         "SELECT posts, negative_posts, answered_at FROM threads WHERE key = ?",
         key,
     ) == [(6, 4, first)]
+
+
+def test_check_says_when_a_feed_is_a_forum_with_its_own_kind(tmp_path):
+    cfg = write_config(
+        tmp_path,
+        [
+            ("forum", "https://forum.example.com/latest.rss"),
+            ("forum-cat", "https://community.example.com/forum/c/support/5.rss"),
+            ("sub", "https://www.reddit.com/r/acme/.rss"),
+            ("so", "https://stackoverflow.com/feeds/tag/acme"),
+            ("blog", "https://blog.example.com/feed"),
+        ],
+        brands=BRANDS,
+    )
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "check"])
+    assert result.exit_code == 0, result.output
+    hints = [line for line in result.output.splitlines() if line.startswith("hint: ")]
+    assert hints[0] == (
+        "hint: forum: https://forum.example.com/latest.rss looks like a Discourse forum: use "
+        "`kind: discourse` with `base_url: https://forum.example.com` to read every post and "
+        "follow its topics"
+    )
+    assert "`base_url: https://community.example.com/forum`" in hints[1]
+    assert hints[2].startswith("hint: sub:") and "`kind: reddit` with `subreddit: acme`" in hints[2]
+    assert hints[3].startswith("hint: so:") and "`sites: [stackoverflow]`" in hints[3]
+    assert len(hints) == 4  # the blog is a feed

@@ -7,6 +7,8 @@ reply by one of the brand's `accounts:` marks the thread answered and is never a
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sqlite3
 from datetime import timedelta
 from email.utils import format_datetime
@@ -17,8 +19,11 @@ import pytest
 from click.testing import CliRunner
 from helpers import BASE_TIME, rows, write_config
 
+from listener.analyse import author_brand, brand_accounts
 from listener.cli import cli
+from listener.models import Brand
 from listener.views import CANNED_QUERIES
+from listener.web import make_datasette
 
 BRANDS = """\
 - name: Acme
@@ -34,7 +39,10 @@ ANGRY = [
     "Acme support ignored me for a week. This is the worst, I am furious.",
 ]
 # The brand's apology: scored negative on its words, but it is the brand talking.
-APOLOGY = "We are so sorry, this is awful and frustrating. Our team is fixing the crash today."
+# More negative, word for word, than any customer's post.
+APOLOGY = (
+    "We are so sorry. This is an awful, terrible, horrible failure and we hate that it hurt you."
+)
 
 
 def _rss(entries: list[tuple[str, str, str, str, float]]) -> str:
@@ -264,6 +272,20 @@ def test_the_brands_replies_are_never_among_the_worst_posts(tmp_path, sites):
         conn.close()
 
 
+def test_the_dashboards_most_negative_posts_leave_out_the_brands_replies(tmp_path, sites):
+    _poll(tmp_path, sites)
+    ds = make_datasette(tmp_path / "mentions.db")
+
+    async def page() -> str:
+        await ds.invoke_startup()
+        return (await ds.client.get("/-/dashboard")).text
+
+    worst = asyncio.run(page()).split("<h2>Most negative posts</h2>", 1)[1].split("</section>")[0]
+    posts = re.findall(r'<td class="post">“([^”]+)”', worst)
+    assert posts  # the customers' angry posts
+    assert not any("so sorry" in p for p in posts)  # the most negative words of all
+
+
 def test_a_later_reply_keeps_the_first_answer_time(tmp_path, sites):
     cfg = _poll(tmp_path, sites)
     key = "discourse:forum.example.com:881"
@@ -310,3 +332,35 @@ def test_check_says_when_a_feed_is_a_forum_with_its_own_kind(tmp_path):
     assert hints[2].startswith("hint: sub:") and "`kind: reddit` with `subreddit: acme`" in hints[2]
     assert hints[3].startswith("hint: so:") and "`sites: [stackoverflow]`" in hints[3]
     assert len(hints) == 4  # the blog is a feed
+
+
+@pytest.mark.parametrize(
+    ("author", "brand"),
+    [
+        ("Acme Support", "Acme"),
+        ("acme  SUPPORT", "Acme"),  # case and spacing as a platform shows them
+        ("/u/acme_official", "Acme"),  # Reddit shows "/u/", the config says "u/"
+        ("acme_official", "Acme"),
+        ("acme@mastodon.social", "Acme"),  # Mastodon's acct; the config says "@acme@..."
+        ("@acme@mastodon.social", "Acme"),
+        ("support@acme.example (Acme Support)", "Acme"),  # an RSS author: email (name)
+        ("Acme Support <support@acme.example>", "Acme"),
+        ("acme.bsky.social", "Globex"),  # listed by Globex only
+        ("acme", None),  # a bare name is not the Mastodon account
+        ("acme@other.social", None),
+        ("Rosa", None),
+        (None, None),
+    ],
+)
+def test_a_brands_accounts_are_recognised_in_every_form_a_platform_shows(author, brand):
+    accounts = brand_accounts(
+        [
+            Brand(
+                "Acme",
+                ("Acme",),
+                accounts=("Acme Support", "u/acme_official", "@acme@mastodon.social"),
+            ),
+            Brand("Globex", ("Globex",), accounts=("@acme.bsky.social",)),
+        ]
+    )
+    assert author_brand(author, accounts) == brand

@@ -7,12 +7,13 @@ decides, with the database, which items are new or edited; only those are matche
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .lang import item_language
 from .match import Matcher, snippet_around
-from .models import Item, Match, Score
+from .models import Brand, Item, Match, Score
 from .sentiment import Scorer, score_in
 from .text import content_fingerprint, content_hash, split_sentences, url_identity
 
@@ -70,6 +71,54 @@ def identify(item: Item) -> Identity:
 
 def item_text(item: Item) -> str:
     return f"{item.title}\n{item.text}" if item.title else item.text
+
+
+# ---------------------------------------------------------------------------------------------
+# The brand's own voice: posts by one of its `accounts:`
+# ---------------------------------------------------------------------------------------------
+
+# How platforms prefix a handle: "@acme", "u/acme", "/u/acme", "/user/acme".
+_HANDLE_PREFIX = re.compile(r"^(?:@|/?u/|/?user/)", re.IGNORECASE)
+# "support@acme.com (Acme Support)", "Acme Support <support@acme.com>": an RSS author.
+_AUTHOR_PARTS = re.compile(r"^(.*?)\s*[(<]\s*([^()<>]*?)\s*[)>]\s*$")
+
+
+def account_key(name: str) -> str:
+    """How an account is compared: case-folded, whitespace collapsed, without the prefix a
+    platform shows before a handle (`@acme@mastodon.social` and `acme@mastodon.social`,
+    `u/acme_official` and `/u/acme_official`, `@acme.bsky.social` and `acme.bsky.social`)."""
+    key = " ".join(name.casefold().split())
+    return _HANDLE_PREFIX.sub("", key, count=1).strip()
+
+
+def brand_accounts(brands: Iterable[Brand]) -> dict[str, str]:
+    """Each brand account's `account_key` -> the brand's name (the first brand that lists it)."""
+    out: dict[str, str] = {}
+    for brand in brands:
+        for account in brand.accounts:
+            key = account_key(account)
+            if key:
+                out.setdefault(key, brand.name)
+    return out
+
+
+def author_brand(author: str | None, accounts: Mapping[str, str]) -> str | None:
+    """The brand whose own account wrote a post (`brand_accounts`), or None for anyone else.
+
+    The author matches as a whole, or by either part of an RSS author written
+    `email (Name)` / `Name <email>`.
+    """
+    if not author or not accounts:
+        return None
+    forms = [author]
+    parts = _AUTHOR_PARTS.match(author)
+    if parts is not None:
+        forms.extend(parts.groups())
+    for form in forms:
+        brand = accounts.get(account_key(form)) if form else None
+        if brand is not None:
+            return brand
+    return None
 
 
 def score_matches(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -213,7 +215,60 @@ def check(state: State) -> None:
     channels = config.alerts.channels
     listed = ", ".join(f"{c.name} ({c.kind})" for c in channels)
     echo(f"alert channels ({len(channels)}): {listed or 'none (alerts stay in the database)'}")
+    for spec in config.sources:
+        hint = feed_kind_hint(spec.url) if spec.kind == "feed" and spec.url else None
+        if hint:
+            echo(f"hint: {spec.name}: {hint}")
     _check_source_warnings(config)
+
+
+# A Discourse forum's own feeds: /latest.rss, /posts.rss, /top.rss, /c/<category>.rss,
+# /c/<category>/<id>.rss, /t/<slug>/<id>.rss, /tag/<tag>.rss (under any folder).
+_DISCOURSE_FEED = re.compile(
+    r"^(.*?)/(?:(?:latest|posts|top)\.rss|c/.+\.rss|t/[^/]+/\d+\.rss|tag/.+\.rss)$"
+)
+_SUBREDDIT = re.compile(r"^/r/([^/]+)")
+
+
+def feed_kind_hint(url: str) -> str | None:
+    """What to say when a `kind: feed` URL is a site that has its own kind, which reads whole
+    conversations (every reply, followed over time) where a feed shows only its latest entries."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    path = parts.path
+    m = _DISCOURSE_FEED.match(path)
+    if m is not None:
+        base = f"{parts.scheme}://{parts.netloc}{m.group(1)}"
+        return (
+            f"{url} looks like a Discourse forum: use `kind: discourse` with `base_url: {base}` "
+            "to read every post and follow its topics"
+        )
+    if host == "reddit.com" or host.endswith(".reddit.com"):
+        sub = _SUBREDDIT.match(path)
+        where = f" with `subreddit: {sub.group(1)}`" if sub else " with `query:`"
+        return f"{url} is Reddit: use `kind: reddit`{where} to read posts with their comments"
+    if host == "hnrss.org" or (host == "news.ycombinator.com" and path.startswith("/rss")):
+        return (
+            f"{url} is Hacker News: use `kind: hackernews` with `query:` to read stories with "
+            "their comments"
+        )
+    se_site = _stackexchange_site(host)
+    if se_site is not None and path.startswith("/feeds"):
+        return (
+            f"{url} is Stack Exchange: use `kind: stackexchange` with `sites: [{se_site}]` and "
+            "`query:` to read questions with their answers"
+        )
+    return None
+
+
+def _stackexchange_site(host: str) -> str | None:
+    from .text import url_keys
+
+    key = url_keys(f"https://{host}/questions/1").thread_key
+    return key.split(":")[1] if key.startswith("stackexchange:") else None
 
 
 def _check_source_warnings(config: Config) -> None:

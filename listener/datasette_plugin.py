@@ -510,6 +510,7 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
     rows = await db.execute(
         "SELECT id, brand, product, label, compound, title, snippet, author, source, url, "
         f"published_at, thread_key FROM mentions WHERE {in_window} AND label = 'negative' "
+        "AND by_brand = 0 "
         "ORDER BY compound, published_at DESC, id LIMIT :limit",
         {**window, "limit": TOP_SHOWN},
     )

@@ -73,6 +73,8 @@ fetch:
 brands:
   - name: Brewly
     terms: [Brewly, "@brewly", brewly.example]
+    # The brand's own voices: their posts are its replies, not customers' mentions.
+    accounts: ["Brewly Support", "Maya Lindqvist, Brewly product team"]
     products:
       - name: Brewly Kettle
         terms: ["Brewly Kettle"]

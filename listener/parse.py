@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.entities import html5 as _HTML5_ENTITIES
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import fastfeedparser
 import feedparser
@@ -725,6 +725,95 @@ _COMMENT_TITLE = re.compile(
 )
 
 
+# "Re: Topic", "RE: Topic", "Re[2]: Topic", "AW: Topic" (German), "SV:" (Nordic), "Antw:" (Dutch).
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw|vs)(?:\[\d+\]|\^\d+)?\s*:\s*", re.IGNORECASE)
+# phpBB feeds title posts "Forum name • Re: Topic".
+_FORUM_PREFIX = re.compile(r"^.*\s[•»]\s+(?=\S)")
+
+
+def _topic_title(title: str) -> tuple[str, bool]:
+    """(the topic a title names, folded; whether it is a reply's "Re:" title)."""
+    title = _FORUM_PREFIX.sub("", title)
+    stripped = _REPLY_PREFIX.sub("", title)
+    is_re = stripped != title
+    while (again := _REPLY_PREFIX.sub("", stripped)) != stripped:
+        stripped = again
+    return " ".join(stripped.casefold().split()).strip(" .!?:-"), is_re
+
+
+def _post_of_topic(link: str) -> tuple[str, str, str] | None:
+    """(page, topic id, post id) of a phpBB/vBulletin post link with `?p=` (`t` may be empty)."""
+    if not link or "?" not in link:
+        return None
+    parts = urlsplit(link)
+    if not parts.path.endswith(("/viewtopic.php", "/showthread.php")):
+        return None
+    values = {k.lower(): v for k, v in parse_qsl(parts.query)}
+    post = values.get("p", "")
+    if not post.isdigit():
+        return None
+    page = parts.netloc.lower().removeprefix("www.") + parts.path
+    return page, values.get("t", ""), post
+
+
+def _regroup_threads(
+    rows: Sequence[tuple[Any, ...]], threads: dict[int, str], source: str
+) -> set[int]:
+    """Group posts the feed gives no thread markup for into their topics, in place; the rows
+    that were regrouped (they are replies).
+
+    A phpBB post linked only by `viewtopic.php?p=POST` joins the topic the feed names for that
+    post elsewhere (its guid, or another entry's link: `?t=TOPIC&p=POST`). A "Re: Topic" entry whose thread is only its own page
+    joins the entry of this feed titled "Topic", or the other replies of that title.
+    """
+    regrouped: set[int] = set()
+    topics: dict[tuple[str, str], str] = {}
+    loose: list[tuple[int, str, str]] = []
+    for i, row in enumerate(rows):
+        e, keys = row[0], row[4]
+        for n, link in enumerate((keys.canonical, e.native_id or "")):
+            post = _post_of_topic(link)
+            if post is None:
+                continue
+            page, topic, post_id = post
+            if topic:
+                topics[(page, post_id)] = threads[i] if n == 0 else url_keys(link).thread_key
+            elif n == 0:
+                loose.append((i, page, post_id))
+    for i, page, post_id in loose:
+        if (page, post_id) in topics:
+            threads[i] = topics[(page, post_id)]
+            regrouped.add(i)
+
+    def own(i: int) -> bool:
+        e, keys = rows[i][0], rows[i][4]
+        return not (e.reply_ref or e.reply_href) and threads[i] in (keys.identity, rows[i][5])
+
+    roots: dict[str, int] = {}
+    replies: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        topic, is_re = _topic_title(row[1])
+        if not topic:
+            continue
+        if is_re:
+            if own(i) and i not in regrouped:
+                replies.setdefault(topic, []).append(i)
+        else:
+            roots.setdefault(topic, i)
+    for topic, members in replies.items():
+        root = roots.get(topic)
+        if root is not None:
+            key = threads[root]
+        elif len(members) >= 2:
+            key = f"{source}:re:{topic}"
+        else:
+            continue
+        for i in members:
+            threads[i] = key
+            regrouped.add(i)
+    return regrouped
+
+
 def _build_items(entries: Sequence[_Entry], *, source: str, base: str | None) -> list[Item]:
     # First pass: every entry's own fields and own keys.
     rows = []
@@ -777,6 +866,10 @@ def _build_items(entries: Sequence[_Entry], *, source: str, base: str | None) ->
         threads[i] = key
         return key
 
+    for i in range(len(rows)):
+        thread_of(i)
+    regrouped = _regroup_threads(rows, threads, source)
+
     items = []
     for i, (e, title, text, link, keys, _own) in enumerate(rows):
         thread_key = thread_of(i)
@@ -785,7 +878,7 @@ def _build_items(entries: Sequence[_Entry], *, source: str, base: str | None) ->
         if is_reply:
             # The parent's native id when the feed names it (thr:in-reply-to ref), else its URL.
             parent_key = e.reply_ref or url_keys(_absolute(e.reply_href or "", base)).identity
-        elif keys.is_comment or (e.native_id or "").startswith("t1_"):
+        elif keys.is_comment or i in regrouped or (e.native_id or "").startswith("t1_"):
             # A comment whose exact parent the feed does not give: attach it to the thread root.
             is_reply = True
             parent_key = thread_key

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .alerts.rules import Alerting, PollOutcome, evaluate
 from .fetch import Fetcher, current_budget, poll_budget
-from .models import Item, Mention, SourcePoll, SourceSpec
+from .models import Brand, Item, Mention, SourcePoll, SourceSpec
 from .sources import PollContext, get_kind
 from .store import KnownItem, ProcessedItem, Store, iso
 
@@ -54,9 +54,21 @@ class Runtime:
     now: Callable[[], datetime] = utc_now
     alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
     cpu: CpuPool | None = None  # worker processes for parsing and scoring; None: inline
+    # The configured brands: whose `accounts:` are the brands' own voices (`mentions.by_brand`).
+    brands: tuple[Brand, ...] = ()
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
     _matcher: Matcher | None = field(default=None, init=False, repr=False)
     _lexicon_version: str | None = field(default=None, init=False, repr=False)
+    _accounts: dict[str, str] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def accounts(self) -> dict[str, str]:
+        """The brands' own accounts, as `listener.analyse.author_brand` looks them up."""
+        if self._accounts is None:
+            from .analyse import brand_accounts
+
+            self._accounts = brand_accounts(self.brands)
+        return self._accounts
 
     @property
     def lexicon_version(self) -> str:
@@ -157,11 +169,12 @@ def process_items(
     A reply that does not name a brand is kept and scored as context when its conversation is
     about a brand: known from the store, or named by any item of this batch (a reply can come
     before its root). A reply stored earlier as irrelevant is taken up again once its thread
-    becomes a brand thread.
+    becomes a brand thread. A post by one of a brand's `accounts:` is marked as the brand's own
+    voice (`by_brand`), whether it names the brand or only sits in its thread.
     """
     if not items:
         return []
-    from .analyse import analyse_items, identify, score_matches
+    from .analyse import analyse_items, author_brand, identify, score_matches
 
     identities = [a[0] for a in analysed] if analysed else [identify(it) for it in items]
     analyses: list[Analysis | None] = [a[1] for a in analysed] if analysed else [None] * len(items)
@@ -193,6 +206,7 @@ def process_items(
                         found.relevant,
                         None,
                         (),
+                        by_brand=author_brand(item.author, rt.accounts),
                     )
                 )
                 continue
@@ -247,6 +261,7 @@ def process_items(
             relevant,
             analysis.item_score,
             mentions,
+            by_brand=author_brand(item.author, rt.accounts),
         )
     return [p for p in out if p is not None]
 

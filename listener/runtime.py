@@ -126,6 +126,7 @@ async def open_runtime(
                 lexicon_version_factory=lambda: scorer_version(config),
                 now=now,
                 alerting=build_alerting(config),
+                brands=config.brands,
             )
             if workers > 0:
                 from .workers import CpuPool

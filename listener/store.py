@@ -386,6 +386,14 @@ def m013_language(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m014_brand_voice(db: sqlite_utils.Database) -> None:
+    # A post by one of a brand's `accounts:` (DESIGN.md "Conversations"), also one that only
+    # sits in the brand's thread and has no mention row: kept out of the thread's customer
+    # sentiment, and what marks the thread answered.
+    db.execute("ALTER TABLE items ADD COLUMN by_brand INTEGER NOT NULL DEFAULT 0")
+
+
 _BUDGET_COLUMNS = (
     "host",
     "per_minute",
@@ -479,6 +487,8 @@ class ProcessedItem:
     relevant: bool  # names a brand, or sits in a brand thread
     score: Score | None  # the whole item's score (relevant items)
     mentions: tuple[Mention, ...]
+    # The brand whose own account wrote it (`brands[].accounts`), None for anyone else.
+    by_brand: str | None = None
 
 
 @dataclass(frozen=True)
@@ -925,6 +935,7 @@ class Store:
         key_rows: list[tuple[str, int]] = []
         sighting_rows: list[tuple[Any, ...]] = []
         mention_rows: list[dict[str, Any]] = []
+        voices: list[tuple[int]] = []
         for p in processed:
             it = p.item
             twin = (
@@ -967,6 +978,8 @@ class Store:
                     new_mentions.append(mention)
             if p.relevant and it.thread_key:
                 threads[it.thread_key] = None
+            if p.by_brand is not None and not p.changed:
+                voices.append((item_id,))
         _insert_many(c, "items", inserts)
         c.executemany(
             "INSERT INTO items_fts(rowid, title, text) VALUES (?, ?, ?)",
@@ -980,6 +993,12 @@ class Store:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at",
             sighting_rows,
         )
+        if voices:
+            # An account added to `accounts:` later marks the posts seen again.
+            c.executemany("UPDATE items SET by_brand = 1 WHERE id = ? AND by_brand = 0", voices)
+            c.executemany(
+                "UPDATE mentions SET by_brand = 1 WHERE item_id = ? AND by_brand = 0", voices
+            )
         if seen_again:
             c.executemany(
                 "UPDATE items SET last_seen_at = ?, "
@@ -1030,6 +1049,7 @@ class Store:
             "fingerprint": p.fingerprint,
             "relevant": int(p.relevant),
             "lang": it.extra.get("lang") if p.relevant else None,
+            "by_brand": int(p.by_brand is not None),
             "compound": p.score.compound if p.score else None,
             "label": self._item_label(p),
             "explanation": (
@@ -1090,6 +1110,7 @@ class Store:
                 "lexicon_version": m.item.extra.get("lexicon_version"),
                 "intents": json.dumps(list(m.score.intents)),
                 "lang": it.extra.get("lang"),
+                "by_brand": int(p.by_brand is not None),
             }
             if m.brand in existing:
                 sets = ",".join(f"{k} = ?" for k in row)
@@ -1148,7 +1169,13 @@ class Store:
         self.refresh_threads([key])
 
     def refresh_threads(self, keys: Sequence[str]) -> None:
-        """Recompute threads' aggregates from their stored items and (corrected) mention labels."""
+        """Recompute threads' aggregates from their stored items and (corrected) mention labels.
+
+        `posts` counts every scored post; the sentiment (`negative_posts`, `mean_compound`,
+        `worst_compound`, `first_negative_at`) is the customers': a post by one of a brand's
+        `accounts:` (`items.by_brand`) is the brand's reply, and marks the thread answered
+        (`answered_at`: the earliest such reply ever seen, kept).
+        """
         for start in range(0, len(keys), 500):
             self.conn.execute(
                 """
@@ -1156,13 +1183,25 @@ class Store:
                   posts = agg.posts, negative_posts = agg.negative_posts,
                   mean_compound = agg.mean_compound, worst_compound = agg.worst_compound,
                   first_seen_at = coalesce(agg.first_seen, threads.first_seen_at),
-                  last_seen_at = agg.last_seen, brands = agg.brands
+                  last_seen_at = agg.last_seen, brands = agg.brands,
+                  first_negative_at = agg.first_negative,
+                  answered_at = CASE
+                    WHEN threads.answered_at IS NULL OR agg.answered < threads.answered_at
+                    THEN coalesce(agg.answered, threads.answered_at)
+                    ELSE threads.answered_at END
                 FROM (
                   SELECT k.value AS key,
                          count(i.id) AS posts,
-                         coalesce(sum(i.label = 'negative'), 0) AS negative_posts,
-                         round(avg(i.compound), 4) AS mean_compound,
-                         min(i.compound) AS worst_compound,
+                         coalesce(sum(i.label = 'negative' AND i.by_brand = 0), 0)
+                           AS negative_posts,
+                         round(avg(CASE WHEN i.by_brand = 0 THEN i.compound END), 4)
+                           AS mean_compound,
+                         min(CASE WHEN i.by_brand = 0 THEN i.compound END) AS worst_compound,
+                         min(CASE WHEN i.by_brand = 0 AND i.label = 'negative'
+                             THEN coalesce(i.published_at, i.first_seen_at) END)
+                           AS first_negative,
+                         min(CASE WHEN i.by_brand = 1
+                             THEN coalesce(i.published_at, i.first_seen_at) END) AS answered,
                          min(i.first_seen_at) AS first_seen,
                          max(i.first_seen_at) AS last_seen,
                          (SELECT group_concat(DISTINCT m.brand) FROM mentions m

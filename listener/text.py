@@ -412,20 +412,51 @@ def url_identity(url: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _COMMENT_FRAGMENT = re.compile(
-    r"^(?:comments?|c|cmt|div-comment|li-comment|reply|answer)[-_]?\d+$|^comment-[\w-]+$",
+    r"^(?:comments?|c|cmt|div-comment|li-comment|reply|answer|p|post|entry|msg|findcomment)"
+    r"[-_]?\d+$|^comment-[\w-]+$|^issuecomment-\d+$|^discussion_r\d+$",
     re.IGNORECASE,
 )
-_COMMENT_PARAMS = frozenset({"replytocom", "comment_id", "commentid"})
+# Query parameters that point at one comment of the page (WordPress "reply", Blogger).
+_COMMENT_PARAMS = frozenset({"replytocom", "comment_id", "commentid", "showcomment"})
 _REDDIT_PATH = re.compile(
     r"^/(?:(?:r|u|user)/[^/]+/)?comments/([a-z0-9]+)(?:/[^/]*(?:/([a-z0-9]+))?)?", re.I
 )
 _HN_HOSTS = frozenset({"news.ycombinator.com", "ycombinator.com"})
+_GITHUB_PATH = re.compile(r"^/([\w.-]+)/([\w.-]+)/(?:issues|pull)/(\d+)(/.*)?$")
+# Stack Exchange sites with their own domain (the API's site names, as listener.sources.stackexchange).
+_SE_OWN_DOMAINS = {
+    "stackoverflow.com": "stackoverflow",
+    "superuser.com": "superuser",
+    "serverfault.com": "serverfault",
+    "askubuntu.com": "askubuntu",
+    "stackapps.com": "stackapps",
+    "mathoverflow.net": "mathoverflow",
+}
+# /questions/ID[/slug[/ANSWER_ID]]: a question, or one of its answers.
+_SE_PATH = re.compile(r"^/(?:questions|q)/(\d+)(?:/[^/]*(?:/(\d+))?)?/?$")
+
+
+def _stackexchange_site(host: str) -> str | None:
+    """The API site name of a Stack Exchange host (`unix.stackexchange.com` -> `unix`)."""
+    for domain, name in _SE_OWN_DOMAINS.items():
+        if host == domain:
+            return name
+        if host.endswith("." + domain):  # meta.stackoverflow.com, es.stackoverflow.com
+            return host[: -len(domain) - 1] + "." + name
+    if host == "meta.stackexchange.com":
+        return "meta"
+    if host.endswith(".stackexchange.com"):
+        sub = host[: -len(".stackexchange.com")]
+        return sub if sub.count(".") <= 1 else None  # unix, meta.unix
+    return None
 
 
 def _special_thread(parts: _Parts) -> tuple[str, bool] | None:
     """(thread key, is this a comment) for URLs of known discussion sites, or None."""
     host = _bare_host(parts[1])
     path, query = parts[2], parts[3]
+    if host.startswith("www."):
+        host = host[4:]
     if host == "redd.it":
         post = path.strip("/").split("/")[0]
         return (f"reddit:{post.lower()}", False) if post.isalnum() else None
@@ -435,6 +466,91 @@ def _special_thread(parts: _Parts) -> tuple[str, bool] | None:
     if host in _HN_HOSTS and path.rstrip("/") == "/item":
         item = dict(parse_qsl(query)).get("id", "")
         return (f"hn:{item}", False) if item.isdigit() else None
+    if host == "github.com":
+        # An issue or pull request and its comments: the key listener.sources.github gives it.
+        m = _GITHUB_PATH.match(path)
+        if m is None:
+            return None
+        owner, repo, number, rest = m.groups()
+        comment = bool(_COMMENT_FRAGMENT.match(parts[4] or "")) or bool(rest and rest != "/")
+        return f"github:{owner.lower()}/{repo.lower()}#{number}", comment
+    site = _stackexchange_site(host)
+    if site is not None:
+        # A question and its answers: the key listener.sources.stackexchange gives it.
+        m = _SE_PATH.match(path)
+        if m is None:
+            return None
+        answer = m.group(2) is not None or bool(parts[4] and parts[4].isdigit())
+        return f"stackexchange:{site}:{m.group(1)}", answer
+    return None
+
+
+# Forum software, recognised by its topic URLs on any host (and under any folder): the topic's
+# id is the thread, a post's number or a page number within it is not.
+# Discourse: /t/slug/123, /t/slug/123/4, /t/123/4
+_DISCOURSE = re.compile(r"^(.*?)/t/(?:[^/]+/)?(\d+)(?:/(\d+))?/?$")
+_DISCOURSE_SHORT = re.compile(r"^(.*?)/t/(\d+)/(\d+)/?$")  # /t/ID/POST (no slug)
+# XenForo: /threads/slug.123/, /threads/slug.123/post-45, /threads/slug.123/page-2, /threads/123/
+_XENFORO = re.compile(
+    r"^(.*?)/threads/(?:[^/]*\.)?(\d+)(?:/(?:post-(\d+)|page-\d+|unread|latest)?)?/?$"
+)
+# vBulletin friendly URLs: /threads/123-slug, /threads/123-slug/page2
+_VBULLETIN = re.compile(r"^(.*?)/threads/(\d+)-[^/]*(?:/page\d+)?/?$")
+# Invision: /topic/123-slug/, /topic/123-slug/page/2/
+_INVISION = re.compile(r"^(.*?)/topic/(\d+)(?:-[^/]*)?(?:/page/\d+)?/?$")
+# Flarum: /d/123-slug, /d/123-slug/4, /d/123/4
+_FLARUM = re.compile(r"^(.*?)/d/(\d+)(?:-[^/]*)?(?:/(\d+))?/?$")
+# vBulletin 4 "showthread.php?123-slug" puts the id first in the query.
+_VB_QUERY_ID = re.compile(r"^(\d+)(?:-|$)")
+
+
+def _query_values(query: str) -> dict[str, str]:
+    return {k.lower(): v for k, v in parse_qsl(query, keep_blank_values=True)}
+
+
+def _forum_thread(canon: _Parts, fragment: str) -> tuple[str, bool] | None:
+    """(thread key, is this a post within the topic) for forum topic URLs, or None.
+
+    Discourse topics get the key listener.sources.discourse gives them (one thread whether read
+    through `kind: discourse` or a plain feed); the others get their topic's URL, without the
+    slug, post or page.
+    """
+    _scheme, host, path, query, _fragment = canon
+    bare = host[4:] if host.startswith("www.") else host
+    anchor = bool(fragment and _COMMENT_FRAGMENT.match(fragment))
+    if "/t/" in path:
+        m = _DISCOURSE_SHORT.match(path) or _DISCOURSE.match(path)
+        if m is not None:
+            post = m.group(3)
+            return f"discourse:{host}:{m.group(2)}", anchor or bool(post and post != "1")
+    if "/threads/" in path:
+        m = _XENFORO.match(path)
+        if m is not None:
+            return f"{bare}{m.group(1)}/threads/{m.group(2)}", anchor or m.group(3) is not None
+        m = _VBULLETIN.match(path)
+        if m is not None:
+            return f"{bare}{m.group(1)}/threads/{m.group(2)}", anchor
+    if "/topic/" in path:
+        m = _INVISION.match(path)
+        if m is not None:
+            values = _query_values(query)
+            comment = anchor or "comment" in values or values.get("do") == "findcomment"
+            return f"{bare}{m.group(1)}/topic/{m.group(2)}", comment
+    if "/d/" in path:
+        m = _FLARUM.match(path)
+        if m is not None:
+            post = m.group(3)
+            return f"{bare}{m.group(1)}/d/{m.group(2)}", anchor or bool(post and post != "1")
+    if path.endswith(("/viewtopic.php", "/showthread.php")) and query:
+        values = _query_values(query)
+        topic = values.get("t") or values.get("topic") or ""
+        if not topic and path.endswith("/showthread.php"):
+            m = _VB_QUERY_ID.match(query)
+            topic = m.group(1) if m else ""
+        if topic.isdigit():
+            # phpBB and vBulletin: ?t=TOPIC (&p=POST): a post is a reply unless the link says
+            # nothing more than the topic.
+            return f"{bare}{path}?t={topic}", anchor or "p" in values
     return None
 
 
@@ -459,7 +575,7 @@ def url_keys(url: str, base: str | None = None) -> UrlKeys:
         return UrlKeys(raw, raw, raw, False)
     canon = urlunsplit(canon_parts)
     identity = _identity_of(canon_parts)
-    special = _special_thread(parts)
+    special = _special_thread(parts) or _forum_thread(canon_parts, parts[4])
     if special is not None:
         return UrlKeys(canon, identity, special[0], special[1])
     fragment, query = parts[4], parts[3]
@@ -481,9 +597,13 @@ def is_comment_url(url: str) -> bool:
 def thread_key_for_url(url: str) -> str:
     """The conversation a URL belongs to.
 
-    Reddit posts and their comments -> `reddit:{post id}`; a Hacker News item -> `hn:{id}`; a link
-    to a comment on a page (`#comment-12`, `#c12`, `?replytocom=12`) -> the page's identity;
-    anything else -> its own `url_identity` (it starts its own thread).
+    Reddit posts and their comments -> `reddit:{post id}`; a Hacker News item -> `hn:{id}`; a
+    GitHub issue or pull request and its comments -> `github:{owner}/{repo}#{n}`; a Stack Exchange
+    question and its answers -> `stackexchange:{site}:{id}`; a Discourse topic and its posts ->
+    `discourse:{host}:{id}`; a phpBB, vBulletin, XenForo, Invision or Flarum topic and its posts
+    and pages -> the topic's URL without slug, post or page (`forum.example.com/threads/123`); a
+    link to a comment on a page (`#comment-12`, `#c12`, `?replytocom=12`, `?showComment=`) -> the
+    page's identity; anything else -> its own `url_identity` (it starts its own thread).
     """
     return url_keys(url).thread_key
 

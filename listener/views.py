@@ -12,6 +12,8 @@ Conventions shared by everything here (and by the dashboard, whose links must co
 - A mention's date is `published_at` (UTC ISO text, `2026-11-20T09:00:00Z`); windows compare it
   with `strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ...)`, never with `datetime()` (space, not `T`).
 - Mentions a person marked not relevant (`not_relevant = 1`) are left out of every count.
+- A brand's own posts (`by_brand = 1`: written by one of its `accounts:`) are its replies, not
+  customer voice: never among the negative or worst posts.
 - Parameters a person left blank arrive as '' from Datasette: `coalesce(nullif(:p, ''), default)`.
 - A thread "turned negative" when it has negative posts and either a negative mean over two or
   more posts or at least three negative posts (the default alert rule's count): one angry reply
@@ -91,13 +93,14 @@ SELECT t.key AS thread_key,
        substr(coalesce(nullif(w.text, ''), w.title), 1, 280) AS worst_post,
        w.url AS worst_url,
        (SELECT max(coalesce(i.published_at, i.first_seen_at)) FROM items i
-         WHERE i.thread_key = t.key AND i.label = 'negative') AS last_negative_at,
+         WHERE i.thread_key = t.key AND i.label = 'negative' AND i.by_brand = 0)
+         AS last_negative_at,
        t.first_seen_at,
        t.last_seen_at
 FROM threads t
 LEFT JOIN items w ON w.id = (
   SELECT i.id FROM items i
-  WHERE i.thread_key = t.key AND i.relevant = 1 AND i.compound IS NOT NULL
+  WHERE i.thread_key = t.key AND i.relevant = 1 AND i.compound IS NOT NULL AND i.by_brand = 0
   ORDER BY i.compound, i.id LIMIT 1
 )
 WHERE t.brands IS NOT NULL AND {NEGATIVE_THREAD_RULE}
@@ -176,7 +179,7 @@ SELECT m.id AS mention_id,
        m.intents,
        m.thread_key
 FROM mentions m
-WHERE m.label = 'negative' AND m.not_relevant = 0
+WHERE m.label = 'negative' AND m.not_relevant = 0 AND m.by_brand = 0
   AND m.published_at >= {_AGO.format(n=_HOURS, unit="hours")}
   AND (:brand = '' OR m.brand = :brand)
 ORDER BY m.published_at DESC
@@ -198,7 +201,7 @@ WITH recent AS (
 worst AS (
   SELECT i.*, row_number() OVER (PARTITION BY i.thread_key ORDER BY i.compound, i.id) AS rank
   FROM items i JOIN recent r ON r.thread_key = i.thread_key
-  WHERE i.relevant = 1 AND i.compound IS NOT NULL AND i.label = 'negative'
+  WHERE i.relevant = 1 AND i.compound IS NOT NULL AND i.label = 'negative' AND i.by_brand = 0
 )
 SELECT r.title AS thread,
        w.rank,
@@ -260,7 +263,8 @@ SELECT source,
        round(min(compound), 3) AS worst_compound,
        group_concat(DISTINCT brand) AS brands
 FROM mentions
-WHERE not_relevant = 0 AND published_at >= {_AGO.format(n=_DAYS, unit="days")}
+WHERE not_relevant = 0 AND by_brand = 0
+  AND published_at >= {_AGO.format(n=_DAYS, unit="days")}
 GROUP BY source
 HAVING negative > 0
 ORDER BY negative DESC, negative_pct DESC
@@ -276,7 +280,7 @@ ORDER BY negative DESC, negative_pct DESC
         "sql": f"""
 WITH neg AS (
   SELECT * FROM mentions
-  WHERE label = 'negative' AND not_relevant = 0 AND author IS NOT NULL
+  WHERE label = 'negative' AND not_relevant = 0 AND by_brand = 0 AND author IS NOT NULL
     AND published_at >= {_AGO.format(n=_DAYS, unit="days")}
 )
 SELECT author,

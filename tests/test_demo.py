@@ -40,6 +40,16 @@ def test_demo_finds_the_angry_thread_and_prints_its_alert(tmp_path: Path) -> Non
     db = tmp_path / "demo.db"
     assert count(db, "SELECT count(*) FROM mentions WHERE label = 'negative'") >= 5
     assert count(db, "SELECT count(*) FROM threads WHERE negative_posts >= 3") == 1
+    # Brewly Support's apology is the brand answering: it marks the thread answered and is not
+    # one of its negative posts.
+    assert count(db, "SELECT count(*) FROM items WHERE author = 'Brewly Support' AND by_brand = 1")
+    assert (
+        count(
+            db, "SELECT count(*) FROM threads WHERE negative_posts >= 3 AND answered_at IS NOT NULL"
+        )
+        == 1
+    )
+    assert "Brewly Support" not in section
 
 
 def test_demo_again_adds_nothing(tmp_path: Path) -> None:

@@ -222,6 +222,139 @@ def test_thread_keys(url, thread, comment):
     assert keys.identity == url_identity(url)
 
 
+@pytest.mark.parametrize(
+    ("urls", "thread"),
+    [
+        (  # Discourse: a topic, its posts, a short link: the key `kind: discourse` gives it
+            [
+                "https://forum.example.com/t/acme-skates-broke/881",
+                "https://forum.example.com/t/acme-skates-broke/881/1",
+                "https://forum.example.com/t/acme-skates-broke/881/2?u=rosa",
+                "https://forum.example.com/t/881/3",
+            ],
+            "discourse:forum.example.com:881",
+        ),
+        (  # phpBB: the topic, a post in it (with its anchor), a page of it
+            [
+                "https://bb.example.com/forum/viewtopic.php?t=42",
+                "https://bb.example.com/forum/viewtopic.php?f=3&t=42&p=1001#p1001",
+                "https://bb.example.com/forum/viewtopic.php?t=42&start=20",
+            ],
+            "bb.example.com/forum/viewtopic.php?t=42",
+        ),
+        (  # XenForo
+            [
+                "https://xf.example.com/threads/acme-skates.123/",
+                "https://xf.example.com/threads/acme-skates.123/post-456",
+                "https://xf.example.com/threads/acme-skates.123/page-2",
+                "https://xf.example.com/threads/acme-skates.123/#post-457",
+            ],
+            "xf.example.com/threads/123",
+        ),
+        (  # vBulletin: showthread.php (3 and 4) and friendly URLs
+            [
+                "https://vb.example.com/showthread.php?t=77",
+                "https://vb.example.com/showthread.php?t=77&p=900#post900",
+                "https://vb.example.com/showthread.php?77-Acme-skates",
+            ],
+            "vb.example.com/showthread.php?t=77",
+        ),
+        (
+            [
+                "https://vb5.example.com/threads/77-acme-skates",
+                "https://vb5.example.com/threads/77-acme-skates/page2",
+            ],
+            "vb5.example.com/threads/77",
+        ),
+        (  # Invision
+            [
+                "https://ips.example.com/topic/55-acme-skates/",
+                "https://ips.example.com/topic/55-acme-skates/page/2/",
+                "https://ips.example.com/topic/55-acme-skates/?do=findComment&comment=9",
+                "https://ips.example.com/topic/55-acme-skates/#comment-10",
+            ],
+            "ips.example.com/topic/55",
+        ),
+        (  # Flarum
+            [
+                "https://flarum.example.com/d/12-acme-skates",
+                "https://flarum.example.com/d/12-acme-skates/3",
+                "https://flarum.example.com/d/12/4",
+            ],
+            "flarum.example.com/d/12",
+        ),
+        (  # Blogger comments
+            [
+                "https://acme-fans.blogspot.com/2024/05/skates.html",
+                "https://acme-fans.blogspot.com/2024/05/skates.html?showComment=1715000000#c123",
+            ],
+            "acme-fans.blogspot.com/2024/05/skates.html",
+        ),
+        (  # Stack Exchange: a question and its answers
+            [
+                "https://stackoverflow.com/questions/123/acme-skates-brake",
+                "https://stackoverflow.com/questions/123/acme-skates-brake/456#456",
+                "https://stackoverflow.com/q/123",
+            ],
+            "stackexchange:stackoverflow:123",
+        ),
+        (
+            ["https://unix.stackexchange.com/questions/9/why/10#10"],
+            "stackexchange:unix:9",
+        ),
+        (  # GitHub: an issue and its comments
+            [
+                "https://github.com/Acme/Skates/issues/7",
+                "https://github.com/acme/skates/issues/7#issuecomment-1234",
+            ],
+            "github:acme/skates#7",
+        ),
+    ],
+)
+def test_forum_topics_and_their_posts_share_one_thread(urls, thread):
+    assert [thread_key_for_url(u) for u in urls] == [thread] * len(urls)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://forum.example.com/t/acme-skates-broke/881/2",
+        "https://bb.example.com/viewtopic.php?t=42&p=1001",
+        "https://xf.example.com/threads/acme-skates.123/post-456",
+        "https://stackoverflow.com/questions/123/acme/456",
+        "https://github.com/acme/skates/issues/7#issuecomment-1234",
+        "https://flarum.example.com/d/12-acme-skates/3",
+        "https://blog.example.com/p?showComment=1715000000",
+    ],
+)
+def test_posts_within_a_topic_are_replies(url):
+    assert is_comment_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://forum.example.com/t/acme-skates-broke/881",
+        "https://bb.example.com/viewtopic.php?t=42",
+        "https://xf.example.com/threads/acme-skates.123/",
+        "https://stackoverflow.com/questions/123/acme",
+        "https://github.com/acme/skates/issues/7",
+    ],
+)
+def test_a_topic_itself_is_not_a_reply(url):
+    assert not is_comment_url(url)
+
+
+def test_urls_that_only_look_like_forums_keep_their_own_thread():
+    for url in (
+        "https://shop.example.com/t/shirts",  # no topic id
+        "https://blog.example.com/threads/of-yarn",
+        "https://github.com/acme/skates/blob/main/README.md",
+        "https://stackoverflow.com/users/12/rosa",
+    ):
+        assert thread_key_for_url(url) == url_identity(url)
+
+
 def test_comments_of_a_post_share_its_thread():
     post = "https://blog.example.com/2024/05/acme/?utm_source=rss"
     comments = [

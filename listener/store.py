@@ -371,6 +371,7 @@ def m011_mention_intents(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE mentions ADD COLUMN intents TEXT")
 
 
+
 @_migration
 def m012_conversations(db: sqlite_utils.Database) -> None:
     # Conversations a team acts on (DESIGN.md "Conversations"): a post by one of the brand's
@@ -396,7 +397,6 @@ def m012_conversations(db: sqlite_utils.Database) -> None:
         CREATE INDEX IF NOT EXISTS threads_status ON threads(status);
         """
     )
-
 
 _BUDGET_COLUMNS = (
     "host",

@@ -1413,13 +1413,16 @@ class Store:
 
     def thread_posts(self, key: str) -> list[dict[str, Any]]:
         """A conversation's posts, oldest first: each item kept in it (text, author, times, its
-        own score) with its mentions (`mentions`: brand, label, compound, explanation and
+        own score, `link`: the address it was first seen under, a comment's own anchor) with
+        its mentions (`mentions`: brand, label, compound, explanation and
         intents as lists, by_brand, not_relevant), and `by_brand` when any of them is the
         brand's own voice."""
         cursor = self.conn.execute(
             """
             SELECT i.id, i.url, i.title, i.text, i.author, i.published_at, i.first_seen_at,
                    i.source, i.is_reply, i.compound, i.label, i.explanation,
+                   (SELECT s.url FROM sightings s WHERE s.item_id = i.id
+                     ORDER BY s.first_seen_at, s.url LIMIT 1) AS link,
                    (SELECT json_group_array(json_object(
                       'id', m.id, 'brand', m.brand, 'product', m.product, 'label', m.label,
                       'compound', m.compound, 'explanation', m.explanation,

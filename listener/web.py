@@ -29,6 +29,8 @@ from .views import available_queries, ensure_views, existing_tables
 # not pay for them.
 PLUGIN_NAME = "listener"  # the plugin's name in Datasette, and the key of its settings
 DASHBOARD_PATH = "/-/dashboard"
+# A conversation's page: `/-/thread?key=<urlencoded thread key>` (alerts link here).
+THREAD_PATH = "/-/thread"
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +279,11 @@ def dashboard_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}{DASHBOARD_PATH}"
 
 
+def login_url(ds: Any, base: str) -> str:
+    """Datasette's one-time link that signs its opener in as `root` (as `datasette --root`)."""
+    return f"{base}{ds.urls.path('/-/auth-token')}?token={ds._root_token}"
+
+
 def bind_port(host: str, port: int) -> socket.socket:
     """Bind `host:port` now, so that a port already in use is a clear error before anything is
     printed (or, for `demo`, polled). The server then serves on this very socket."""
@@ -367,15 +374,24 @@ def run_server(
     port: int,
     open_browser: bool,
     sock: socket.socket | None = None,
+    root: bool = False,
 ) -> None:
-    """Serve Datasette until SIGTERM or Ctrl+C (blocking); `sock`: already bound by `bind_port`."""
+    """Serve Datasette until SIGTERM or Ctrl+C (blocking); `sock`: already bound by `bind_port`.
+
+    Read-only for everyone. With `root`, a one-time login link is printed: whoever opens it is
+    signed in as Datasette's `root` actor and may change conversations' triage state."""
     sock = sock or bind_port(host, port)
     try:
         ds = make_datasette(db_path)
         url = dashboard_url(host, sock.getsockname()[1])
+        base = url.removesuffix(DASHBOARD_PATH)
         click.echo(f"Serving {db_path}")
         click.echo(f"  dashboard: {url}")
-        click.echo(f"  all data:  {url.removesuffix(DASHBOARD_PATH)}/")
+        click.echo(f"  all data:  {base}/")
+        if root:
+            click.echo(f"  sign in (once, as root, to triage conversations): {login_url(ds, base)}")
+        else:
+            ds._root_token = None  # no login link: nobody can sign in, the pages only read
         click.echo("Press Ctrl+C to stop.")
         if open_browser:
             webbrowser.open(url)
@@ -390,6 +406,7 @@ Examples:
   listener serve -c my.yaml
   listener serve -c my.yaml --port 8002 --open
   listener serve -c my.yaml --host 0.0.0.0    reachable from other machines
+  listener serve -c my.yaml --root            prints a login link to triage conversations
 
 Stops on Ctrl+C or SIGTERM (exit 0)."""
 )
@@ -404,12 +421,18 @@ Stops on Ctrl+C or SIGTERM (exit 0)."""
 @click.option(
     "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
 )
+@click.option(
+    "--root",
+    is_flag=True,
+    help="Print a one-time login link: whoever opens it may change conversations' status.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, open_browser: bool, root: bool) -> None:
     """Explore the mentions in Datasette.
 
     The dashboard, full-text search, facets and canned questions on the config's database,
-    readable while `listener run` keeps writing.
+    readable while `listener run` keeps writing. Read-only (SQL too) unless someone signs in
+    with the `--root` login link: then each conversation's page can change its status.
     """
     state = ctx.obj
     config = state.config()
@@ -422,4 +445,11 @@ def serve(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
         raise SystemExit(1)
     sock = bind_port(host, port)
     with sigterm_exits_0():
-        run_server(config.database, host=host, port=port, open_browser=open_browser, sock=sock)
+        run_server(
+            config.database,
+            host=host,
+            port=port,
+            open_browser=open_browser,
+            sock=sock,
+            root=root,
+        )

@@ -7,11 +7,21 @@ polled through the real pipeline, with a clock the test moves.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import os
+import re
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from helpers import BASE_TIME, Clock, poll_once, rss, write_config
@@ -164,3 +174,113 @@ def test_an_acknowledged_or_ignored_thread_stays_as_set(site: tuple) -> None:
     comments(server, [*ANGRY, ("Kim", "Acme broke again tonight. Awful, useless, I am furious.")])
     poll_once(cfg, now=clock)
     assert status(cfg) == "ignored"
+
+
+# --- the conversation's page in a real `listener serve` ------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(cfg: Path, *args: str) -> Iterator[tuple[str, list[str]]]:
+    """`listener serve` as its own process on the config's database: its base URL and the lines
+    it printed before it listened."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "listener", "-c", str(cfg), "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        while not any("Press Ctrl+C" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"serve exited: {''.join(lines)}"
+            lines.append(line)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", lines
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
+
+
+def csrf_field(page: str) -> str:
+    found = re.search(r'name="csrftoken" value="([^"]+)"', page)
+    assert found, "the page offers the form, with Datasette's CSRF token"
+    return found.group(1)
+
+
+def test_the_page_changes_the_state_only_for_a_signed_in_actor_with_a_csrf_token(
+    site: tuple,
+) -> None:
+    cfg, _server, _clock = site
+    page_path = f"/-/thread?{urlencode({'key': KEY})}"
+    change = {"key": KEY, "status": "acknowledged", "note": "on it"}
+    with serving(cfg, "--root") as (base, lines):
+        login = next(line.split(": ", 1)[1].strip() for line in lines if "sign in" in line)
+        assert login.startswith(f"{base}/-/auth-token?token=")
+        with httpx.Client(base_url=base) as anonymous:
+            page = anonymous.get(page_path)
+            assert page.status_code == 200 and "Acme outage again" in page.text
+            assert "<form" not in page.text and "listener serve --root" in page.text
+            # A request to change it, without signing in: refused, with or without a token.
+            assert anonymous.post("/-/thread", data=change).status_code == 403
+            anonymous.cookies.set("ds_csrftoken", page.cookies.get("ds_csrftoken") or "x")
+            forged = {**change, "csrftoken": anonymous.cookies["ds_csrftoken"]}
+            assert anonymous.post("/-/thread", data=forged).status_code == 403
+            # SQL stays read-only.
+            sql = anonymous.get("/mentions.json", params={"sql": "UPDATE threads SET status = 'x'"})
+            assert sql.status_code == 400
+        assert history(cfg) == [] and status(cfg) == "new"
+
+        with httpx.Client(base_url=base) as marketer:
+            signed_in = marketer.get(login)
+            assert signed_in.status_code == 302 and "ds_actor" in marketer.cookies
+            page = marketer.get(page_path)
+            token = csrf_field(page.text)
+            # Signed in, but a cross-site form (no token of ours): refused by the CSRF check.
+            assert marketer.post("/-/thread", data=change).status_code == 403
+            assert history(cfg) == []
+            done = marketer.post("/-/thread", data={**change, "csrftoken": token})
+            assert done.status_code == 302 and done.headers["location"] == page_path
+            after = marketer.get(page_path).text
+            assert 'Status: <span class="triage acknowledged">' in after
+            assert "Status: acknowledged (was new)." in after  # Datasette's message
+            assert re.search(r"<td>serve:root</td><td>on it</td>", after)
+        # The one-time login link does not sign in a second person.
+        with httpx.Client(base_url=base) as other:
+            assert "ds_actor" not in other.get(login).cookies
+    assert status(cfg) == "acknowledged"
+    assert history(cfg) == [("acknowledged", "on it", "serve:root")]
+
+
+def test_serve_without_root_offers_no_login(site: tuple) -> None:
+    cfg, _server, _clock = site
+    with serving(cfg) as (base, lines):
+        assert not any("sign in" in line for line in lines)
+        with httpx.Client(base_url=base) as client:
+            page = client.get(f"/-/thread?{urlencode({'key': KEY})}")
+            assert "<form" not in page.text
+            assert (
+                client.post("/-/thread", data={"key": KEY, "status": "ignored"}).status_code == 403
+            )
+    assert status(cfg) == "new"

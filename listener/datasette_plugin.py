@@ -714,14 +714,16 @@ def score_text(compound: float | None) -> str:
     return "" if compound is None else f"{compound:+.2f}".replace("-", "−")
 
 
-def why_text(explanation: Sequence[Mapping[str, Any]]) -> str:
-    """The words behind a score, as alerts quote them: 'frustrating −1.9, "no answer" +1.3'."""
+def why_text(explanation: Sequence[Mapping[str, Any]], brand: str | None = None) -> str:
+    """The words behind a score, as alerts quote them: 'frustrating −1.9, "no answer" +1.3',
+    with the scorer's placeholders for brand names read back as names."""
     from .sentiment import describe_explanation
 
     try:
-        return describe_explanation(explanation, limit=5).replace("-", "−")
+        text = describe_explanation(explanation, limit=5).replace("-", "−")
     except (KeyError, TypeError, ValueError):
         return ""
+    return text.replace("<brand>", brand or "the brand").replace("<other>", "another brand")
 
 
 def _assessments(post: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -737,7 +739,7 @@ def _assessments(post: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "product": m.get("product"),
                 "label": m.get("label"),
                 "score": score_text(m.get("compound")),
-                "why": why_text(m.get("explanation") or []),
+                "why": why_text(m.get("explanation") or [], m["brand"]),
                 "intents": [INTENT_WORDS.get(i, str(i)) for i in m.get("intents") or []],
             }
         )
@@ -756,6 +758,7 @@ def _assessments(post: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _post_row(post: Mapping[str, Any]) -> dict[str, Any]:
+    assessments = _assessments(post)
     text = (post.get("text") or "").strip()
     snippet = next((m.get("snippet") for m in post["mentions"] if m.get("snippet")), None)
     return {
@@ -768,7 +771,9 @@ def _post_row(post: Mapping[str, Any]) -> dict[str, Any]:
         "source": post.get("source"),
         "by_brand": bool(post.get("by_brand")),
         "reply": bool(post.get("is_reply")),
-        "assessments": _assessments(post),
+        "assessments": assessments,
+        # The post's edge colour: negative toward any brand it names wins.
+        "tone": next((lab for lab in LABELS if any(a["label"] == lab for a in assessments)), None),
     }
 
 
@@ -841,7 +846,7 @@ async def thread_page(datasette: Any, request: Any) -> Response:
         "status_words": STATUS_WORDS,
         "status_at": when_text(t.get("status_at")),
         "history": [{**h, "when": when_text(h["at"])} for h in loaded["history"]],
-        "actor": actor_name(request.actor),
+        "triage_actor": actor_name(request.actor),
         "statuses": THREAD_STATUSES,
         "note_max": NOTE_MAX,
         "thread_path": datasette.urls.path(THREAD_PATH),

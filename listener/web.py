@@ -20,6 +20,7 @@ import webbrowser
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 
@@ -226,6 +227,12 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
             }
         },
     }
+
+
+def thread_page_url(serve_url: str, key: str) -> str:
+    """A conversation's page in `serve` reachable at `serve_url` (what alerts link to):
+    `{serve_url}/-/thread?key=<urlencoded thread key>`."""
+    return f"{serve_url.rstrip('/')}{THREAD_PATH}?{urlencode({'key': key})}"
 
 
 def register_plugin() -> None:

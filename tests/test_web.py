@@ -42,7 +42,7 @@ from listener.pipeline import PollSummary, poll_sources
 from listener.runtime import open_runtime
 from listener.store import Store, connect
 from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
-from listener.web import datasette_metadata, make_datasette, serve
+from listener.web import datasette_metadata, make_datasette, serve, thread_page_url
 
 NOW = datetime.now(UTC)
 DB = "mentions"  # Datasette names the database after the file
@@ -529,6 +529,9 @@ def copy_db(db_path: Path, tmp_path: Path) -> Path:
 
 
 def test_thread_page_reads_the_conversation_top_to_bottom(ds: Any) -> None:
+    # The address alerts build from `serve_url:` is the page's.
+    key = "blog.example.com/2026/acme-outage"
+    assert thread_page_url("http://127.0.0.1:8001/", key) == f"http://127.0.0.1:8001{THREAD}"
     page = get(ds, THREAD)
     assert page.status_code == 200
     text = page.text

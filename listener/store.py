@@ -1411,12 +1411,12 @@ class Store:
             return None
         return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
-    def thread_posts(self, key: str) -> list[dict[str, Any]]:
+    def thread_posts(self, key: str, limit: int = 2000) -> list[dict[str, Any]]:
         """A conversation's posts, oldest first: each item kept in it (text, author, times, its
         own score, `link`: the address it was first seen under, a comment's own anchor) with
         its mentions (`mentions`: brand, label, compound, explanation and
         intents as lists, by_brand, not_relevant), and `by_brand` when any of them is the
-        brand's own voice."""
+        brand's own voice. At most `limit` posts, the first ones."""
         cursor = self.conn.execute(
             """
             SELECT i.id, i.url, i.title, i.text, i.author, i.published_at, i.first_seen_at,
@@ -1432,8 +1432,9 @@ class Store:
             FROM items i
             WHERE i.thread_key = ? AND i.relevant = 1
             ORDER BY coalesce(i.published_at, i.first_seen_at), i.id
+            LIMIT ?
             """,
-            (key,),
+            (key, limit),
         )
         names = [d[0] for d in cursor.description]
         posts = []

@@ -594,6 +594,10 @@ def test_thread_page_marks_the_brands_reply_and_escapes_what_it_shows(
     assert "<script>x()" not in text and "&lt;script&gt;x()" in text
     assert 'Status: <span class="triage acknowledged">acknowledged</span>' in text
     assert "<td>cli:dana</td><td>&lt;i&gt;call&lt;/i&gt; them</td>" in text
+    # The dashboard's list of conversations says who took this one on.
+    dashboard = get(make_datasette(path), "/-/dashboard").text
+    row = dashboard[dashboard.index(">Acme outage again</a>") :]
+    assert row.index('<span class="triage acknowledged">') < row.index("</tr>")
 
 
 def test_thread_page_of_an_unknown_conversation_says_so(ds: Any) -> None:
@@ -714,6 +718,10 @@ def test_links_from_the_web_are_live_only_for_http_and_https(hostile_db: Path) -
             f"/{DB}/mentions/1",
         ]
     }
+    # The conversation's own page: its posts and the comment linking javascript:.
+    key = rows(hostile_db, "SELECT thread_key FROM negative_threads")[0]["thread_key"]
+    thread = pages["thread"] = get(ds, "/-/thread?" + urlencode({"key": key}))
+    assert "Agreed, this is horrible" in thread.text and "I hate it (0)" in thread.text
     for path, page in pages.items():
         assert page.status_code == 200, path
         assert live_unsafe_links(page.text) == [], path

@@ -1390,13 +1390,16 @@ class Store:
         return str(row[0])
 
     def find_thread(self, ref: str) -> str | None:
-        """The key of the thread `ref` names: its key, or its URL (or a post's URL in it)."""
+        """The key of the thread `ref` names: its key, its URL, or the link of a post in it
+        (a comment's own `#comment-N` link too)."""
         ref = ref.strip()
         for sql in (
             "SELECT key FROM threads WHERE key = ?",
             "SELECT key FROM threads WHERE url = ? ORDER BY last_seen_at DESC LIMIT 1",
             "SELECT thread_key FROM items WHERE url = ? AND thread_key IS NOT NULL "
             "ORDER BY relevant DESC, id LIMIT 1",
+            "SELECT i.thread_key FROM sightings s JOIN items i ON i.id = s.item_id "
+            "WHERE s.url = ? AND i.thread_key IS NOT NULL LIMIT 1",
         ):
             row = self.conn.execute(sql, (ref,)).fetchone()
             if row:

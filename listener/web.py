@@ -438,8 +438,8 @@ def serve(ctx: click.Context, host: str, port: int, open_browser: bool, root: bo
     """Explore the mentions in Datasette.
 
     The dashboard, full-text search, facets and canned questions on the config's database,
-    readable while `listener run` keeps writing. Read-only (SQL too) unless someone signs in
-    with the `--root` login link: then each conversation's page can change its status.
+    readable while `listener run` keeps writing. Read-only, SQL included: only someone signed
+    in with the `--root` login link may change a conversation's status, on its page.
     """
     state = ctx.obj
     config = state.config()

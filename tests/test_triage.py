@@ -102,16 +102,20 @@ def test_triage_sets_the_state_and_keeps_its_history(site: tuple) -> None:
     done = triage(cfg, KEY, "acknowledged", "--note", "support is on it")
     assert done.exit_code == 0, done.output
     assert "Acme outage again: new → acknowledged (support is on it)" in done.output
-    # The conversation's URL names it as well as its key.
+    # The conversation's URL names it as well as its key, and so does a comment's own link.
     done = triage(cfg, POST, "resolved")
     assert done.exit_code == 0, done.output
     assert "acknowledged → resolved" in done.output
+    done = triage(cfg, f"{POST}/#comment-2", "resolved")
+    assert done.exit_code == 0, done.output
+    assert "resolved (unchanged)" in done.output
     assert status(cfg) == "resolved"
     (status_at,) = db_rows(cfg, "SELECT status_at FROM threads WHERE key = ?", KEY)[0]
     assert status_at and status_at.endswith("Z")
     me = f"cli:{getpass.getuser()}"
     assert history(cfg) == [
         ("acknowledged", "support is on it", me),
+        ("resolved", None, me),
         ("resolved", None, me),
     ]
 

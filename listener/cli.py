@@ -18,6 +18,7 @@ import click
 
 from . import __version__
 from .config import Config, ConfigError, config_path, format_duration, load_config
+from .models import THREAD_STATUSES
 from .secrets import install_log_masking, mask, mask_option, mask_url, masked_in_logs
 
 log = logging.getLogger(__name__)
@@ -816,6 +817,61 @@ def label(
     click.echo(
         f"mention {mention_id} ({brand}: {title}): {current} (scorer said {auto}), {relevance}"
     )
+
+
+@cli.command()
+@click.argument("thread")
+@click.argument("status", type=click.Choice(THREAD_STATUSES))
+@click.option("--note", help="Why, for the team (kept in the thread's history).")
+@click.pass_obj
+def triage(state: State, thread: str, status: str, note: str | None) -> None:
+    """Set a conversation's status (new, acknowledged, resolved, ignored).
+
+    THREAD is the conversation's thread key (the `key` of the threads table, the `thread_key`
+    of a mention) or its URL. Ignored conversations never alert; a resolved one opens again
+    (status new) when a new negative post arrives. Every change is kept in its history (the
+    thread_triage table, and the conversation's page in `listener serve`).
+
+    \b
+    Examples:
+      listener triage forum.example.com/t/kettle-e4/8812 acknowledged --note "support is on it"
+      listener triage https://blog.example.com/2026/outage resolved
+      listener triage forum.example.com/t/kettle-e4/8812 ignored --note "a competitor's troll"
+    """
+    from .store import Store
+
+    config = state.config()
+    if not config.database.exists():
+        raise click.ClickException(
+            f"no database yet at {config.database}: run `{state.command('poll')}` first"
+        )
+    store = Store.open(config.database)
+    try:
+        key = store.find_thread(thread)
+        was = store.set_thread_status(key, status, note, _actor()) if key else None
+        row = store.thread(key) if key and was is not None else None
+    finally:
+        store.close()
+    if row is None:
+        click.echo(
+            f"error: no conversation {thread!r} in {config.database}: give a thread key (the "
+            "threads table's key) or the conversation's URL",
+            err=True,
+        )
+        raise SystemExit(1)
+    title = row.get("title") or row.get("url") or key
+    change = f"{was} → {status}" if was != status else f"{status} (unchanged)"
+    click.echo(f"{title}: {change}{f' ({note.strip()})' if note and note.strip() else ''}")
+
+
+def _actor() -> str:
+    """Who changed a triage state from the command line: `cli:` and the OS user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        return "cli"
 
 
 @cli.command()

@@ -24,11 +24,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .models import Item, Mention, Response, Score, Validators, thread_title
+from .models import THREAD_STATUSES, Item, Mention, Response, Score, Validators, thread_title
 from .secrets import mask, mask_url
 from .sources import SourceState
 from .units import format_iso
@@ -53,6 +53,21 @@ def _migration(
 ) -> Callable[[sqlite_utils.Database], None]:
     MIGRATIONS.append(fn)
     return fn
+
+
+# Who reopens a resolved conversation when a new negative post arrives, and what the history
+# says about it (`thread_triage`).
+REOPEN_ACTOR = "listener"
+REOPEN_NOTE = "reopened: a new negative post"
+
+
+def _json_list(text: str | None) -> list[Any]:
+    """A stored JSON list (explanations, intents); [] when missing or not a list."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 @_migration
@@ -1164,6 +1179,47 @@ class Store:
             ],
         )
         self.refresh_threads(list(keys))
+        self._reopen_resolved(list(keys), now_s)
+
+    def _reopen_resolved(self, keys: Sequence[str], now_s: str | None) -> None:
+        """A resolved conversation opens again (status `new`, a history row by `listener`) when
+        a negative customer post is found in it after it was resolved: the brand's own posts
+        (`by_brand`) never reopen it. Inside the save's transaction."""
+        if not now_s:
+            return
+        for start in range(0, len(keys), 500):
+            reopened = [
+                key
+                for (key,) in self.conn.execute(
+                    """
+                    SELECT t.key FROM threads t JOIN json_each(?) k ON k.value = t.key
+                    WHERE t.status = 'resolved' AND EXISTS (
+                      SELECT 1 FROM items i
+                      WHERE i.thread_key = t.key AND i.relevant = 1 AND i.label = 'negative'
+                        AND i.first_seen_at > coalesce(t.status_at, '')
+                        AND NOT EXISTS (
+                          SELECT 1 FROM mentions m
+                          WHERE m.item_id = i.id AND (m.by_brand = 1 OR m.not_relevant = 1)
+                        )
+                    )
+                    """,
+                    (json.dumps(list(keys[start : start + 500])),),
+                )
+            ]
+            for key in reopened:
+                self._write_status(key, "new", REOPEN_NOTE, REOPEN_ACTOR, now_s)
+                log.info("thread %s reopened: a new negative post", key)
+
+    def _write_status(
+        self, key: str, status: str, note: str | None, actor: str | None, at: str
+    ) -> None:
+        self.conn.execute(
+            "UPDATE threads SET status = ?, status_at = ? WHERE key = ?", (status, at, key)
+        )
+        self.conn.execute(
+            "INSERT INTO thread_triage(thread_key, status, note, actor, at) VALUES (?, ?, ?, ?, ?)",
+            (key, status, note, actor, at),
+        )
 
     def refresh_thread(self, key: str) -> None:
         self.refresh_threads([key])
@@ -1353,6 +1409,103 @@ class Store:
                         break
                     await asyncio.sleep(0)
         return deleted
+
+    # --- triage ----------------------------------------------------------------------------
+
+    def set_thread_status(
+        self,
+        key: str,
+        status: str,
+        note: str | None = None,
+        actor: str | None = None,
+        at: datetime | None = None,
+    ) -> str | None:
+        """Set a conversation's triage state (`models.THREAD_STATUSES`) and add it to its
+        history (`thread_triage`). Returns the status it had, or None when there is no such
+        thread. A note is kept as written (trimmed; blank is no note)."""
+        if status not in THREAD_STATUSES:
+            raise ValueError(f"unknown status {status!r}: one of {', '.join(THREAD_STATUSES)}")
+        note = (note or "").strip() or None
+        with self.transaction():
+            row = self.conn.execute("SELECT status FROM threads WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            self._write_status(key, status, note, actor, iso(at or datetime.now(UTC)) or "")
+        return str(row[0])
+
+    def find_thread(self, ref: str) -> str | None:
+        """The key of the thread `ref` names: its key, its URL, or the link of a post in it
+        (a comment's own `#comment-N` link too)."""
+        ref = ref.strip()
+        for sql in (
+            "SELECT key FROM threads WHERE key = ?",
+            "SELECT key FROM threads WHERE url = ? ORDER BY last_seen_at DESC LIMIT 1",
+            "SELECT thread_key FROM items WHERE url = ? AND thread_key IS NOT NULL "
+            "ORDER BY relevant DESC, id LIMIT 1",
+            "SELECT i.thread_key FROM sightings s JOIN items i ON i.id = s.item_id "
+            "WHERE s.url = ? AND i.thread_key IS NOT NULL LIMIT 1",
+        ):
+            row = self.conn.execute(sql, (ref,)).fetchone()
+            if row:
+                return str(row[0])
+        return None
+
+    def thread(self, key: str) -> dict[str, Any] | None:
+        """A conversation's row (`threads`), None when unknown."""
+        cursor = self.conn.execute("SELECT * FROM threads WHERE key = ?", (key,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def thread_posts(self, key: str, limit: int = 2000) -> list[dict[str, Any]]:
+        """A conversation's posts, oldest first: each item kept in it (text, author, times, its
+        own score, `link`: the address it was first seen under, a comment's own anchor) with
+        its mentions (`mentions`: brand, label, compound, explanation and
+        intents as lists, by_brand, not_relevant), and `by_brand` when any of them is the
+        brand's own voice. At most `limit` posts, the first ones."""
+        cursor = self.conn.execute(
+            """
+            SELECT i.id, i.url, i.title, i.text, i.author, i.published_at, i.first_seen_at,
+                   i.source, i.is_reply, i.compound, i.label, i.explanation,
+                   (SELECT s.url FROM sightings s WHERE s.item_id = i.id
+                     ORDER BY s.first_seen_at, s.url LIMIT 1) AS link,
+                   (SELECT json_group_array(json_object(
+                      'id', m.id, 'brand', m.brand, 'product', m.product, 'label', m.label,
+                      'compound', m.compound, 'explanation', m.explanation,
+                      'intents', m.intents, 'by_brand', m.by_brand,
+                      'not_relevant', m.not_relevant, 'snippet', m.snippet))
+                    FROM mentions m WHERE m.item_id = i.id) AS mentions
+            FROM items i
+            WHERE i.thread_key = ? AND i.relevant = 1
+            ORDER BY coalesce(i.published_at, i.first_seen_at), i.id
+            LIMIT ?
+            """,
+            (key, limit),
+        )
+        names = [d[0] for d in cursor.description]
+        posts = []
+        for row in cursor:
+            post = dict(zip(names, row, strict=True))
+            post["explanation"] = _json_list(post["explanation"])
+            mentions = json.loads(post["mentions"] or "[]")
+            for m in mentions:
+                m["explanation"] = _json_list(m["explanation"])
+                m["intents"] = _json_list(m["intents"])
+            post["mentions"] = mentions
+            post["by_brand"] = any(m["by_brand"] for m in mentions)
+            posts.append(post)
+        return posts
+
+    def thread_history(self, key: str) -> list[dict[str, Any]]:
+        """A conversation's triage history, oldest first."""
+        cursor = self.conn.execute(
+            "SELECT status, note, actor, at FROM thread_triage WHERE thread_key = ? "
+            "ORDER BY at, id",
+            (key,),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     # --- corrections -----------------------------------------------------------------------
 

@@ -96,7 +96,8 @@ SELECT t.key AS thread_key,
          WHERE i.thread_key = t.key AND i.label = 'negative' AND i.by_brand = 0)
          AS last_negative_at,
        t.first_seen_at,
-       t.last_seen_at
+       t.last_seen_at,
+       t.status
 FROM threads t
 LEFT JOIN items w ON w.id = (
   SELECT i.id FROM items i
@@ -190,7 +191,8 @@ ORDER BY m.published_at DESC
         "description": (
             "Conversations with negative posts in the last N days (7 if left blank) whose mood "
             "is negative overall (over two posts or more) or that have three or more negative "
-            "posts, with their three worst posts. Click a thread key to read it all."
+            "posts, with their three worst posts and the team's triage status. Click a thread key "
+            "to read the whole conversation and change its status."
         ),
         "params": ["days"],
         "sql": f"""
@@ -213,6 +215,7 @@ SELECT r.title AS thread,
        r.posts,
        r.mean_compound,
        r.brands,
+       r.status,
        w.id AS item_id,
        r.thread_key
 FROM recent r JOIN worst w ON w.thread_key = r.thread_key AND w.rank <= 3

@@ -20,6 +20,7 @@ import webbrowser
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 
@@ -29,6 +30,8 @@ from .views import available_queries, ensure_views, existing_tables
 # not pay for them.
 PLUGIN_NAME = "listener"  # the plugin's name in Datasette, and the key of its settings
 DASHBOARD_PATH = "/-/dashboard"
+# A conversation's page: `/-/thread?key=<urlencoded thread key>` (alerts link here).
+THREAD_PATH = "/-/thread"
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +229,12 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
     }
 
 
+def thread_page_url(serve_url: str, key: str) -> str:
+    """A conversation's page in `serve` reachable at `serve_url` (what alerts link to):
+    `{serve_url}/-/thread?key=<urlencoded thread key>`."""
+    return f"{serve_url.rstrip('/')}{THREAD_PATH}?{urlencode({'key': key})}"
+
+
 def register_plugin() -> None:
     """Make listener's plugin part of Datasette (once per process, whoever asks first)."""
     from datasette.plugins import pm
@@ -275,6 +284,11 @@ def dashboard_url(host: str, port: int) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}{DASHBOARD_PATH}"
+
+
+def login_url(ds: Any, base: str) -> str:
+    """Datasette's one-time link that signs its opener in as `root` (as `datasette --root`)."""
+    return f"{base}{ds.urls.path('/-/auth-token')}?token={ds._root_token}"
 
 
 def bind_port(host: str, port: int) -> socket.socket:
@@ -367,15 +381,24 @@ def run_server(
     port: int,
     open_browser: bool,
     sock: socket.socket | None = None,
+    root: bool = False,
 ) -> None:
-    """Serve Datasette until SIGTERM or Ctrl+C (blocking); `sock`: already bound by `bind_port`."""
+    """Serve Datasette until SIGTERM or Ctrl+C (blocking); `sock`: already bound by `bind_port`.
+
+    Read-only for everyone. With `root`, a one-time login link is printed: whoever opens it is
+    signed in as Datasette's `root` actor and may change conversations' triage state."""
     sock = sock or bind_port(host, port)
     try:
         ds = make_datasette(db_path)
         url = dashboard_url(host, sock.getsockname()[1])
+        base = url.removesuffix(DASHBOARD_PATH)
         click.echo(f"Serving {db_path}")
         click.echo(f"  dashboard: {url}")
-        click.echo(f"  all data:  {url.removesuffix(DASHBOARD_PATH)}/")
+        click.echo(f"  all data:  {base}/")
+        if root:
+            click.echo(f"  sign in (once, as root, to triage conversations): {login_url(ds, base)}")
+        else:
+            ds._root_token = None  # no login link: nobody can sign in, the pages only read
         click.echo("Press Ctrl+C to stop.")
         if open_browser:
             webbrowser.open(url)
@@ -390,6 +413,7 @@ Examples:
   listener serve -c my.yaml
   listener serve -c my.yaml --port 8002 --open
   listener serve -c my.yaml --host 0.0.0.0    reachable from other machines
+  listener serve -c my.yaml --root            prints a login link to triage conversations
 
 Stops on Ctrl+C or SIGTERM (exit 0)."""
 )
@@ -404,12 +428,18 @@ Stops on Ctrl+C or SIGTERM (exit 0)."""
 @click.option(
     "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
 )
+@click.option(
+    "--root",
+    is_flag=True,
+    help="Print a one-time login link: whoever opens it may change conversations' status.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, open_browser: bool, root: bool) -> None:
     """Explore the mentions in Datasette.
 
     The dashboard, full-text search, facets and canned questions on the config's database,
-    readable while `listener run` keeps writing.
+    readable while `listener run` keeps writing. Read-only, SQL included: only someone signed
+    in with the `--root` login link may change a conversation's status, on its page.
     """
     state = ctx.obj
     config = state.config()
@@ -422,4 +452,11 @@ def serve(ctx: click.Context, host: str, port: int, open_browser: bool) -> None:
         raise SystemExit(1)
     sock = bind_port(host, port)
     with sigterm_exits_0():
-        run_server(config.database, host=host, port=port, open_browser=open_browser, sock=sock)
+        run_server(
+            config.database,
+            host=host,
+            port=port,
+            open_browser=open_browser,
+            sock=sock,
+            root=root,
+        )

@@ -7,6 +7,7 @@ Screenshots land in tests/artifacts/ (gitignored) for a person to look at. Needs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,11 +15,15 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from listener.datasette_plugin import LABEL_COLORS
@@ -56,10 +61,19 @@ def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_demo(tmp_path_factory.mktemp("browser")).config_path
+
+
+@pytest.fixture(scope="module")
+def server(demo_config: Path) -> Iterator[str]:
     """`serve` on the demo database, in its own process; yields its base URL."""
-    tmp = tmp_path_factory.mktemp("browser")
-    result = run_demo(tmp)
+    yield from serve_process(demo_config)
+
+
+def serve_process(config: Path, *args: str, lines: list[str] | None = None) -> Iterator[str]:
+    """`serve` on `config` in its own process (with `args`); yields its base URL. `lines`
+    collects what it printed before it listened."""
     port = free_port()
     code = (
         "import sys; from listener.cli import State; from listener.web import serve; "
@@ -70,14 +84,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(result.config_path), "--port", str(port), "--no-open"],
+        [sys.executable, "-c", code, str(config), "--port", str(port), "--no-open", *args],
         cwd=ROOT,
-        env=env,
+        env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
+        if lines is not None:
+            assert proc.stdout is not None
+            while not any("Press Ctrl+C" in line for line in lines):
+                line = proc.stdout.readline()
+                assert line, "".join(lines)
+                lines.append(line)
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -210,8 +230,27 @@ def test_canned_query_page_in_a_real_browser(server: str, tmp_path: Path) -> Non
     assert "Conversations that turned negative" in dom
     assert "Firmware 3.2 for the Brewly Kettle is rolling out" in dom
     assert "Rosa Delgado" in dom
-    # The thread key links to the whole conversation.
-    assert re.search(r'href="/demo/items\?thread_key=blog\.brewly\.example', dom)
+    # The thread key opens the conversation's page.
+    assert re.search(r'href="/-/thread\?key=blog\.brewly\.example', dom)
+
+
+def test_thread_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
+    """The conversation a marketer opens from the dashboard or an alert, read top to bottom."""
+    shot = ARTIFACTS / "thread.png"
+    key = "blog.brewly.example/2026/firmware-3-2"
+    dom = chromium(f"{server}/-/thread?{urlencode({'key': key})}", shot, tmp_path, "1280,2400")
+    assert "<h1>Firmware 3.2 for the Brewly Kettle is rolling out</h1>" in dom
+    said = [
+        "Firmware 3.2 for the Brewly Kettle starts rolling out today",
+        "After the update my kettle shows error E4",
+        "Paused? Mine is already dead.",
+    ]
+    where = [dom.index(s) for s in said]
+    assert where == sorted(where)
+    assert "Rosa Delgado" in dom and "says they are leaving" in dom
+    assert 'Status: <span class="triage new">new</span>' in dom
+    # Negative posts wear the red label and a red edge, painted on screen.
+    assert count_color(shot, LABEL_COLORS["negative"]) > 500
 
 
 def test_last_24_hours_hour_by_hour_in_a_real_browser(server: str, tmp_path: Path) -> None:
@@ -250,3 +289,67 @@ def test_mentions_table_shows_the_text_first_in_a_real_browser(server: str, tmp_
     )
     assert re.findall(r'<th [^>]*data-column="([^"]+)"', search)[:3] == ["id", "snippet", "label"]
     assert count_color(ARTIFACTS / "search.png", LABEL_COLORS["negative"]) > 500
+
+
+@contextlib.contextmanager
+def signed_in_proxy(upstream: str, cookies: dict[str, str]) -> Iterator[str]:
+    """A loopback proxy to `upstream` that sends a signed-in browser's cookies with each GET:
+    a headless screenshot cannot sign in first. Yields its base URL."""
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            got = httpx.get(upstream + self.path, cookies=cookies, follow_redirects=False)
+            self.send_response(got.status_code)
+            for name in ("content-type", "location"):
+                if name in got.headers:
+                    self.send_header(name, got.headers[name])
+            self.send_header("content-length", str(len(got.content)))
+            self.end_headers()
+            self.wfile.write(got.content)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
+    demo_config: Path, tmp_path: Path
+) -> None:
+    """Signed in with `serve --root`'s login link, the page offers the change; after it, the
+    status and its history show."""
+    lines: list[str] = []
+    key = "forum.beancounter.example/t/brewly-kettle-e4-after-3-2/8812"
+    path = f"/-/thread?{urlencode({'key': key})}"
+    for base in serve_process(demo_config, "--root", lines=lines):
+        login = next(line.split(": ", 1)[1].strip() for line in lines if "sign in" in line)
+        with httpx.Client(base_url=base) as client:
+            assert client.get(login).status_code == 302
+            page = client.get(path).text
+            token = re.search(r'name="csrftoken" value="([^"]+)"', page)
+            assert token, "signed in, the page offers the form"
+            done = client.post(
+                "/-/thread",
+                data={
+                    "key": key,
+                    "status": "acknowledged",
+                    "note": "support is calling the three customers",
+                    "csrftoken": token.group(1),
+                },
+            )
+            assert done.status_code == 302
+            cookies = {k: v for k, v in client.cookies.items() if k != "ds_messages"}
+        with signed_in_proxy(base, cookies) as proxy:
+            shot = ARTIFACTS / "thread_signed_in.png"
+            dom = chromium(proxy + path, shot, tmp_path, "1280,1400")
+    assert '<select id="triage-status" name="status">' in dom
+    assert 'Status: <span class="triage acknowledged">acknowledged</span>' in dom
+    assert "as serve:root" in dom  # who the change will be recorded as
+    assert re.search(r"<td>serve:root</td>\s*<td>support is calling the three customers</td>", dom)

@@ -40,9 +40,9 @@ from listener.datasette_plugin import (
 )
 from listener.pipeline import PollSummary, poll_sources
 from listener.runtime import open_runtime
-from listener.store import connect
+from listener.store import Store, connect
 from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
-from listener.web import datasette_metadata, make_datasette, serve
+from listener.web import datasette_metadata, make_datasette, serve, thread_page_url
 
 NOW = datetime.now(UTC)
 DB = "mentions"  # Datasette names the database after the file
@@ -400,6 +400,11 @@ def test_mentions_page_has_facets_and_search(ds: Any) -> None:
 def test_counts_and_thread_keys_link_to_their_rows(ds: Any) -> None:
     page = get(ds, f"/{DB}/threads")
     assert f"/{DB}/items?thread_key=blog.example.com" in page.text  # posts -> the posts
+    # A thread key, in the threads table and in the canned queries, opens the conversation.
+    thread_page = "/-/thread?key=blog.example.com%2F2026%2Facme-outage"
+    assert f'href="{thread_page}">Acme outage again</a>' in page.text
+    assert f'href="{thread_page}"' in get(ds, f"/{DB}/negative_threads").text
+    assert f'href="{thread_page}"' in get(ds, f"/{DB}/negative_mentions").text
     query = get(ds, f"/{DB}/sentiment_by_day").text
     link = re.search(rf'href="(/{DB}/mentions\?brand=Globex[^"]*label=negative[^"]*)"', query)
     assert link, "the negative count of a day links to its mentions"
@@ -413,8 +418,10 @@ def test_dashboard_draws_charts_whose_every_bar_links_to_its_rows(ds: Any) -> No
     text = page.text
     assert text.count("<svg") >= 4 and "<rect" in text and "<path" in text
     assert "Acme outage again" in text  # this week's conversation that turned negative
-    thread = re.search(rf'href="(/{DB}/threads/[^"]+)"', text)
-    assert thread and "Acme outage again" in get(ds, html.unescape(thread.group(1))).text
+    # The conversation's title opens its page, where it reads top to bottom.
+    thread = re.search(r'<a href="(/-/thread\?key=[^"]+)">Acme outage again</a>', text)
+    assert thread, "the conversation links to its page"
+    assert "Same here, it is broken and useless" in get(ds, html.unescape(thread.group(1))).text
     bars = re.findall(r'<a href="([^"]+)"><title>([^<]+)</title><rect class="bar (\w+)"', text)
     assert bars, "volume bars are links"
     for href, title, label in bars:
@@ -519,6 +526,102 @@ def test_serve_without_a_database_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(serve, [], obj=State(str(cfg)))
     assert result.exit_code == 1
     assert f"run `listener -c {cfg} poll` first" in result.output
+
+
+# --- a conversation's page (issue 11) -----------------------------------------------------------
+
+THREAD = "/-/thread?" + urlencode({"key": "blog.example.com/2026/acme-outage"})
+
+
+def copy_db(db_path: Path, tmp_path: Path) -> Path:
+    """A copy of the module's database that a test may change."""
+    target = tmp_path / DB / "mentions.db"
+    target.parent.mkdir()
+    source, copy = sqlite3.connect(db_path), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+    return target
+
+
+def test_thread_page_reads_the_conversation_top_to_bottom(ds: Any) -> None:
+    # The address alerts build from `serve_url:` is the page's.
+    key = "blog.example.com/2026/acme-outage"
+    assert thread_page_url("http://127.0.0.1:8001/", key) == f"http://127.0.0.1:8001{THREAD}"
+    page = get(ds, THREAD)
+    assert page.status_code == 200
+    text = page.text
+    assert "<h1>Acme outage again</h1>" in text
+    said = [
+        "Acme is down again and support never answered",
+        "Same here, it is broken and useless. Awful.",
+        "This is ridiculous, the worst service I have ever had.",
+        "Works fine for me, I love it.",
+    ]
+    where = [text.index(s) for s in said]
+    assert where == sorted(where), "oldest first"
+    for author in ("Dana", "Pat", "Sam", "Alex"):
+        assert f"<strong>{author}</strong>" in text
+    # Each post: its label, its score with a real minus sign, and the words behind it.
+    pat = text[text.index("<strong>Pat</strong>") : text.index("<strong>Sam</strong>")]
+    assert '<span class="sentiment negative">negative</span>' in pat
+    assert re.search(r'<span class="score">−0\.\d\d</span>', pat)
+    assert re.search(r"why: .*(awful|useless|broken) −\d\.\d", pat)
+    dana = text[text.index("<strong>Dana</strong>") : text.index("<strong>Pat</strong>")]
+    assert "toward Acme" in dana and '<span class="intent">' in dana
+    # Its comments link to themselves, not all to the post.
+    assert f'href="{OUTAGE}/#comment-1"' in pat
+    # Anyone reads; the status is shown, and how to change it.
+    assert 'Status: <span class="triage new">new</span>' in text
+    assert "<form" not in text and "listener serve --root" in text
+    assert "No one has changed its status yet." in text
+    summary = " ".join(re.search(r'<p class="summary">(.*?)</p>', text, re.S).group(1).split())
+    assert summary.startswith("<strong>4</strong> posts: 4 from customers, ")
+    assert '<strong class="negative">3 negative</strong>' in summary
+
+
+def test_thread_page_marks_the_brands_reply_and_escapes_what_it_shows(
+    db_path: Path, tmp_path: Path
+) -> None:
+    path = copy_db(db_path, tmp_path)
+    conn = sqlite3.connect(path)
+    with conn:
+        # Alex writes for Acme (one of its `accounts:`): the save stores the brand's post as
+        # its mention with by_brand = 1.
+        conn.execute(
+            "INSERT INTO mentions(item_id, brand, source, first_seen_at, updated_at, thread_key, "
+            "compound, label, auto_label, by_brand) SELECT id, 'Acme', source, first_seen_at, "
+            "first_seen_at, thread_key, compound, label, label, 1 FROM items WHERE author = 'Alex'"
+        )
+        conn.execute(
+            "UPDATE items SET author = '<b>Sam</b> <script>x()</script>' WHERE author = 'Sam'"
+        )
+    conn.close()
+    store = Store.open(path)
+    store.set_thread_status(
+        "blog.example.com/2026/acme-outage", "acknowledged", "<i>call</i> them", "cli:dana"
+    )
+    store.close()
+    text = get(make_datasette(path), THREAD).text
+    alex = text[text.index("<strong>Alex</strong>") :]
+    assert alex.index("the brand's reply") < alex.index("Works fine for me")
+    assert "not counted as customer sentiment" in alex
+    assert "1 reply from the brand" in text
+    assert "<script>x()" not in text and "&lt;script&gt;x()" in text
+    assert 'Status: <span class="triage acknowledged">acknowledged</span>' in text
+    assert "<td>cli:dana</td><td>&lt;i&gt;call&lt;/i&gt; them</td>" in text
+    # The dashboard's list of conversations says who took this one on.
+    dashboard = get(make_datasette(path), "/-/dashboard").text
+    row = dashboard[dashboard.index(">Acme outage again</a>") :]
+    assert row.index('<span class="triage acknowledged">') < row.index("</tr>")
+
+
+def test_thread_page_of_an_unknown_conversation_says_so(ds: Any) -> None:
+    page = get(ds, "/-/thread?key=forum.example.com/t/none/1")
+    assert page.status_code == 404 and "No such conversation" in page.text
+    assert get(ds, "/-/thread").status_code == 404
 
 
 # --- links from the web: one safe-URL rule (issue 15, point 5) -------------------------------
@@ -633,6 +736,10 @@ def test_links_from_the_web_are_live_only_for_http_and_https(hostile_db: Path) -
             f"/{DB}/mentions/1",
         ]
     }
+    # The conversation's own page: its posts and the comment linking javascript:.
+    key = rows(hostile_db, "SELECT thread_key FROM negative_threads")[0]["thread_key"]
+    thread = pages["thread"] = get(ds, "/-/thread?" + urlencode({"key": key}))
+    assert "Agreed, this is horrible" in thread.text and "I hate it (0)" in thread.text
     for path, page in pages.items():
         assert page.status_code == 200, path
         assert live_unsafe_links(page.text) == [], path

@@ -326,7 +326,7 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
     """Signed in with `serve --root`'s login link, the page offers the change; after it, the
     status and its history show."""
     lines: list[str] = []
-    key = "forum.beancounter.example/t/brewly-kettle-e4-after-3-2/8812"
+    key = "discourse:forum.beancounter.example:8812"
     path = f"/-/thread?{urlencode({'key': key})}"
     for base in serve_process(demo_config, "--root", lines=lines):
         login = next(line.split(": ", 1)[1].strip() for line in lines if "sign in" in line)

@@ -79,7 +79,9 @@ def score_matches(
     text = item_text(item)
     terms = {m.brand: matcher.neutral_terms(m.brand) for m in matches}
     all_terms = [t for brand_terms in terms.values() for t in brand_terms]
-    item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms, toward=False)
+    # The post's own words: a reply's "Re: <topic>" title is its thread's, not what it says.
+    own = item.text if _reply_title(item) else text
+    item_score = scorer.score(own[:ITEM_SCORE_CHARS], neutralise=all_terms, toward=False)
     mentions = tuple(
         MentionScore(
             m,
@@ -93,6 +95,10 @@ def score_matches(
         for m in matches
     )
     return Analysis(mentions, item_score)
+
+
+def _reply_title(item: Item) -> bool:
+    return bool(item.title) and item.title[:3].lower() == "re:" and bool(item.text.strip())
 
 
 def mention_text(item: Item, text: str, spans: Sequence[tuple[int, int]]) -> str:

@@ -148,7 +148,9 @@ def _headline(message: AlertMessage) -> str:
     """ "Acme: a conversation turned negative (serious)": our brand, what happened, how bad."""
     label = rule_label(message.rule)
     if message.rule == "negative_thread":
-        worse = message.level > 1 or clean_text(message.update)
+        # Worse than what the reader was told before: only an update says that (a first alert
+        # may start above level 1 when many posts arrive at once).
+        worse = clean_text(message.update) or (message.level > 1 and not message.severity)
         label = "a conversation got worse" if worse else "a conversation turned negative"
     elif message.rule == "very_negative_mention" and message.severity:
         label = "a very negative conversation"

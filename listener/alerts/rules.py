@@ -151,8 +151,16 @@ def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, .
 
 
 def _evidence(summary: ThreadSummary) -> tuple[Evidence, ...]:
+    brand = summary.brand or "the brand"
     return tuple(
-        Evidence(p.text, p.compound, p.url, p.author, p.published_at, _explain(p.explanation))
+        Evidence(
+            p.text,
+            p.compound,
+            p.url,
+            p.author,
+            p.published_at,
+            (_explain(p.explanation) or "").replace("<brand>", brand) or None,
+        )
         for p in summary.worst
     )
 

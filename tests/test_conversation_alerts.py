@@ -38,7 +38,7 @@ from listener.runtime import open_runtime
 from listener.store import Store
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-TOPIC = "https://forum.example.com/t/kettle-died/881"
+TOPIC = "https://forum.example.com/t/kettle-owners/881"
 SERVE = "http://127.0.0.1:8001"
 BRANDS = """\
   - name: Acme
@@ -80,10 +80,17 @@ class Slack:
         return 200, {"content-type": "text/plain"}, b"ok"
 
 
-def post(i: int, body: str, *, author: str | None = None, hours_ago: float = 0.5) -> dict:
+def post(
+    i: int,
+    body: str,
+    *,
+    author: str | None = None,
+    hours_ago: float = 0.5,
+    title: str = "Re: Acme kettle owners",
+) -> dict:
     entry = {
         # A reply's title is the topic's "Re:": the alert quotes the body, never this.
-        "title": "Re: Acme kettle owners",
+        "title": title,
         "link": f"{TOPIC}#comment-{i}",
         "guid": f"c{i}",
         "body": body,
@@ -212,7 +219,10 @@ def test_five_very_negative_posts_of_one_thread_are_one_message_per_channel(
     slack = Slack()
     httpd.add("/hooks/slack", handler=slack)
     cfg = setup(tmp_path, httpd, port, VERY_NEGATIVE_RULES)
-    httpd.add("/forum", topic(*(post(i, t) for i, t in enumerate(VERY_ANGRY, 1))))
+    replies = [post(i, t) for i, t in enumerate(VERY_ANGRY, 1)]
+    # A forum whose replies carry a renamed topic's title: its words are nobody's post.
+    replies[1] = post(2, VERY_ANGRY[1], title="Re: My Acme kettle died")
+    httpd.add("/forum", topic(*replies))
     clock = Clock()
     poll(cfg, clock)
     flush(cfg, clock)
@@ -238,6 +248,7 @@ def test_five_very_negative_posts_of_one_thread_are_one_message_per_channel(
         assert f"{SERVE}/-/thread?key={quote(TOPIC.split('//')[1], safe='')}" in shown
         # The why quotes what the customer wrote, not the reply's "Re:" title.
         assert "the Acme kettle exploded" in shown and "Re: Acme kettle owners" not in shown
+        assert "died -" not in shown  # no score word from the title
     assert "Acme" in mail["Subject"] and "Globex" not in mail["Subject"]
     # The numbers are the ones the dashboard's views show, for the thread and for each post.
     (alert,) = stored_messages(tmp_path)
@@ -267,8 +278,15 @@ def test_a_thread_that_gets_worse_is_one_update_that_says_what_changed(
     flush(cfg, clock)
     assert len(slack.got) == 1 and len(smtp.envelopes) == 1
 
-    # Two hours on, three more angry replies, very negative ones and a customer leaving: one
-    # update per channel, not a storm of very-negative-post and churn alerts.
+    # A very negative reply ten minutes later joins the conversation: no message of its own.
+    httpd.add("/forum", topic(*first, post(4, VERY_ANGRY[3])))
+    clock.now += timedelta(minutes=10)
+    poll(cfg, clock)
+    flush(cfg, clock)
+    assert len(slack.got) == 1 and len(smtp.envelopes) == 1
+
+    # Two hours on, two more angry replies and a customer leaving: one update per channel that
+    # counts all three, not a storm of very-negative-post and churn alerts.
     more = [post(4, VERY_ANGRY[3]), post(5, VERY_ANGRY[4]), post(6, LEAVING)]
     httpd.add("/forum", topic(*first, *more))
     clock.now += timedelta(hours=2)

@@ -101,6 +101,9 @@ def _fire(
                 (thread_key, created),
             )
         }
+        if channels and told.issuperset(channels):
+            log.debug("%s:%s joins this poll's alert about thread %s", rule, subject, thread_key)
+            return []
         channels = tuple(c for c in channels if c not in told)
     cur = store.conn.execute(
         "INSERT INTO alerts(key, created_at, rule, level, brand, subject, thread_key, title, url, why, "

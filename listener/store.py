@@ -1445,6 +1445,16 @@ class ThreadSummary:
     worst: tuple[ThreadPost, ...]  # negative customer posts, worst first
 
 
+# A post as every view shows it: its text (a reply's own words, not its "Re:" title), its own
+# score, and its own link: a comment's anchor (#comment-N), which the canonical URL drops to
+# keep one item per page, else the canonical URL. Takes the brand (for intents) as a parameter.
+_POST_COLUMNS = """
+    i.id, coalesce(nullif(trim(i.text), ''), i.title, ''), i.compound,
+    coalesce((SELECT s.url FROM sightings s WHERE s.item_id = i.id AND s.url LIKE '%#%'
+              ORDER BY s.first_seen_at LIMIT 1), i.url),
+    i.author, i.published_at, i.explanation,
+    (SELECT m.intents FROM mentions m WHERE m.item_id = i.id AND m.brand = ?)
+"""
 _BY_BRAND = "EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)"
 _EXCLUDED = "EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)"
 
@@ -1488,14 +1498,7 @@ def thread_summary(conn: sqlite3.Connection, key: str, limit: int = 5) -> Thread
     ).fetchone()
     worst_posts = conn.execute(
         f"""
-        SELECT i.id, coalesce(nullif(trim(i.text), ''), i.title, ''), i.compound,
-               -- the post's own link: a comment's anchor (#comment-N), which the canonical
-               -- URL drops to keep one item per page, else the canonical URL
-               coalesce((SELECT s.url FROM sightings s WHERE s.item_id = i.id AND s.url LIKE '%#%'
-                         ORDER BY s.first_seen_at LIMIT 1), i.url),
-               i.author,
-               i.published_at, i.explanation,
-               (SELECT m.intents FROM mentions m WHERE m.item_id = i.id AND m.brand = ?)
+        SELECT {_POST_COLUMNS}
         FROM items i
         WHERE i.thread_key = ? AND i.relevant = 1 AND i.compound IS NOT NULL
           AND i.label = 'negative' AND NOT {_EXCLUDED} AND NOT {_BY_BRAND}
@@ -1520,8 +1523,22 @@ def thread_summary(conn: sqlite3.Connection, key: str, limit: int = 5) -> Thread
         churn_customers=churn or 0,
         first_negative_at=first_negative or negative_at,
         answered_at=answered or answered_first,
-        worst=tuple(
-            ThreadPost(pid, text, c, u, a, p, e, tuple(json.loads(intents or "[]")))
-            for pid, text, c, u, a, p, e, intents in worst_posts
-        ),
+        worst=tuple(_thread_post(row) for row in worst_posts),
     )
+
+
+def _thread_post(row: Sequence[Any]) -> ThreadPost:
+    pid, text, compound, url, author, published, explanation, intents = row
+    return ThreadPost(
+        pid, text, compound, url, author, published, explanation, tuple(json.loads(intents or "[]"))
+    )
+
+
+def thread_post(conn: sqlite3.Connection, mention_id: int, brand: str) -> ThreadPost | None:
+    """The post of a mention of `brand`, as `thread_summary` shows its posts."""
+    row = conn.execute(
+        f"SELECT {_POST_COLUMNS} FROM mentions x JOIN items i ON i.id = x.item_id "
+        "WHERE x.id = ? AND i.compound IS NOT NULL",
+        (brand, mention_id),
+    ).fetchone()
+    return _thread_post(row) if row else None

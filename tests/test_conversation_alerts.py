@@ -520,3 +520,29 @@ def test_listener_run_alerts_a_topic_that_turns_negative_once_on_its_channels(
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_churn_goes_to_its_own_channel_told_as_the_conversation(tmp_path, httpd, smtp_server):
+    smtp, port = smtp_server
+    slack = Slack()
+    httpd.add("/hooks/slack", handler=slack)
+    rules = """\
+    negative_thread: {min_negative: 3, min_posts: 50, channels: [marketing-slack]}
+    churn_risk: {channels: [marketing-email]}
+    very_negative_mention: {enabled: false}
+    unanswered_negative: {enabled: false}
+"""
+    cfg = setup(tmp_path, httpd, port, rules)
+    httpd.add("/forum", topic(post(1, LEAVING, author="dana")))
+    clock = Clock()
+    poll(cfg, clock)
+    flush(cfg, clock)
+    assert slack.got == []  # one unhappy post is not a negative conversation
+    (mail,) = messages(smtp)
+    assert mail["Subject"].startswith("[listener] Acme: a customer says they are leaving (")
+    body = mail.get_body(("plain",)).get_content()
+    assert "a customer says they are leaving Acme" in body
+    assert "Nobody from Acme has answered" in body
+    assert "Reach the 1 customer who says they are leaving." in body
+    assert f"“{LEAVING}” — dana" in body and f"{TOPIC}#comment-1" in body
+    assert f"{SERVE}/-/thread?key=" in body

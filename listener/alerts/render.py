@@ -51,7 +51,7 @@ URL_MAX = 1000  # longer links are shown as text only: they are tracking junk mo
 RULE_LABELS = {
     "negative_thread": "negative conversation",
     "very_negative_mention": "very negative mention",
-    "churn_risk": "churn risk",
+    "churn_risk": "a customer says they are leaving",
     "unanswered_negative": "a complaint is still unanswered",
     "spike": "spike in negative mentions",
     "source_health": "source failing",

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import RulesModel
-from ..store import Store, ThreadSummary, iso, parse_iso, thread_summary
+from ..store import Store, ThreadSummary, iso, parse_iso, thread_post, thread_summary
 from .message import AlertMessage, Evidence, message_to_dict
 
 log = logging.getLogger(__name__)
@@ -528,13 +528,32 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
     rows = store.conn.execute(
         "SELECT id, brand, title, url, snippet, compound, author, published_at, source, "
         "thread_key, explanation FROM mentions "
-        f"WHERE id IN ({marks}) AND not_relevant = 0 AND intents LIKE '%\"churn\"%' ORDER BY id",
+        f"WHERE id IN ({marks}) AND not_relevant = 0 AND by_brand = 0 "
+        "AND intents LIKE '%\"churn\"%' ORDER BY id",
         outcome.new_mention_ids,
     ).fetchall()
     for mid, brand, title, url, snippet, compound, author, pub, source, thread, expl in rows:
         if _status(store, thread) in _QUIET_STATUSES:
             continue
         words = describe_intents(json.loads(expl or "[]"), "churn").replace("<brand>", brand)
+        why = f"a customer says they are leaving {brand} ({words or 'churn'}) on {source}"
+        summary = thread_summary(store.conn, thread) if thread else None
+        if summary is not None:
+            # The conversation as every other alert tells it, with the leaving post as evidence.
+            message = conversation_message(summary, alerting, now, rule="churn_risk", why=why)
+            message = _replace(message, brand=brand, evidence=_post_evidence(store, mid, brand))
+            fired += _fire(
+                store,
+                alerting,
+                now,
+                rule="churn_risk",
+                subject=f"{brand}:{thread}",
+                level=1,
+                message=message,
+                thread_key=thread,
+                channels=channels,
+            )
+            continue
         message = AlertMessage(
             alert_id="",
             rule="churn_risk",
@@ -559,6 +578,15 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
             channels=channels,
         )
     return fired
+
+
+def _post_evidence(store: Store, mention_id: int, brand: str) -> tuple[Evidence, ...]:
+    """One post, shown as the conversation shows it: its text, its own score and link."""
+    post = thread_post(store.conn, mention_id, brand)
+    if post is None:
+        return ()
+    why = (_explain(post.explanation) or "").replace("<brand>", brand) or None
+    return (Evidence(post.text, post.compound, post.url, post.author, post.published_at, why),)
 
 
 def _spikes(store: Store, alerting: Alerting, outcome: PollOutcome, now: datetime) -> list[int]:

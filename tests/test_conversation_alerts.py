@@ -546,3 +546,51 @@ def test_churn_goes_to_its_own_channel_told_as_the_conversation(tmp_path, httpd,
     assert "Reach the 1 customer who says they are leaving." in body
     assert f"“{LEAVING}” — dana" in body and f"{TOPIC}#comment-1" in body
     assert f"{SERVE}/-/thread?key=" in body
+
+
+def test_an_ignored_conversation_never_alerts(tmp_path, httpd, smtp_server):
+    smtp, port = smtp_server
+    slack = Slack()
+    httpd.add("/hooks/slack", handler=slack)
+    cfg = setup(tmp_path, httpd, port, VERY_NEGATIVE_RULES)
+    replies = [post(1, "The Acme kettle stopped heating after a week. Disappointing.")]
+    httpd.add("/forum", topic(*replies))
+    clock = Clock()
+    poll(cfg, clock)
+    assert stored_messages(tmp_path) == []  # one unhappy post
+    # The team ignores the conversation (a spam war, say): its worse posts stay quiet.
+    sql(tmp_path, "UPDATE threads SET status = 'ignored'")
+    more = [post(i, t) for i, t in enumerate(VERY_ANGRY[:3], 2)]
+    httpd.add("/forum", topic(*replies, *more, post(5, LEAVING)))
+    clock.now += timedelta(minutes=10)
+    poll(cfg, clock)
+    flush(cfg, clock)
+    assert stored_messages(tmp_path) == [] and slack.got == [] and smtp.envelopes == []
+
+
+def test_a_digest_channel_gathers_conversation_alerts_with_their_next_step(tmp_path, httpd):
+    slack = Slack()
+    httpd.add("/hooks/slack", handler=slack)
+    extra = f"""\
+serve_url: {SERVE}
+alerts:
+  channels:
+    - name: marketing-slack
+      kind: slack
+      webhook_url: {httpd.url("/hooks/slack")}
+      digest: hourly
+  rules:
+{VERY_NEGATIVE_RULES}"""
+    cfg = write_config(tmp_path, [("forum", httpd.url("/forum"))], brands=BRANDS, extra=extra)
+    httpd.add("/forum", topic(*(post(i, t) for i, t in enumerate(VERY_ANGRY, 1))))
+    clock = Clock()
+    poll(cfg, clock)
+    flush(cfg, clock)
+    assert slack.got == []  # the hour has not passed
+    clock.now += timedelta(minutes=61)
+    flush(cfg, clock)
+    (digest,) = slack.got
+    said = slack_text(digest)
+    assert said.startswith("📋 listener: 1 alert (hourly digest)")
+    assert "Acme: a conversation turned negative (" in said
+    assert "*Next:* Reply on the thread" in said and f"<{SERVE}/-/thread?key=" in said

@@ -250,7 +250,7 @@ def conversation_message(
 ) -> AlertMessage:
     """A conversation alert a marketer acts on: what happened, where, how bad, who is talking,
     whether the brand answered, what to do next, a link to each post and to its page."""
-    brand = summary.brand or ""
+    brand = summary.brand or "the brand"
     people = [_plural(summary.customers, "customer")]
     if summary.brand_replies:
         people.append(f"{brand} replied {_times(summary.brand_replies)}")
@@ -414,9 +414,14 @@ def _unanswered_negative(store: Store, alerting: Alerting, now: datetime) -> lis
         for (k,) in store.conn.execute(
             "SELECT key FROM threads t WHERE brands IS NOT NULL AND answered_at IS NULL "
             "AND status NOT IN ('ignored', 'resolved') AND negative_posts >= ? "
-            "AND last_seen_at >= ? AND NOT EXISTS (SELECT 1 FROM alerts a "
+            "AND last_seen_at >= ? AND (first_negative_at IS NULL OR first_negative_at <= ?) "
+            "AND NOT EXISTS (SELECT 1 FROM alerts a "
             "WHERE a.rule = 'unanswered_negative' AND a.subject = t.key)",
-            (rule.min_negative, iso(now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after))),
+            (
+                rule.min_negative,
+                iso(now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after)),
+                iso(due),
+            ),
         )
     ]
     fired: list[int] = []

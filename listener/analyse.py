@@ -132,7 +132,9 @@ def score_matches(
     all_terms = [t for brand_terms in terms.values() for t in brand_terms]
     # Detected only here, for items that name a brand or sit in a brand thread.
     lang = item_language(item, text, all_terms)
-    item_score = score_in(scorer, text[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False)
+    # The post's own words: a reply's "Re: <topic>" title is its thread's, not what it says.
+    own = item.text if _reply_title(item) else text
+    item_score = score_in(scorer, own[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False)
     mentions = tuple(
         MentionScore(
             m,
@@ -148,6 +150,10 @@ def score_matches(
         for m in matches
     )
     return Analysis(mentions, item_score, lang)
+
+
+def _reply_title(item: Item) -> bool:
+    return bool(item.title) and item.title[:3].lower() == "re:" and bool(item.text.strip())
 
 
 def mention_text(item: Item, text: str, spans: Sequence[tuple[int, int]]) -> str:

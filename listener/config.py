@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -527,6 +528,7 @@ ChannelModel = Annotated[
 
 class NegativeThreadRule(_Strict):
     enabled: bool = True
+    channels: list[str] | None = None  # default: every channel
     min_negative: int = Field(3, ge=1)  # negative posts within `window` ...
     window: Annotated[float, duration_between(60)] = 24 * 3600.0
     mean_at_most: float = Field(-0.3, ge=-1, le=1)  # ... or a mean compound this low ...
@@ -539,6 +541,7 @@ class NegativeThreadRule(_Strict):
 
 class VeryNegativeMentionRule(_Strict):
     enabled: bool = True
+    channels: list[str] | None = None  # default: every channel
     compound_at_most: float = Field(-0.75, ge=-1, le=0)
     sources: list[str] = Field(default_factory=list)  # besides sources marked influential
     cooldown: float = 0.0
@@ -550,6 +553,7 @@ class VeryNegativeMentionRule(_Strict):
 
 class SpikeRule(_Strict):
     enabled: bool = True
+    channels: list[str] | None = None  # default: every channel
     window: float = 3600.0
     baseline: float = 7 * 86400.0
     k: float = Field(3.0, gt=0)
@@ -570,6 +574,7 @@ class SpikeRule(_Strict):
 
 class SourceHealthRule(_Strict):
     enabled: bool = True
+    channels: list[str] | None = None  # default: every channel
     failures: int = Field(5, ge=1)
     # A source that answers but has had nothing new for this many of its usual gaps between
     # new items (and at least `stale_min`) is stale: a service serving old data. 0: off.
@@ -586,9 +591,20 @@ class ChurnRiskRule(_Strict):
     channels: list[str] | None = None  # default: every channel
 
 
+class UnansweredNegativeRule(_Strict):
+    """A conversation with a negative customer post that nobody from the brand has answered
+    after `after`: one alert per conversation."""
+
+    enabled: bool = True
+    channels: list[str] | None = None  # default: every channel
+    after: Annotated[float, duration_between(60)] = 4 * 3600.0
+    min_negative: int = Field(1, ge=1)  # negative customer posts that make it a complaint
+
+
 class RulesModel(_Strict):
     negative_thread: NegativeThreadRule = Field(default_factory=NegativeThreadRule)
     churn_risk: ChurnRiskRule = Field(default_factory=ChurnRiskRule)
+    unanswered_negative: UnansweredNegativeRule = Field(default_factory=UnansweredNegativeRule)
     very_negative_mention: VeryNegativeMentionRule = Field(default_factory=VeryNegativeMentionRule)
     spike: SpikeRule = Field(default_factory=SpikeRule)
     source_health: SourceHealthRule = Field(default_factory=SourceHealthRule)
@@ -660,6 +676,19 @@ class ConfigModel(_Strict):
     fetch: FetchModel = Field(default_factory=FetchModel)
     alerts: AlertsModel = Field(default_factory=AlertsModel)
     retention: RetentionModel = Field(default_factory=RetentionModel)
+    # Where `listener serve` is reachable: alerts link to each conversation's page there.
+    serve_url: str | None = None
+
+    @field_validator("serve_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().rstrip("/")
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http(s) URL (e.g. http://127.0.0.1:8001)")
+        return v
 
 
 # --- the validated config ------------------------------------------------------------------
@@ -681,6 +710,7 @@ class Config:
     secrets: frozenset[str] = frozenset()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     retention: RetentionModel = field(default_factory=RetentionModel)
+    serve_url: str | None = None
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:
@@ -994,11 +1024,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     for i, name in enumerate(channel_names):
         if channel_names.index(name) != i:
             errors.append((f"alerts.channels[{i}].name", f"channel {name!r} is listed twice"))
-    for i, name in enumerate(model.alerts.rules.churn_risk.channels or ()):
-        if name not in channel_names:
-            errors.append(
-                (f"alerts.rules.churn_risk.channels[{i}]", f"no alert channel named {name!r}")
-            )
+    for rule_name in type(model.alerts.rules).model_fields:
+        rule = getattr(model.alerts.rules, rule_name)
+        for i, name in enumerate(rule.channels or ()):
+            if name not in channel_names:
+                errors.append(
+                    (f"alerts.rules.{rule_name}.channels[{i}]", f"no alert channel named {name!r}")
+                )
     for i, name in enumerate(model.alerts.rules.very_negative_mention.sources):
         if name not in seen:
             errors.append(
@@ -1036,6 +1068,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         secrets=secrets,
         raw=data,
         retention=model.retention,
+        serve_url=model.serve_url,
     )
 
 

@@ -66,6 +66,8 @@ def build_alerting(config: Config) -> Alerting:
         rules=config.alerts.rules,
         channels=tuple(c.name for c in config.alerts.channels),
         influential_sources=frozenset(s.name for s in config.sources if s.influential),
+        serve_url=config.serve_url,
+        answering_brands=frozenset(b.name for b in config.brands if b.accounts),
     )
 
 

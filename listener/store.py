@@ -1647,3 +1647,147 @@ class Store:
                 "first_seen_at": seen,
                 "mentions": {b: bool(nr) for b, nr in json.loads(mentions or "{}").items()},
             }
+
+
+# --- conversations, as people are told about them ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreadPost:
+    """One customer post of a conversation, with the score every view shows for it."""
+
+    item_id: int
+    text: str  # what the customer wrote (the post's text; its title only when it has none)
+    compound: float  # the post's own compound: `items.compound`, as in the threads views
+    url: str | None  # the post's own URL (a comment's anchor, not its page's)
+    author: str | None
+    published_at: str | None
+    explanation: str | None  # JSON: the words behind `compound`
+    intents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """A conversation's numbers, computed once, for the rules, their messages and the views.
+
+    `posts`, `negative_posts`, `mean_compound` and `worst_compound` are the thread's stored
+    aggregates (what the dashboard and the canned queries show); the rest is read from its posts.
+    The brand's own posts (`mentions.by_brand`) are replies: never customers, never worst posts.
+    """
+
+    key: str
+    title: str
+    url: str | None
+    source: str | None
+    status: str
+    brand: str | None  # the brand the conversation is about: most negative customer mentions
+    others: tuple[str, ...]  # other brands named alongside (competitors)
+    posts: int
+    negative_posts: int
+    mean_compound: float | None
+    worst_compound: float | None
+    customers: int  # distinct customer authors
+    brand_replies: int
+    churn_customers: int  # distinct customers saying they are leaving `brand`
+    first_negative_at: str | None
+    answered_at: str | None
+    worst: tuple[ThreadPost, ...]  # negative customer posts, worst first
+
+
+# A post as every view shows it: its text (a reply's own words, not its "Re:" title), its own
+# score, and its own link: a comment's anchor (#comment-N), which the canonical URL drops to
+# keep one item per page, else the canonical URL. Takes the brand (for intents) as a parameter.
+_POST_COLUMNS = """
+    i.id, coalesce(nullif(trim(i.text), ''), i.title, ''), i.compound,
+    coalesce((SELECT s.url FROM sightings s WHERE s.item_id = i.id AND s.url LIKE '%#%'
+              ORDER BY s.first_seen_at LIMIT 1), i.url),
+    i.author, i.published_at, i.explanation,
+    (SELECT m.intents FROM mentions m WHERE m.item_id = i.id AND m.brand = ?)
+"""
+_BY_BRAND = "EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)"
+_EXCLUDED = "EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)"
+
+
+def thread_summary(conn: sqlite3.Connection, key: str, limit: int = 5) -> ThreadSummary | None:
+    """The conversation `key` as a person is told about it; None when it names no brand."""
+    row = conn.execute(
+        "SELECT title, url, source, status, posts, negative_posts, mean_compound, "
+        "worst_compound, first_negative_at, answered_at FROM threads "
+        "WHERE key = ? AND brands IS NOT NULL",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return None
+    title, url, source, status, posts, negative, mean, worst, first_negative, answered = row
+    brands = [
+        b
+        for (b,) in conn.execute(
+            "SELECT brand FROM mentions WHERE thread_key = ? AND not_relevant = 0 AND by_brand = 0 "
+            "GROUP BY brand ORDER BY sum(label = 'negative') DESC, count(*) DESC, min(id)",
+            (key,),
+        )
+    ]
+    brand = brands[0] if brands else None
+    customers, negative_at, replies, answered_first = conn.execute(
+        f"""
+        SELECT count(DISTINCT CASE WHEN NOT {_BY_BRAND} THEN coalesce(i.author, i.id) END),
+               min(CASE WHEN NOT {_BY_BRAND} AND i.label = 'negative'
+                        THEN coalesce(i.published_at, i.first_seen_at) END),
+               coalesce(sum({_BY_BRAND}), 0),
+               min(CASE WHEN {_BY_BRAND} THEN coalesce(i.published_at, i.first_seen_at) END)
+        FROM items i WHERE i.thread_key = ? AND i.relevant = 1 AND NOT {_EXCLUDED}
+        """,
+        (key,),
+    ).fetchone()
+    (churn,) = conn.execute(
+        "SELECT count(DISTINCT coalesce(m.author, m.item_id)) FROM mentions m "
+        "WHERE m.thread_key = ? AND m.brand = ? AND m.not_relevant = 0 AND m.by_brand = 0 "
+        "AND m.intents LIKE '%\"churn\"%'",
+        (key, brand),
+    ).fetchone()
+    worst_posts = conn.execute(
+        f"""
+        SELECT {_POST_COLUMNS}
+        FROM items i
+        WHERE i.thread_key = ? AND i.relevant = 1 AND i.compound IS NOT NULL
+          AND i.label = 'negative' AND NOT {_EXCLUDED} AND NOT {_BY_BRAND}
+        ORDER BY i.compound, i.id LIMIT ?
+        """,
+        (brand, key, limit),
+    ).fetchall()
+    return ThreadSummary(
+        key=key,
+        title=title or "",
+        url=url,
+        source=source,
+        status=status or "new",
+        brand=brand,
+        others=tuple(brands[1:]),
+        posts=posts,
+        negative_posts=negative,
+        mean_compound=mean,
+        worst_compound=worst,
+        customers=customers or 0,
+        brand_replies=replies or 0,
+        churn_customers=churn or 0,
+        first_negative_at=first_negative or negative_at,
+        answered_at=answered or answered_first,
+        worst=tuple(_thread_post(row) for row in worst_posts),
+    )
+
+
+def _thread_post(row: Sequence[Any]) -> ThreadPost:
+    pid, text, compound, url, author, published, explanation, intents = row
+    return ThreadPost(
+        pid, text, compound, url, author, published, explanation, tuple(json.loads(intents or "[]"))
+    )
+
+
+def thread_post(conn: sqlite3.Connection, mention_id: int, brand: str) -> ThreadPost | None:
+    """The post of a mention of `brand`, as `thread_summary` shows its posts."""
+    row = conn.execute(
+        f"SELECT {_POST_COLUMNS} FROM mentions x JOIN items i ON i.id = x.item_id "
+        "WHERE x.id = ? AND i.compound IS NOT NULL",
+        (brand, mention_id),
+    ).fetchone()
+    return _thread_post(row) if row else None

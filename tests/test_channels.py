@@ -115,7 +115,7 @@ def test_email_arrives_as_text_and_html_with_brand_and_title_in_subject(smtp_ser
 
     msg = recorder.received()
     assert msg["Subject"] == (
-        "[listener] Acme: negative conversation — Rocket Skates exploded on first use"
+        "[listener] Acme: a conversation turned negative — Rocket Skates exploded on first use"
     )
     assert msg["From"] == "Listener <listener@example.com>"
     assert msg["To"] == "marketing@example.com, cs@example.com"
@@ -257,11 +257,11 @@ def test_slack_message_has_text_and_blocks(httpd: LoopbackServer) -> None:
     assert request.method == "POST"
     assert request.headers["content-type"].startswith("application/json")
     payload = json.loads(request.body)
-    assert "Acme: negative conversation" in payload["text"]
+    assert "Acme: a conversation turned negative" in payload["text"]
     assert "Rocket Skates exploded on first use" in payload["text"]
     types = [b["type"] for b in payload["blocks"]]
     assert types == ["header", "section", "section", "context"]
-    assert payload["blocks"][0]["text"]["text"] == "🔻 Acme: negative conversation"
+    assert payload["blocks"][0]["text"]["text"] == "🔻 Acme: a conversation turned negative"
     main = payload["blocks"][1]["text"]["text"]
     assert (
         "<https://forum.example.com/t/rocket-skates/42|Rocket Skates exploded on first use>" in main
@@ -297,7 +297,7 @@ def test_slack_hostile_text_arrives_escaped(httpd: LoopbackServer) -> None:
     for text in texts:
         for chunk in text.split("<")[1:]:
             assert chunk.startswith(("http://", "https://")), chunk
-    assert "<https://x.example/p%7C%3C!channel%3E|open>" in body
+    assert "<https://x.example/p%7C%3C!channel%3E|open post>" in body
 
 
 def test_slack_429_reports_retry_after(httpd: LoopbackServer) -> None:

@@ -31,7 +31,7 @@ def test_demo_finds_the_angry_thread_and_prints_its_alert(tmp_path: Path) -> Non
     assert "Rosa Delgado" in section
     # ...and the alert the rules fired for it, as the Slack/email text would say it.
     alert = out.split("The alert listener would send to Slack and email")[1]
-    assert "negative conversation" in alert and "Firmware 3.2" in alert
+    assert "a conversation turned negative" in alert and "Firmware 3.2" in alert
     assert "negative posts in the last day" in alert and "Worst posts:" in alert
     assert f"Database: {tmp_path / 'demo.db'}" in out
     # Every brand was found, and the other brands' posts are not in the angry thread's list.

@@ -38,6 +38,15 @@ class AlertMessage:
     counts: Mapping[str, int | float] = field(default_factory=dict, hash=False)
     source: str | None = None
     created_at: str = ""  # ISO 8601 UTC
+    # What a person needs to act (conversation alerts; empty for the others):
+    severity: str = ""  # "worrying" | "serious" | "critical"
+    update: str = ""  # what changed since this conversation's last alert
+    people: str = ""  # who is talking: customers, the brand's replies, competitors named
+    answered: str = ""  # whether the brand has answered, and how long ago the first complaint came
+    next_step: str = (
+        ""  # what to do now: "Reply on the thread: nobody from Acme has answered in 5 h"
+    )
+    page_url: str | None = None  # the conversation's page in `listener serve`
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,36 @@ def message_to_dict(message: AlertMessage) -> dict[str, Any]:
         "counts": dict(message.counts),
         "source": message.source,
         "created_at": message.created_at,
+        "severity": message.severity,
+        "update": message.update,
+        "people": message.people,
+        "answered": message.answered,
+        "next_step": message.next_step,
+        "page_url": message.page_url,
     }
+
+
+def message_from_dict(d: Mapping[str, Any]) -> AlertMessage:
+    """The inverse of `message_to_dict` (a stored payload; fields it lacks take their defaults)."""
+    return AlertMessage(
+        alert_id=d["alert_id"],
+        rule=d["rule"],
+        level=int(d["level"]),
+        brand=d.get("brand"),
+        title=d.get("title") or "",
+        url=d.get("url"),
+        why=d.get("why") or "",
+        evidence=tuple(Evidence(**e) for e in d.get("evidence") or ()),
+        counts=d.get("counts") or {},
+        source=d.get("source"),
+        created_at=d.get("created_at") or "",
+        severity=d.get("severity") or "",
+        update=d.get("update") or "",
+        people=d.get("people") or "",
+        answered=d.get("answered") or "",
+        next_step=d.get("next_step") or "",
+        page_url=d.get("page_url"),
+    )
 
 
 def digest_to_dict(digest: Digest) -> dict[str, Any]:

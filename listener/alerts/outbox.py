@@ -41,7 +41,7 @@ from .channels import (
     WebhookChannel,
     send_alert,
 )
-from .message import AlertMessage, Digest, Evidence
+from .message import AlertMessage, Digest, message_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +85,7 @@ def build_channels(models: Sequence[ChannelModel]) -> dict[str, Channel]:
 
 
 def message_from_payload(payload: str) -> AlertMessage:
-    d: dict[str, Any] = json.loads(payload)
-    return AlertMessage(
-        alert_id=d["alert_id"],
-        rule=d["rule"],
-        level=int(d["level"]),
-        brand=d.get("brand"),
-        title=d.get("title") or "",
-        url=d.get("url"),
-        why=d.get("why") or "",
-        evidence=tuple(Evidence(**e) for e in d.get("evidence") or ()),
-        counts=d.get("counts") or {},
-        source=d.get("source"),
-        created_at=d.get("created_at") or "",
-    )
+    return message_from_dict(json.loads(payload))
 
 
 @dataclass

@@ -52,7 +52,8 @@ URL_MAX = 1000  # longer links are shown as text only: they are tracking junk mo
 RULE_LABELS = {
     "negative_thread": "negative conversation",
     "very_negative_mention": "very negative mention",
-    "churn_risk": "churn risk",
+    "churn_risk": "a customer says they are leaving",
+    "unanswered_negative": "a complaint is still unanswered",
     "spike": "spike in negative mentions",
     "source_health": "source failing",
     "test": "test alert",
@@ -61,6 +62,7 @@ RULE_ICONS = {
     "negative_thread": "🔻",
     "very_negative_mention": "🔻",
     "churn_risk": "🚪",
+    "unanswered_negative": "⏰",
     "spike": "📈",
     "source_health": "🩺",
     "test": "🧪",
@@ -144,12 +146,38 @@ def rule_label(rule: str) -> str:
 
 
 def _headline(message: AlertMessage) -> str:
-    """ "Acme: negative conversation (level 2)"."""
+    """ "Acme: a conversation turned negative (serious)": our brand, what happened, how bad."""
     label = rule_label(message.rule)
-    if message.level > 1:
-        label += f" (level {message.level}, worse)"
+    if message.rule == "negative_thread":
+        # Worse than what the reader was told before: only an update says that (a first alert
+        # may start above level 1 when many posts arrive at once).
+        worse = clean_text(message.update) or (message.level > 1 and not message.severity)
+        label = "a conversation got worse" if worse else "a conversation turned negative"
+    elif message.rule == "very_negative_mention" and message.severity:
+        label = "a very negative conversation"
+    if clean_text(message.severity):
+        label += f" ({clean_text(message.severity)})"
+    elif message.level > 1:
+        label += " (worse again)"
     brand = clean_text(message.brand)
     return f"{brand}: {label}" if brand else label[:1].upper() + label[1:]
+
+
+def _facts(message: AlertMessage) -> list[tuple[str, str]]:
+    """What a person acts on, labelled: what changed, who is talking, answered, next step."""
+    return [
+        (label, clean_text(value))
+        for label, value in (
+            ("What changed", message.update),
+            ("Who", message.people),
+            ("Answered", message.answered),
+            ("Next", message.next_step),
+        )
+        if clean_text(value)
+    ]
+
+
+PAGE_LINK_LABEL = "Open the conversation in listener"
 
 
 def _score(compound: float) -> str:
@@ -251,7 +279,7 @@ def _slack_evidence_line(ev: Evidence) -> str:
     if _date(ev.published_at):
         meta.append(escape_slack(_date(ev.published_at)))
     if safe_url(ev.url):
-        meta.append(slack_link(ev.url, "open"))
+        meta.append(slack_link(ev.url, "open post"))
     if meta:
         parts.append(" — " + " · ".join(meta))
     if clean_text(ev.explanation):
@@ -283,6 +311,11 @@ def _slack_alert_blocks(message: AlertMessage) -> list[dict[str, Any]]:
         lines.append(escape_slack(message.why, WHY_MAX))
     if lines:
         blocks.append({"type": "section", "text": _mrkdwn("\n".join(lines))})
+    facts = [f"*{label}:* {escape_slack(value, WHY_MAX)}" for label, value in _facts(message)]
+    if safe_url(message.page_url):
+        facts.append("*" + slack_link(message.page_url, PAGE_LINK_LABEL) + "*")
+    if facts:
+        blocks.append({"type": "section", "text": _mrkdwn(_fit_lines(facts, SLACK_SECTION_MAX))})
     evidence = [_slack_evidence_line(ev) for ev in _evidence(message)]
     if evidence:
         text = _fit_lines(["*Worst posts*", *evidence], SLACK_SECTION_MAX)
@@ -292,19 +325,15 @@ def _slack_alert_blocks(message: AlertMessage) -> list[dict[str, Any]]:
 
 
 def _slack_digest_item(message: AlertMessage) -> str:
-    brand = clean_text(message.brand)
-    label = rule_label(message.rule)
-    if brand:
-        head = f"*{escape_slack(brand, 100)}* · {escape_slack(label)}"
-    else:
-        head = escape_slack(label[:1].upper() + label[1:])
-    if message.level > 1:
-        head += f" (level {message.level})"
-    lines = [head]
+    lines = [f"*{escape_slack(_headline(message), 200)}*"]
     if clean_text(message.title) or safe_url(message.url):
         lines.append(slack_link(message.url, message.title or message.url))
     if clean_text(message.why):
         lines.append(escape_slack(message.why, WHY_MAX))
+    if clean_text(message.next_step):
+        lines.append("*Next:* " + escape_slack(message.next_step, WHY_MAX))
+    if safe_url(message.page_url):
+        lines.append(slack_link(message.page_url, PAGE_LINK_LABEL))
     return "\n".join(lines)
 
 
@@ -341,6 +370,8 @@ def _fallback_text(item: AlertMessage | Digest) -> str:
             raw += f" — {clean_text(item.title)}"
         if clean_text(item.why):
             raw += f": {clean_text(item.why)}"
+        if clean_text(item.next_step):
+            raw += f". {clean_text(item.next_step)}"
     return escape_slack(raw, SLACK_TEXT_MAX)
 
 
@@ -367,6 +398,12 @@ def _text_alert(message: AlertMessage) -> list[str]:
         lines.append(str(safe_url(message.url)))
     if clean_text(message.why):
         lines += ["", clean_text(message.why)]
+    facts = _facts(message)
+    if facts:
+        lines.append("")
+        lines += [f"{label}: {truncate(value, WHY_MAX)}" for label, value in facts]
+    if safe_url(message.page_url):
+        lines.append(f"{PAGE_LINK_LABEL}: {safe_url(message.page_url)}")
     if message.evidence:
         lines += ["", "Worst posts:"]
         for ev in _evidence(message):
@@ -439,13 +476,29 @@ def _html_alert_body(message: AlertMessage) -> list[str]:
         )
     if clean_text(message.why):
         out.append(f"<p>{_h(message.why)}</p>")
+    facts = _facts(message)
+    if facts:
+        out.append('<table cellpadding="3" style="border-collapse:collapse;margin:4px 0 8px">')
+        for label, value in facts:
+            out.append(
+                '<tr><th style="text-align:left;vertical-align:top;padding-right:10px;'
+                f'white-space:nowrap">{_h(label)}</th><td>{_h(truncate(value, WHY_MAX))}</td></tr>'
+            )
+        out.append("</table>")
+    if safe_url(message.page_url):
+        target = html.escape(str(safe_url(message.page_url)), quote=True)
+        out.append(
+            f'<p style="margin:12px 0"><a href="{target}" style="background:#0b57d0;color:#fff;'
+            'padding:8px 14px;border-radius:6px;text-decoration:none;font-weight:600">'
+            f"{_h(PAGE_LINK_LABEL)}</a></p>"
+        )
     if message.evidence:
         out.append('<h3 style="margin:16px 0 4px">Worst posts</h3>')
         out.append('<table cellpadding="4" style="border-collapse:collapse">')
         for ev in _evidence(message):
             meta = [_h(x) for x in (ev.author, _date(ev.published_at)) if clean_text(x)]
             if safe_url(ev.url):
-                meta.append(_html_link(ev.url, "open"))
+                meta.append(_html_link(ev.url, "open post"))
             if clean_text(ev.explanation):
                 meta.append("why: " + _h(truncate(clean_text(ev.explanation), SNIPPET_MAX)))
             out.append(
@@ -456,15 +509,15 @@ def _html_alert_body(message: AlertMessage) -> list[str]:
                 + "</td></tr>"
             )
         out.append("</table>")
-    facts = []
+    footer: list[str] = []
     if message.counts:
-        facts.append(_h(_counts_line(message.counts)))
+        footer.append(_h(_counts_line(message.counts)))
     if clean_text(message.source):
-        facts.append("source " + _h(message.source))
+        footer.append("source " + _h(message.source))
     if _date(message.created_at):
-        facts.append(_h(_date(message.created_at)))
-    if facts:
-        out.append(f'<p style="color:#6e6e73">{"<br>".join(facts)}</p>')
+        footer.append(_h(_date(message.created_at)))
+    if footer:
+        out.append(f'<p style="color:#6e6e73">{"<br>".join(footer)}</p>')
     return out
 
 

@@ -15,10 +15,13 @@ import logging
 import math
 import statistics
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
 
 from ..config import RulesModel
-from ..store import Store, iso
+from ..store import Store, ThreadSummary, iso, thread_post, thread_summary
 from ..units import parse_iso
 from .message import AlertMessage, Evidence, message_to_dict
 
@@ -32,6 +35,9 @@ class Alerting:
     rules: RulesModel
     channels: tuple[str, ...]  # names of the configured channels
     influential_sources: frozenset[str] = frozenset()
+    serve_url: str | None = None  # where `listener serve` is: alerts link to thread pages there
+    # Brands with `accounts:`: only for them can listener tell whether anyone answered.
+    answering_brands: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ def evaluate(store: Store, alerting: Alerting, outcome: PollOutcome, now: dateti
     if rules.negative_thread.enabled:
         for key in outcome.threads:
             fired += _negative_thread(store, alerting, key, now)
+    if rules.unanswered_negative.enabled:
+        fired += _unanswered_negative(store, alerting, now)
     if rules.very_negative_mention.enabled and outcome.new_mention_ids:
         fired += _very_negative(store, alerting, outcome, now)
     if rules.spike.enabled and outcome.new_mention_ids:
@@ -78,19 +86,26 @@ def _fire(
 ) -> list[int]:
     key = f"{rule}:{subject}:{level}"
     created = iso(now)
-    message = AlertMessage(
-        alert_id=key,
-        rule=rule,
-        level=level,
-        brand=message.brand,
-        title=message.title,
-        url=message.url,
-        why=message.why,
-        evidence=message.evidence,
-        counts=message.counts,
-        source=message.source,
-        created_at=created or "",
-    )
+    message = _replace(message, alert_id=key, rule=rule, level=level, created_at=created or "")
+    if channels is None:
+        configured = getattr(alerting.rules, rule, None)
+        wanted = getattr(configured, "channels", None)
+        channels = tuple(wanted) if wanted is not None else alerting.channels
+    if thread_key is not None:
+        # One message per conversation per poll: a channel already told about this thread in
+        # this poll (its conversation alert carries the rest) is not told again.
+        told = {
+            c
+            for (c,) in store.conn.execute(
+                "SELECT o.channel FROM outbox o JOIN alerts a ON a.id = o.alert_id "
+                "WHERE a.thread_key = ? AND a.created_at = ?",
+                (thread_key, created),
+            )
+        }
+        if channels and told.issuperset(channels):
+            log.debug("%s:%s joins this poll's alert about thread %s", rule, subject, thread_key)
+            return []
+        channels = tuple(c for c in channels if c not in told)
     cur = store.conn.execute(
         "INSERT INTO alerts(key, created_at, rule, level, brand, subject, thread_key, title, url, why, "
         "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
@@ -113,10 +128,7 @@ def _fire(
     alert_id = int(cur.lastrowid or 0)
     store.conn.executemany(
         "INSERT OR IGNORE INTO outbox(alert_id, channel, next_attempt_at) VALUES (?, ?, ?)",
-        [
-            (alert_id, channel, created)
-            for channel in (alerting.channels if channels is None else channels)
-        ],
+        [(alert_id, channel, created) for channel in channels],
     )
     log.info("alert fired: %s (%s)", key, message.why)
     return [alert_id]
@@ -137,22 +149,23 @@ def _within(created_at: str, now: datetime, seconds: float) -> bool:
 
 
 def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, ...]:
-    rows = store.conn.execute(
-        """
-        SELECT coalesce(m.snippet, substr(i.text, 1, 300), i.title) AS text,
-               coalesce(m.compound, i.compound) AS compound, i.url, i.author, i.published_at,
-               coalesce(m.explanation, i.explanation)
-        FROM items i LEFT JOIN mentions m ON m.item_id = i.id AND m.not_relevant = 0
-        WHERE i.thread_key = ? AND i.relevant = 1 AND i.compound IS NOT NULL
-          AND i.label = 'negative'
-          AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)
-        GROUP BY i.id ORDER BY compound ASC LIMIT ?
-        """,
-        (key, limit),
-    ).fetchall()
+    """The conversation's worst customer posts, as `thread_summary` reads them."""
+    summary = thread_summary(store.conn, key, limit)
+    return _evidence(summary) if summary else ()
+
+
+def _evidence(summary: ThreadSummary) -> tuple[Evidence, ...]:
+    brand = summary.brand or "the brand"
     return tuple(
-        Evidence(text or "", float(c), url, author, pub, _explain(expl))
-        for text, c, url, author, pub, expl in rows
+        Evidence(
+            p.text,
+            p.compound,
+            p.url,
+            p.author,
+            p.published_at,
+            (_explain(p.explanation) or "").replace("<brand>", brand) or None,
+        )
+        for p in summary.worst
     )
 
 
@@ -165,16 +178,172 @@ def _explain(explanation_json: str | None) -> str | None:
     return describe_explanation(json.loads(explanation_json)) or None
 
 
-def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) -> list[int]:
-    rule = alerting.rules.negative_thread
+# Conversations the team chose to ignore never alert; resolved ones only once a new post
+# reopens them (the store sets them back to 'new').
+_QUIET_STATUSES = ("ignored",)
+
+
+def _status(store: Store, key: str | None) -> str:
+    if key is None:
+        return "new"
+    row = store.conn.execute("SELECT status FROM threads WHERE key = ?", (key,)).fetchone()
+    return (row[0] or "new") if row else "new"
+
+
+def _conversation_alerted(store: Store, key: str) -> bool:
+    """Whether this conversation already alerted as a conversation (any rule about it)."""
     row = store.conn.execute(
-        "SELECT title, url, source, brands, posts, negative_posts, mean_compound, worst_compound "
-        "FROM threads WHERE key = ? AND brands IS NOT NULL",
+        "SELECT 1 FROM alerts WHERE thread_key = ? AND rule IN "
+        "('negative_thread', 'unanswered_negative', 'very_negative_mention') LIMIT 1",
         (key,),
     ).fetchone()
-    if row is None:
+    return row is not None
+
+
+def page_url(serve_url: str | None, key: str) -> str | None:
+    """The conversation's page in `listener serve`."""
+    if not serve_url:
+        return None
+    return f"{serve_url.rstrip('/')}/-/thread?key={quote(key, safe='')}"
+
+
+def severity(summary: ThreadSummary, min_negative: int, now: datetime) -> str:
+    """How bad, in the word a marketer would use: worrying, serious or critical."""
+    points = 0
+    if summary.negative_posts >= 2 * min_negative:
+        points += 1
+    if summary.worst_compound is not None and summary.worst_compound <= -0.75:
+        points += 1
+    if summary.churn_customers:
+        points += 1
+    first = parse_iso(summary.first_negative_at)
+    if summary.answered_at is None and first is not None and now - first >= timedelta(hours=4):
+        points += 1
+    return "critical" if points >= 3 else "serious" if points >= 1 else "worrying"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def _says(n: int) -> str:
+    return "1 customer says" if n == 1 else f"{n} customers say"
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def _ago(since: str | None, now: datetime) -> str | None:
+    then = parse_iso(since)
+    return _age(max((now - then).total_seconds(), 0)) if then else None
+
+
+def conversation_message(
+    summary: ThreadSummary,
+    alerting: Alerting,
+    now: datetime,
+    *,
+    rule: str,
+    why: str,
+    min_negative: int = 1,
+    update: str = "",
+) -> AlertMessage:
+    """A conversation alert a marketer acts on: what happened, where, how bad, who is talking,
+    whether the brand answered, what to do next, a link to each post and to its page."""
+    brand = summary.brand or "the brand"
+    people = [_plural(summary.customers, "customer")]
+    if summary.brand_replies:
+        people.append(f"{brand} replied {_times(summary.brand_replies)}")
+    if summary.churn_customers:
+        people.append(f"{_says(summary.churn_customers)} they are leaving")
+    if summary.others:
+        people.append(f"also names {', '.join(summary.others)}")
+    first_ago = _ago(summary.first_negative_at, now)
+    page = page_url(alerting.serve_url, summary.key)
+    if summary.brand not in alerting.answering_brands and not summary.answered_at:
+        answered = (
+            f"listener cannot tell whether {brand} answered: list {brand}'s accounts in "
+            "sources.yaml (brands: accounts:)"
+        )
+        if first_ago:
+            answered += f"; the first complaint came {first_ago} ago"
+        step = "Read the thread and reply where it helps."
+    elif summary.answered_at:
+        answered = f"{brand} answered {_ago(summary.answered_at, now)} ago"
+        if first_ago:
+            answered += f"; the first complaint came {first_ago} ago"
+        later = sum(
+            1 for p in summary.worst if (p.published_at or "") > (summary.answered_at or "")
+        )
+        step = (
+            f"Follow up on the thread: {_plural(later, 'negative post')} came after "
+            f"{brand}'s reply."
+            if later
+            else f"Check that {brand}'s reply settled it."
+        )
+    else:
+        answered = f"Nobody from {brand} has answered"
+        if first_ago:
+            answered += f"; the first complaint came {first_ago} ago"
+        step = "Reply on the thread" + (
+            f": nobody from {brand} has answered in {first_ago}." if first_ago else "."
+        )
+    if summary.churn_customers:
+        n = summary.churn_customers
+        step += f" Reach the {_plural(n, 'customer')} who {'says' if n == 1 else 'say'} they are leaving."
+    if page:
+        step += " Mark it acknowledged on its page once someone owns it."
+    counts: dict[str, Any] = {
+        "posts": summary.posts,
+        "negative posts": summary.negative_posts,
+        "mean compound": round(summary.mean_compound or 0.0, 3),
+        "worst compound": round(summary.worst_compound or 0.0, 3),
+    }
+    return AlertMessage(
+        alert_id="",
+        rule=rule,
+        level=1,
+        brand=summary.brand,
+        title=summary.title or summary.key,
+        url=summary.url,
+        why=why,
+        evidence=_evidence(summary),
+        counts=counts,
+        source=summary.source,
+        severity=severity(summary, min_negative, now),
+        update=update,
+        people="; ".join(people),
+        answered=answered + ".",
+        next_step=step,
+        page_url=page,
+    )
+
+
+def _since_last_alert(store: Store, key: str, last_at: str) -> tuple[int, int]:
+    """(negative customer posts, customers saying they are leaving) first seen after `last_at`."""
+    negative, churn = store.conn.execute(
+        """
+        SELECT count(DISTINCT i.id),
+               count(DISTINCT CASE WHEN m.intents LIKE '%"churn"%'
+                                   THEN coalesce(i.author, i.id) END)
+        FROM items i LEFT JOIN mentions m ON m.item_id = i.id AND m.not_relevant = 0
+        WHERE i.thread_key = ? AND i.relevant = 1 AND i.label = 'negative'
+          AND i.first_seen_at > ?
+          AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)
+          AND NOT EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)
+        """,
+        (key, last_at),
+    ).fetchone()
+    return negative or 0, churn or 0
+
+
+def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) -> list[int]:
+    rule = alerting.rules.negative_thread
+    summary = thread_summary(store.conn, key)
+    if summary is None or summary.status in _QUIET_STATUSES:
         return []
-    title, url, source, brands, posts, negative, mean, worst = row
+    posts, negative, mean = summary.posts, summary.negative_posts, summary.mean_compound
     by_mean = posts >= rule.min_posts and mean is not None and mean <= rule.mean_at_most
     if negative < rule.min_negative and not by_mean:
         return []  # the windowed count can only be lower: no need to count
@@ -185,6 +354,7 @@ def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) 
         WHERE i.thread_key = ? AND i.relevant = 1 AND i.label = 'negative'
           AND coalesce(i.published_at, i.first_seen_at) >= ?
           AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)
+          AND NOT EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)
         """,
         (key, since),
     ).fetchone()
@@ -193,33 +363,31 @@ def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) 
         return []
     level = 1 + (recent_negative - rule.min_negative) // rule.escalate_every if by_count else 1
     last = _last_alert(store, "negative_thread", key)
+    update = ""
     if last is not None:
         last_level, last_at = last
         if level <= last_level or _within(last_at, now, rule.cooldown):
             return []
+        more, leaving = _since_last_alert(store, key, last_at)
+        update = f"{_plural(more, 'more negative post')} since the last alert"
+        if leaving:
+            update += f", {_says(leaving)} they are leaving"
     window = _human_duration(rule.window)
+    about = f" about {summary.brand}" if summary.brand else ""
     if by_count:
-        why = f"{recent_negative} negative posts in the last {window}"
+        why = f"{recent_negative} negative posts in the last {window}{about}"
     else:
-        why = f"mean sentiment {mean:+.2f} over {posts} posts"
-    if level > 1:
-        why += f" (worse again: level {level})"
-    message = AlertMessage(
-        alert_id="",
+        why = f"mean sentiment {mean:+.2f} over {posts} posts{about}"
+    if summary.source:
+        why += f" on {summary.source}"
+    message = conversation_message(
+        summary,
+        alerting,
+        now,
         rule="negative_thread",
-        level=level,
-        brand=brands,
-        title=title or key,
-        url=url,
         why=why,
-        evidence=thread_evidence(store, key),
-        counts={
-            "posts": posts,
-            "negative posts": negative,
-            "mean compound": round(mean or 0.0, 3),
-            "worst compound": round(worst or 0.0, 3),
-        },
-        source=source,
+        min_negative=rule.min_negative,
+        update=update,
     )
     return _fire(
         store,
@@ -233,45 +401,123 @@ def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) 
     )
 
 
-def _very_negative(
-    store: Store, alerting: Alerting, outcome: PollOutcome, now: datetime
-) -> list[int]:
-    rule = alerting.rules.very_negative_mention
-    watched = alerting.influential_sources | set(rule.sources)
-    if outcome.source not in watched:
-        return []
+# Unanswered conversations are looked for among those with a post in this long.
+UNANSWERED_LOOKBACK = timedelta(days=7)
+
+
+def _unanswered_negative(store: Store, alerting: Alerting, now: datetime) -> list[int]:
+    """A conversation with a negative customer post that nobody from the brand answered in
+    `after`: once per conversation (an answer, or the team ignoring or resolving it, stops it)."""
+    rule = alerting.rules.unanswered_negative
+    due = now - timedelta(seconds=rule.after)
+    keys = [
+        k
+        for (k,) in store.conn.execute(
+            "SELECT key FROM threads t WHERE brands IS NOT NULL AND answered_at IS NULL "
+            "AND status NOT IN ('ignored', 'resolved') AND negative_posts >= ? "
+            "AND last_seen_at >= ? AND (first_negative_at IS NULL OR first_negative_at <= ?) "
+            "AND NOT EXISTS (SELECT 1 FROM alerts a "
+            "WHERE a.rule = 'unanswered_negative' AND a.subject = t.key)",
+            (
+                rule.min_negative,
+                iso(now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after)),
+                iso(due),
+            ),
+        )
+    ]
     fired: list[int] = []
-    for mid in outcome.new_mention_ids:
-        row = store.conn.execute(
-            "SELECT brand, title, url, snippet, compound, author, published_at, source, thread_key, "
-            "explanation "
-            "FROM mentions WHERE id = ? AND not_relevant = 0 AND label = 'negative' AND compound <= ?",
-            (mid, rule.compound_at_most),
-        ).fetchone()
-        if row is None:
+    for key in keys:
+        summary = thread_summary(store.conn, key)
+        if summary is None or summary.brand not in alerting.answering_brands:
+            continue  # without the brand's accounts, nobody can tell whether it answered
+        if summary.answered_at or len(summary.worst) < min(rule.min_negative, 5):
             continue
-        brand, title, url, snippet, compound, author, published, source, thread_key, expl = row
-        message = AlertMessage(
-            alert_id="",
-            rule="very_negative_mention",
-            level=1,
-            brand=brand,
-            title=title or url or "",
-            url=url,
-            why=f"a very negative mention (compound {compound:+.2f}) on {source}",
-            evidence=(Evidence(snippet or "", compound, url, author, published, _explain(expl)),),
-            counts={"compound": round(compound, 3)},
-            source=source,
+        first = parse_iso(summary.first_negative_at)
+        if first is None or first > due or first < due - UNANSWERED_LOOKBACK:
+            continue
+        brand = summary.brand or "the brand"
+        why = (
+            f"A customer complained about {brand} {_age((now - first).total_seconds())} ago"
+            + (f" on {summary.source}" if summary.source else "")
+            + f" and nobody from {brand} has answered"
+        )
+        message = conversation_message(
+            summary, alerting, now, rule="unanswered_negative", why=why, min_negative=1
         )
         fired += _fire(
             store,
             alerting,
             now,
-            rule="very_negative_mention",
-            subject=f"{brand}:{url or mid}",
+            rule="unanswered_negative",
+            subject=key,
             level=1,
             message=message,
-            thread_key=thread_key,
+            thread_key=key,
+        )
+    return fired
+
+
+def _very_negative(
+    store: Store, alerting: Alerting, outcome: PollOutcome, now: datetime
+) -> list[int]:
+    """Very negative posts from a watched source: one alert per conversation. A conversation
+    that already alerted is not alerted again for them: they count toward its escalation."""
+    rule = alerting.rules.very_negative_mention
+    watched = alerting.influential_sources | set(rule.sources)
+    if outcome.source not in watched:
+        return []
+    marks = ",".join("?" * len(outcome.new_mention_ids))
+    rows = store.conn.execute(
+        "SELECT id, brand, title, url, snippet, compound, author, published_at, source, "
+        f"thread_key, explanation FROM mentions WHERE id IN ({marks}) AND not_relevant = 0 "
+        "AND by_brand = 0 AND label = 'negative' AND compound <= ? ORDER BY compound, id",
+        (*outcome.new_mention_ids, rule.compound_at_most),
+    ).fetchall()
+    by_thread: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_thread.setdefault(row[9] or f"url:{row[3] or row[0]}", []).append(row)
+    fired: list[int] = []
+    for thread, posts in by_thread.items():
+        brand, title, url, compound, source, key = (posts[0][i] for i in (1, 2, 3, 5, 8, 9))
+        if key is not None and (
+            _status(store, key) in _QUIET_STATUSES or _conversation_alerted(store, key)
+        ):
+            continue
+        summary = thread_summary(store.conn, key) if key is not None else None
+        n = len(posts)
+        what = "a very negative post" if n == 1 else f"{n} very negative posts"
+        if summary is not None:
+            message = conversation_message(
+                summary,
+                alerting,
+                now,
+                rule="very_negative_mention",
+                why=f"{what} about {summary.brand or brand} on {source}",
+            )
+        else:
+            message = AlertMessage(
+                alert_id="",
+                rule="very_negative_mention",
+                level=1,
+                brand=brand,
+                title=title or url or "",
+                url=url,
+                why=f"{what} (compound {compound:+.2f}) on {source}",
+                evidence=tuple(
+                    Evidence(p[4] or "", p[5], p[3], p[6], p[7], _explain(p[10])) for p in posts
+                ),
+                counts={"compound": round(compound, 3)},
+                source=source,
+            )
+        fired += _fire(
+            store,
+            alerting,
+            now,
+            rule="very_negative_mention",
+            subject=f"{brand}:{thread}",
+            level=1,
+            message=message,
+            thread_key=key,
         )
     return fired
 
@@ -288,11 +534,32 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
     rows = store.conn.execute(
         "SELECT id, brand, title, url, snippet, compound, author, published_at, source, "
         "thread_key, explanation FROM mentions "
-        f"WHERE id IN ({marks}) AND not_relevant = 0 AND intents LIKE '%\"churn\"%' ORDER BY id",
+        f"WHERE id IN ({marks}) AND not_relevant = 0 AND by_brand = 0 "
+        "AND intents LIKE '%\"churn\"%' ORDER BY id",
         outcome.new_mention_ids,
     ).fetchall()
     for mid, brand, title, url, snippet, compound, author, pub, source, thread, expl in rows:
+        if _status(store, thread) in _QUIET_STATUSES:
+            continue
         words = describe_intents(json.loads(expl or "[]"), "churn").replace("<brand>", brand)
+        why = f"a customer says they are leaving {brand} ({words or 'churn'}) on {source}"
+        summary = thread_summary(store.conn, thread) if thread else None
+        if summary is not None:
+            # The conversation as every other alert tells it, with the leaving post as evidence.
+            message = conversation_message(summary, alerting, now, rule="churn_risk", why=why)
+            message = _replace(message, brand=brand, evidence=_post_evidence(store, mid, brand))
+            fired += _fire(
+                store,
+                alerting,
+                now,
+                rule="churn_risk",
+                subject=f"{brand}:{thread}",
+                level=1,
+                message=message,
+                thread_key=thread,
+                channels=channels,
+            )
+            continue
         message = AlertMessage(
             alert_id="",
             rule="churn_risk",
@@ -317,6 +584,15 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
             channels=channels,
         )
     return fired
+
+
+def _post_evidence(store: Store, mention_id: int, brand: str) -> tuple[Evidence, ...]:
+    """One post, shown as the conversation shows it: its text, its own score and link."""
+    post = thread_post(store.conn, mention_id, brand)
+    if post is None:
+        return ()
+    why = (_explain(post.explanation) or "").replace("<brand>", brand) or None
+    return (Evidence(post.text, post.compound, post.url, post.author, post.published_at, why),)
 
 
 def _spikes(store: Store, alerting: Alerting, outcome: PollOutcome, now: datetime) -> list[int]:

@@ -786,8 +786,12 @@ def _regroup_threads(
             regrouped.add(i)
 
     def own(i: int) -> bool:
+        # Only a post whose thread is its own page: a comment anchor (`#comment-N`) or reply
+        # markup already says which conversation it belongs to.
         e, keys = rows[i][0], rows[i][4]
-        return not (e.reply_ref or e.reply_href) and threads[i] in (keys.identity, rows[i][5])
+        if e.reply_ref or e.reply_href or keys.is_comment:
+            return False
+        return threads[i] in (keys.identity, rows[i][5])
 
     roots: dict[str, int] = {}
     replies: dict[str, list[int]] = {}

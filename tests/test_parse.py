@@ -560,3 +560,21 @@ def test_re_titled_entries_keep_the_thread_their_markup_gives():
     )
     items = parse_feed(body, source="forum", url=FEED_URL).items
     assert items[1].thread_key == "discourse:forum.example.com:900"
+
+
+def test_re_titled_comments_stay_in_the_topics_their_anchors_name():
+    # Two topics whose comments are all titled "Re: kettle": each comment's `#comment-N` anchor
+    # already names its conversation, so they are not gathered into one "Re: kettle" thread.
+    body = _posts(
+        ("Kettle question one", "https://forum.example.com/t/one", "Root one."),
+        ("Re: kettle", "https://forum.example.com/t/one#comment-1", "Reply one."),
+        ("Kettle question two", "https://forum.example.com/t/two", "Root two."),
+        ("Re: kettle", "https://forum.example.com/t/two#comment-1", "Reply two."),
+    )
+    items = parse_feed(body, source="forum", url=FEED_URL).items
+    assert [i.thread_key for i in items] == [
+        "forum.example.com/t/one",
+        "forum.example.com/t/one",
+        "forum.example.com/t/two",
+        "forum.example.com/t/two",
+    ]

@@ -1,8 +1,10 @@
 """Source kinds: one module per kind, registered by the name used as `kind:` in sources.yaml.
 
-A kind is a small object with an options model (pydantic, unknown keys rejected) and an async
-`poll` that turns the service's responses into `Item`s. Adding a kind means adding one module
-here and its name to `_KIND_MODULES`; nothing else in the project changes.
+A kind is a small object with an options model (a `base.KindOptions`) and an async `poll` that
+turns the service's responses into `Item`s. The rules every kind follows are written in
+`listener/sources/base.py`. Adding a kind to the package means adding one module here and its
+name to `_KIND_MODULES`; a kind defined elsewhere calls `register` (tests/test_new_kind.py).
+Nothing else in the project changes.
 """
 
 from __future__ import annotations

@@ -6,10 +6,12 @@ with no change to any other module (`listener/sources/base.py` is the contract i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import pytest
 from click.testing import CliRunner
 from helpers import kind_source, rows, write_config
 from httpd import LoopbackServer
@@ -18,7 +20,7 @@ from pydantic import Field
 import listener
 from listener.cli import cli
 from listener.models import Item, SourcePoll
-from listener.sources import PollContext, SourceKind, register
+from listener.sources import PollContext, SourceKind, register, unregister
 from listener.sources.base import (
     Duration,
     KindOptions,
@@ -80,7 +82,14 @@ async def poll(ctx: PollContext) -> SourcePoll:
     return SourcePoll(items=items, responses=[response], cursor={"seen": seen})
 
 
-register(SourceKind(name=KIND, options_model=AcmeForumOptions, poll=poll))
+@pytest.fixture(autouse=True)
+def _registered() -> Iterator[None]:
+    """What the module's last line would do, `register(SourceKind(...))`; undone after each test
+    so other tests see only the package's kinds."""
+    register(SourceKind(name=KIND, options_model=AcmeForumOptions, poll=poll))
+    yield
+    unregister(KIND)
+
 
 # ----------------------------------------------------------------------------------------------
 # What a user sees

@@ -129,8 +129,14 @@ _loaded = False
 
 
 def register(kind: SourceKind) -> SourceKind:
+    """Make `kind` usable as `kind: <name>` in sources.yaml (a kind module calls this on import)."""
     _REGISTRY[kind.name] = kind
     return kind
+
+
+def unregister(name: str) -> None:
+    """Forget the kind `name` registered (a test's own kind, once the test is done)."""
+    _REGISTRY.pop(name, None)
 
 
 def _load() -> None:

@@ -34,7 +34,8 @@ The rules every kind keeps (the pipeline, the store and `check` rely on them):
   frozen, a `base_url` loses its trailing slash); durations are `Duration` (`15s`, `500ms`, or a
   number of seconds); an http(s) address is `WebUrl`; a credential is marked `Secret`
   (`Annotated[str | None, Secret]`, or `Field(json_schema_extra={"secret": True})`): `check`
-  shows it as `***` and the options' repr hides it. Every kind that talks to a fixed public API
+  shows it as `***`, the options' repr hides it, and its value is one of the config's secrets
+  (`Config.secrets`), masked in logs, errors and the URLs the store keeps. Every kind that talks to a fixed public API
   takes `base_url`, so it can be pointed at a mirror or a local test server.
 """
 
@@ -119,7 +120,8 @@ class _SecretMarker:
 
 
 # An option whose value is a credential: `Annotated[str | None, Secret]`. `check` shows it as
-# `***`, the options' repr hides it; it goes only into the requests it is for.
+# `***`, the options' repr hides it, logs and the store mask it; it goes only into the requests
+# it is for.
 Secret: Final = _SecretMarker()
 
 # The one duration type of the kinds: a number of seconds (at least 0) or a duration like those

@@ -302,8 +302,10 @@ def _is_stream(spec: Any) -> bool:
 def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:
     """The options a user set for a source (defaults left out, secrets shown as ***)."""
     from .sources import get_kind
+    from .sources.base import secret_fields
 
-    fields = get_kind(spec.kind).options_model.model_fields
+    model = get_kind(spec.kind).options_model
+    fields, secret = model.model_fields, secret_fields(model)
     shown = []
     for key, value in spec.options.items():
         if value in (None, "", [], ()):
@@ -312,7 +314,7 @@ def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:
             continue
         if isinstance(value, list | tuple):
             value = ",".join(map(str, value))
-        shown.append(f"{key}={mask_option(key, value, secrets)}")
+        shown.append(f"{key}={mask_option(value, secrets, secret=key in secret)}")
     return " ".join(shown)
 
 

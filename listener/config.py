@@ -918,6 +918,7 @@ def _format_errors(
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file. Raises ConfigError with located messages."""
     from .sources import is_kind, kind_names, options_model  # kinds register their option models
+    from .sources.base import secret_fields
 
     path = Path(path)
     env = os.environ if env is None else env
@@ -987,6 +988,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             )
             continue
         opts = options.model_dump()
+        # Options the kind marks `Secret` are secrets wherever they go, written in the file or not.
+        found.update(str(opts[k]) for k in secret_fields(kind_model) if opts.get(k))
         url = opts.get("url")
         every = src.every or default_every
         floor = every_floor(url or opts.get("base_url"))
@@ -1014,6 +1017,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 options=opts,
             )
         )
+    secrets = frozenset(found)
     if model is None:
         raise ConfigError(_format_errors(path, index, errors), secrets)
     brand_names = [b.name for b in model.brands]

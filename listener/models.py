@@ -184,12 +184,13 @@ class SourcePoll:
     analysed: tuple[list[Item], list[Any]] | None = None
 
 
-# Keys under which source kinds keep the title of the conversation a reply belongs to.
-THREAD_TITLE_KEYS = ("story_title", "post_title", "topic_title", "question_title", "thread_title")
+# The key under which every source kind keeps the title of the conversation a reply belongs to
+# (`listener.sources.base.with_thread_title`).
+THREAD_TITLE_KEY = "thread_title"
 
 
 def thread_title(item: Item) -> str:
     """A reply's own title, else the title of the conversation it belongs to."""
     if item.title:
         return item.title
-    return next((str(item.extra[k]) for k in THREAD_TITLE_KEYS if item.extra.get(k)), "")
+    return str(item.extra.get(THREAD_TITLE_KEY) or "")

@@ -42,8 +42,6 @@ SECRET_PARAMS = frozenset(
         "token",
     }
 )
-# Source and channel options whose values are secrets, by name: `check` never shows them.
-SECRET_OPTIONS = SECRET_PARAMS | {"app_password", "refresh_token", "webhook_url"}
 
 # An environment value shorter than this is not searched for in free text: `587`, `15m` or `1`
 # would mask unrelated words and numbers. Short values are still masked where they are secret by
@@ -115,9 +113,10 @@ def _mask_url_in_text(m: re.Match[str]) -> str:
     return mask_url(url) + found[len(url) :]
 
 
-def mask_option(name: str, value: Any, secrets: Collection[str] = ()) -> str:
-    """An option's value as `check` shows it: `***` for a secret option, else masked text."""
-    if name.lower() in SECRET_OPTIONS:
+def mask_option(value: Any, secrets: Collection[str] = (), *, secret: bool = False) -> str:
+    """An option's value as `check` shows it: `***` for an option its kind marks `Secret`
+    (`listener.sources.base`), else the text with any secret in it masked."""
+    if secret:
         return MASK
     return mask(str(value), secrets)
 

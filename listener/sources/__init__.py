@@ -1,8 +1,10 @@
 """Source kinds: one module per kind, registered by the name used as `kind:` in sources.yaml.
 
-A kind is a small object with an options model (pydantic, unknown keys rejected) and an async
-`poll` that turns the service's responses into `Item`s. Adding a kind means adding one module
-here and its name to `_KIND_MODULES`; nothing else in the project changes.
+A kind is a small object with an options model (a `base.KindOptions`) and an async `poll` that
+turns the service's responses into `Item`s. The rules every kind follows are written in
+`listener/sources/base.py`. Adding a kind to the package means adding one module here and its
+name to `_KIND_MODULES`; a kind defined elsewhere calls `register` (tests/test_new_kind.py).
+Nothing else in the project changes.
 """
 
 from __future__ import annotations
@@ -128,8 +130,14 @@ _loaded = False
 
 
 def register(kind: SourceKind) -> SourceKind:
+    """Make `kind` usable as `kind: <name>` in sources.yaml (a kind module calls this on import)."""
     _REGISTRY[kind.name] = kind
     return kind
+
+
+def unregister(name: str) -> None:
+    """Forget the kind `name` registered (a test's own kind, once the test is done)."""
+    _REGISTRY.pop(name, None)
 
 
 def _load() -> None:

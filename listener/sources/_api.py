@@ -1,4 +1,7 @@
-"""What the source kinds share: option types, pacing, JSON decoding, cursor times and order.
+"""What the API kinds share beyond the contract: JSON decoding, rate-limit waits, host budgets.
+
+The public rules and option types are in `listener.sources.base` (re-exported here, so older
+imports from `_api` keep working).
 
 Plain functions and pydantic field types, so each kind module keeps only what is its service's
 own. Error texts take the service's name and hints as arguments, so a failure still names GitHub,
@@ -14,73 +17,70 @@ import os
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
-
 from ..models import SourcePoll
-from ..units import parse_iso
+from .base import (
+    JSON_ACCEPT,
+    Duration,
+    OptionalSecret,
+    WebUrl,
+    blank_to_none,
+    load_options,
+    oldest_first,
+    pace,
+    parse_iso_time,
+    parse_seconds,
+)
 
 if TYPE_CHECKING:
-    from ..models import Item, Response
+    from ..models import Response
     from . import PollContext
-
-# ISO 8601 times in cursors and API fields: the package's one parser (naive times are UTC).
-parse_iso_time = parse_iso
 
 log = logging.getLogger(__name__)
 
-JSON_ACCEPT = "application/json"
+# Its own helpers, and the contract's names (`listener.sources.base`), importable as before.
+__all__ = [
+    "BUDGET_BACKOFF_MAX_S",
+    "BUDGET_BACKOFF_S",
+    "JSON_ACCEPT",
+    "Budget",
+    "Duration",
+    "Interval",
+    "OptionalSecret",
+    "Seconds",
+    "WebUrl",
+    "blank_to_none",
+    "cursor_with_wait",
+    "decode_json",
+    "describe_budget",
+    "fetch_json",
+    "format_age",
+    "held_back",
+    "http_problem",
+    "json_dict",
+    "load_options",
+    "load_session",
+    "make_budget",
+    "oldest_first",
+    "pace",
+    "parse_iso_time",
+    "parse_json_body",
+    "parse_seconds",
+    "record_budget_response",
+    "save_session",
+    "sessions_file",
+    "spend_follow",
+    "spend_search",
+    "waiting_until",
+]
 
-_Options = TypeVar("_Options", bound=BaseModel)
-_NO_DATE = datetime.max.replace(tzinfo=UTC)
-
-
-# ---------------------------------------------------------------------------------------------
-# Options
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_seconds(value: Any) -> float:
-    """A number of seconds (0 allowed) or a duration as sources.yaml writes it (`6s`, `500ms`)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"{value} is not a number of seconds: it must be finite")
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
-
-    return parse_duration(value)
-
-
-def blank_to_none(value: str | None) -> str | None:
-    """A secret given as an empty `${VAR}` counts as not given."""
-    return value.strip() or None if value is not None else None
-
-
-# A number of seconds (at least 0) or a duration like those of `every:` ("500ms", "6s", "2d").
-Seconds = Annotated[float, BeforeValidator(parse_seconds)]
-Interval = Seconds
-# An http(s) address: `base_url` and the like.
-WebUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
-# A token or key from the environment; blank means none.
-OptionalSecret = Annotated[str | None, AfterValidator(blank_to_none)]
-
-
-def load_options(model: type[_Options], ctx: PollContext) -> _Options:
-    """The source's options as its kind's model; None (a field left out) takes the default."""
-    return model.model_validate({k: v for k, v in ctx.spec.options.items() if v is not None})
-
-
-def pace(ctx: PollContext, url: str, seconds: float) -> None:
-    """Space requests to `url`'s host `seconds` apart (the service's documented rate limit)."""
-    host = urlsplit(url).hostname
-    if host:
-        ctx.fetcher.set_host_interval(host, seconds)
+# The kinds' one duration type (`base.Duration`), under the two names the kinds used before.
+Seconds = Duration
+Interval = Duration
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,12 +198,6 @@ def cursor_with_wait(cursor: Mapping[str, Any], until: datetime | None) -> dict[
     if until is not None:
         out["not_before"] = until.isoformat(timespec="seconds")
     return out
-
-
-def oldest_first(items: list[Item]) -> list[Item]:
-    """Items in the order they were written, so a thread's root is processed before its replies
-    (a reply seen before its thread is known to be about a brand would not count as context)."""
-    return sorted(items, key=lambda it: it.published_at or _NO_DATE)
 
 
 # ---------------------------------------------------------------------------------------------

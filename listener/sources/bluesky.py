@@ -31,18 +31,16 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import (
     JSON_ACCEPT,
-    Interval,
-    WebUrl,
     decode_json,
     held_back,
     json_dict,
@@ -52,6 +50,7 @@ from ._api import (
     parse_iso_time,
     save_session,
 )
+from .base import Duration, KindOptions, Secret, WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +67,16 @@ CREDENTIALS_HELP = (
 )
 
 
-class BlueskyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class BlueskyOptions(KindOptions):
     # Bluesky's search syntax: words, "phrases", from:handle, #tag, domain:, lang:.
     query: str = Field(min_length=1)
     identifier: str | None = None
-    app_password: str | None = Field(default=None, repr=False)
+    app_password: Annotated[str | None, Secret] = None
     base_url: WebUrl = DEFAULT_BASE_URL
     lang: str | None = None
     limit: int = Field(50, ge=1, le=100)
     max_pages: int = Field(5, ge=1, le=20)
-    request_interval: Interval = 0.5
+    request_interval: Duration = 0.5
 
     @field_validator("base_url")
     @classmethod

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime, url_identity
 from . import PollContext, SourceKind, register
 from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
-from ._api import Seconds, WebUrl, fetch_json, load_options, oldest_first, pace
+from ._api import fetch_json, load_options, oldest_first, pace
+from .base import THREAD_TITLE, Duration, KindOptions, Secret, WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +42,19 @@ _QUOTE = re.compile(r"<aside\b[^>]*\bclass=\"[^\"]*\bquote\b[^\"]*\"[^>]*>.*?</a
 _IDS_PER_REQUEST = 20  # what Discourse returns per post_stream chunk
 
 
-class DiscourseOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DiscourseOptions(KindOptions):
     # The forum's address, e.g. https://forum.example.com (there is no global Discourse API).
     base_url: WebUrl
     query: str | None = None
     # Read every new post of the forum (`/posts.json`). Default: on when there is no query.
     latest_posts: bool | None = None
-    api_key: str | None = None
+    api_key: Annotated[str | None, Secret] = None
     api_username: str | None = None
     max_pages: int = Field(5, ge=1, le=50)
     # Posts read when a topic is followed (the most recent ones).
     max_thread_posts: int = Field(200, ge=1, le=5000)
     # Discourse's default limits: 200 requests a minute and 50 per 10 seconds per IP.
-    request_interval: Seconds = 0.5
-
-    @field_validator("base_url")
-    @classmethod
-    def _base(cls, v: str) -> str:
-        return v.rstrip("/")
+    request_interval: Duration = 0.5
 
     @model_validator(mode="after")
     def _check(self) -> DiscourseOptions:
@@ -181,7 +175,7 @@ def item_from_post(
         extra={
             "topic_id": topic_id,
             "post_number": number,
-            "topic_title": normalise_text(title),
+            THREAD_TITLE: normalise_text(title),
             "category_id": post.get("category_id"),
         },
     )

@@ -6,19 +6,15 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from pydantic import BaseModel, ConfigDict
-
 from ..models import SourcePoll
 from ..secrets import link_base, with_credentials_of
 from . import PollContext, SourceKind, register
-from ._api import WebUrl
+from .base import KindOptions, WebUrl
 
 log = logging.getLogger(__name__)
 
 
-class FeedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class FeedOptions(KindOptions):
     url: WebUrl
 
 

@@ -28,15 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import (
-    Interval,
     OptionalSecret,
-    WebUrl,
     cursor_with_wait,
     decode_json,
     held_back,
@@ -45,6 +43,7 @@ from ._api import (
     pace,
     parse_iso_time,
 )
+from .base import Duration, KindOptions, WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,7 @@ _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _REPO = re.compile(r"/repos/([^/]+)/([^/]+)(?:/|$)")
 
 
-class GitHubOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class GitHubOptions(KindOptions):
     # Search syntax, qualifiers welcome: `acme repo:acme/sdk`, `"acme corp" -author:acme-bot`.
     query: str = Field(min_length=1)
     types: list[Kind] = Field(default_factory=lambda: list(_ALL_KINDS), min_length=1)
@@ -77,7 +74,7 @@ class GitHubOptions(BaseModel):
     per_page: int = Field(50, ge=1, le=100)
     max_pages: int = Field(5, ge=1, le=10)
     # 30 searches a minute with a token: one every 2 s keeps a poll of several pages inside it.
-    request_interval: Interval = 2.0
+    request_interval: Duration = 2.0
 
     @field_validator("types", mode="before")
     @classmethod

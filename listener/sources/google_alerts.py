@@ -18,12 +18,10 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from ..models import Item, SourcePoll
 from ..text import canonical_url
 from . import PollContext, SourceKind, register
-from ._api import WebUrl
+from .base import KindOptions, WebUrl
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -32,9 +30,7 @@ _TRAILING_ELLIPSIS = re.compile(r"\s*(?:\.\.\.|…)\s*$")
 _REDIRECT_HOST = re.compile(r"^https?://(?:www\.)?google\.[a-z.]+/url\?", re.I)
 
 
-class GoogleAlertsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class GoogleAlertsOptions(KindOptions):
     url: WebUrl
 
 

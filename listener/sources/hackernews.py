@@ -18,13 +18,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
-from ._api import Seconds, WebUrl, fetch_json, load_options, oldest_first, pace
+from ._api import fetch_json, load_options, oldest_first, pace
+from .base import THREAD_TITLE, Duration, KindOptions, WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,7 @@ MAX_HITS = 1000
 MAX_THREAD_ITEMS = 2000
 
 
-class HackerNewsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class HackerNewsOptions(KindOptions):
     query: str = Field(min_length=1, description="words to search for, as typed on hn.algolia.com")
     base_url: WebUrl = DEFAULT_BASE_URL
     # Which kinds of item to search: stories, comments or both.
@@ -48,8 +47,8 @@ class HackerNewsOptions(BaseModel):
     hits_per_page: int = Field(100, ge=1, le=1000)
     max_pages: int = Field(10, ge=1, le=100)
     # How far back the very first poll reaches; later polls continue from the cursor.
-    backfill: Seconds = 2 * 86400.0
-    request_interval: Seconds = DEFAULT_INTERVAL_S
+    backfill: Duration = 2 * 86400.0
+    request_interval: Duration = DEFAULT_INTERVAL_S
 
     @field_validator("query")
     @classmethod
@@ -176,7 +175,7 @@ def item_from_hit(hit: dict[str, Any], source: str, base: str) -> Item | None:
             author=hit.get("author"),
             created=created,
             extra={
-                "story_title": hit.get("story_title") or "",
+                THREAD_TITLE: hit.get("story_title") or "",
                 "story_url": hit.get("story_url") or None,
             },
         )
@@ -234,7 +233,7 @@ def items_from_tree(root: dict[str, Any], source: str, base: str) -> list[Item]:
                 text_html=text,
                 author=node.get("author"),
                 created=node.get("created_at_i") or node.get("created_at"),
-                extra={"story_title": root.get("title") or ""},
+                extra={THREAD_TITLE: root.get("title") or ""},
             )
         )
     return items

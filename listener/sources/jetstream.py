@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import Item, SourcePoll
 from ..text import normalise_text, parse_datetime
 from . import PollContext, SourceKind, StreamContext, register
-from ._api import Seconds
+from .base import Duration, KindOptions
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,16 @@ _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 WsUrl = Annotated[str, Field(pattern=r"^wss?://[^\s/?#]+(?:/[^\s?#]*)?$")]
 
 
-class JetstreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class JetstreamOptions(KindOptions):
     # The Jetstream host (ws:// or wss://); `/subscribe` and the query are added here.
     base_url: WsUrl = DEFAULT_BASE_URL
     batch_size: int = Field(200, ge=1, le=10_000)
-    flush_every: Annotated[Seconds, Field(gt=0, le=60)] = 1.0
-    rewind: Annotated[Seconds, Field(le=3600)] = 2.0
-    reconnect_min: Annotated[Seconds, Field(gt=0, le=300)] = 1.0
-    reconnect_max: Annotated[Seconds, Field(gt=0, le=3600)] = 60.0
+    flush_every: Annotated[Duration, Field(gt=0, le=60)] = 1.0
+    rewind: Annotated[Duration, Field(le=3600)] = 2.0
+    reconnect_min: Annotated[Duration, Field(gt=0, le=300)] = 1.0
+    reconnect_max: Annotated[Duration, Field(gt=0, le=3600)] = 60.0
     # A one-off read (`listener poll`) stops after this long even if not caught up.
-    poll_timeout: Annotated[Seconds, Field(gt=0, le=3600)] = 30.0
+    poll_timeout: Annotated[Duration, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("base_url")
     @classmethod

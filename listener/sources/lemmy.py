@@ -28,21 +28,20 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import (
     JSON_ACCEPT,
-    Interval,
-    WebUrl,
     decode_json,
     json_dict,
     load_options,
     pace,
     parse_iso_time,
 )
+from .base import THREAD_TITLE, Duration, KindOptions, WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +51,7 @@ COMMENT_DEPTH = 8
 _POST_AP_ID = re.compile(r"^https?://([^/]+)/post/(\d+)/?$")
 
 
-class LemmyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class LemmyOptions(KindOptions):
     query: str = Field(min_length=1)
     # The instance to search through, e.g. https://lemmy.world or https://programming.dev.
     base_url: WebUrl = DEFAULT_BASE_URL
@@ -63,7 +60,7 @@ class LemmyOptions(BaseModel):
     community: str | None = None
     limit: int = Field(50, ge=1, le=50)
     max_pages: int = Field(5, ge=1, le=20)
-    request_interval: Interval = 1.0
+    request_interval: Duration = 1.0
 
     @field_validator("base_url")
     @classmethod
@@ -179,7 +176,7 @@ def parse_comment_view(view: Any, *, opts: LemmyOptions, source: str, now: datet
             "ap_id": permalink,
             "instance": instance,
             "local_id": comment["id"],
-            "post_title": normalise_text(str(post.get("name") or "")),
+            THREAD_TITLE: normalise_text(str(post.get("name") or "")),
         },
     )
 

@@ -34,16 +34,17 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..models import Item, Response, SourcePoll, SourceSpec
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
-from ._api import Seconds, fetch_json, load_options, oldest_first, pace, parse_iso_time
+from ._api import fetch_json, load_options, oldest_first, pace, parse_iso_time
+from .base import Duration, KindOptions, Secret
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,15 @@ _REL = re.compile(r"""rel\s*=\s*"?([^";,]+)"?""", re.I)
 _TAG = re.compile(r"^[^\s#/?&]+$")
 
 
-class MastodonOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class MastodonOptions(KindOptions):
     instances: list[str] = Field(default_factory=lambda: ["https://mastodon.social"], min_length=1)
     tags: list[str] = Field(default_factory=list)
     query: str | None = None
     # Access token for the FIRST instance (needed for search; sent nowhere else).
-    token: str | None = None
+    token: Annotated[str | None, Secret] = None
     max_pages: int = Field(5, ge=1, le=100)
     # Mastodon allows 300 requests per 5 minutes per IP by default: one a second.
-    request_interval: Seconds = 1.0
+    request_interval: Duration = 1.0
 
     @field_validator("instances")
     @classmethod

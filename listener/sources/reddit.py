@@ -48,10 +48,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..models import Item, Response, SourcePoll, SourceSpec
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
@@ -59,8 +59,6 @@ from . import PollContext, SourceKind, register
 from ._api import (
     JSON_ACCEPT,
     Budget,
-    Seconds,
-    WebUrl,
     http_problem,
     load_options,
     make_budget,
@@ -71,6 +69,7 @@ from ._api import (
     spend_follow,
     spend_search,
 )
+from .base import THREAD_TITLE, Duration, KindOptions, Secret, WebUrl
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -100,24 +99,22 @@ _CONTENT = re.compile(rb"<content\b[^>]*>(.*?)</content>", re.S)
 _LINK_ANCHOR = re.compile(r"""<a\s+href=["']([^"']+)["'][^>]*>\s*\[link\]\s*</a>""", re.I)
 
 
-class RedditOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RedditOptions(KindOptions):
     query: str | None = None
     subreddit: str | None = None
     base_url: WebUrl = DEFAULT_BASE_URL
     # Seconds between two requests to Reddit's host (all Reddit sources share it).
-    request_interval: Seconds = DEFAULT_INTERVAL_S
+    request_interval: Duration = DEFAULT_INTERVAL_S
     # Requests a minute Reddit allows this IP without OAuth, shared by every Reddit source.
     requests_per_minute: float = Field(DEFAULT_PER_MINUTE, gt=0, le=100)
     limit: int = Field(100, ge=1, le=100)
     # OAuth: the app's id and secret, plus a user's username/password or a refresh token.
     oauth_base_url: WebUrl = OAUTH_BASE_URL
     client_id: str | None = None
-    client_secret: str | None = None
+    client_secret: Annotated[str | None, Secret] = None
     username: str | None = None
-    password: str | None = None
-    refresh_token: str | None = None
+    password: Annotated[str | None, Secret] = None
+    refresh_token: Annotated[str | None, Secret] = None
 
     @field_validator("subreddit", mode="before")
     @classmethod
@@ -233,7 +230,7 @@ def normalise_items(items: list[Item], body: bytes, opts: RedditOptions) -> list
                 changes["raw_url"] = item.raw_url or item.url
         elif native.startswith("t1_"):
             if item.title:
-                extra["post_title"] = item.title.partition(" on ")[2] or item.title
+                extra[THREAD_TITLE] = item.title.partition(" on ")[2] or item.title
             changes["title"] = ""
             changes["is_reply"] = True
         changes["extra"] = extra

@@ -36,16 +36,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import Item, Response, SourcePoll
 from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import (
     JSON_ACCEPT,
-    Interval,
     OptionalSecret,
-    WebUrl,
     cursor_with_wait,
     decode_json,
     held_back,
@@ -53,6 +51,7 @@ from ._api import (
     load_options,
     pace,
 )
+from .base import THREAD_TITLE, Duration, KindOptions, WebUrl
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +72,20 @@ _OWN_DOMAINS = {
 _AVAILABLE_IN = re.compile(r"available in (\d+) seconds?")
 
 
-class StackExchangeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class StackExchangeOptions(KindOptions):
     query: str = Field(min_length=1)
     # API site parameters ("stackoverflow", "superuser", "unix", ...) or domains.
     sites: list[str] = Field(default_factory=lambda: ["stackoverflow"], min_length=1)
     key: OptionalSecret = None
     # An OAuth access token (stackapps.com): sent instead of the key when given.
-    access_token: OptionalSecret = Field(default=None, repr=False)
+    access_token: OptionalSecret = None
     base_url: WebUrl = DEFAULT_BASE_URL
     # A filter created on api.stackexchange.com/docs/filters, e.g. one that adds the owner.
     filter: str | None = None
     pagesize: int = Field(50, ge=1, le=100)
     max_pages: int = Field(5, ge=1, le=50)
     # The API treats more than 30 requests a second from one IP as abuse; we stay far below.
-    request_interval: Interval = 0.2
+    request_interval: Duration = 0.2
 
     @field_validator("sites", mode="before")
     @classmethod
@@ -219,7 +216,7 @@ def parse_excerpt(raw: Any, *, site: str, source: str, base_url: str, now: datet
             "item_type": kind,
             "question_id": qid,
             "answer_id": aid,
-            "question_title": question_title,
+            THREAD_TITLE: question_title,
             "score": raw.get("score"),
             "tags": raw.get("tags") or [],
             "is_accepted": raw.get("is_accepted"),

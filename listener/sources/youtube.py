@@ -16,11 +16,12 @@ import logging
 from dataclasses import replace
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ..models import Item, SourcePoll
 from . import PollContext, SourceKind, register
-from ._api import WebUrl, load_options
+from ._api import load_options
+from .base import KindOptions, WebUrl
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://www.youtube.com"
 
 
-class YouTubeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class YouTubeOptions(KindOptions):
     channel_id: str | None = Field(None, pattern=r"^UC[A-Za-z0-9_-]{22}$")
     playlist_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{10,64}$")
     base_url: WebUrl = DEFAULT_BASE_URL

@@ -3,19 +3,17 @@
 `Fetcher.get()` turns every network and HTTP problem into a `Response` with `error` set, so a
 source kind never needs a try/except around I/O and one broken host never stops a poll. Around one
 shared httpx transport (aiohttp's connection pool behind httpx's transport API by default, see
-`AiohttpTransport`; httpcore's on request) it adds what a polite, robust poller needs:
+`listener.fetch.transport`; httpcore's on request) it adds what a polite, robust poller needs:
 connect/read/total timeouts,
 a global and a per-host concurrency limit, an optional minimum interval per host, a body-size cap
 counted after decompression, a redirect cap with loop detection, conditional GET, and retries
 with exponential backoff, jitter and `Retry-After`.
 
-Two details worth knowing:
+Details worth knowing:
 
-- We decode `Content-Encoding` ourselves from the raw stream (`aiter_raw`) instead of letting
-  httpx do it. httpx inflates each network chunk in one go, so a 64 KiB chunk of a gzip bomb can
-  become 64 MB in memory before any cap sees it; here zlib's `max_length` bounds every step, so a
-  bomb costs at most the cap plus one small piece. It also means the aiohttp transport (which we
-  ask not to decompress) and the httpx one behave identically.
+- Bodies are decoded here from the raw stream (`listener.fetch.decoders`), not by httpx, so a
+  gzip bomb is stopped at the cap and the aiohttp transport (which we ask not to decompress)
+  and the httpx one behave identically.
 - Redirects are followed here, not by httpx, so each hop is counted against the host's limits,
   loops are reported as loops, and credentials are not forwarded to another origin.
 - Requests go straight to the transport as `httpx.Request`s, not through `httpx.AsyncClient`:
@@ -29,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
-import ipaddress
 import logging
 import math
 import random
@@ -38,253 +34,49 @@ import re
 import socket
 import ssl
 import time
-import zlib
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Collection,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import aiohttp
-import aiohttp.abc
-import aiohttp.resolver
-import httpcore
 import httpx
-import yarl
 
 from listener import __version__
 from listener.models import FetchLimits, Response, Validators
 from listener.secrets import basic_credentials, mask_url
 from listener.units import parse_retry_after
 
+from .decoders import ACCEPT_ENCODING, BodyError, check_declared_size, read_body
+from .guard import AddressGuard, BlockedAddress
+from .transport import DEFAULT_TRANSPORT, TransportKind, make_transport
+
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_TRANSPORT",
     "FEED_ACCEPT",
-    "AddressGuard",
-    "BlockedAddress",
     "Fetcher",
     "PollBudget",
-    "TransportKind",
     "current_budget",
     "default_user_agent",
-    "is_internal",
-    "make_transport",
     "poll_budget",
 ]
-
-TransportKind = Literal["aiohttp", "httpx"]
-
-# aiohttp under httpx's API: ~10x less client CPU per request than httpcore's pool at
-# concurrency 50 (BASELINE.md "httpx"; bench/fetch_probe.py), and it passes the same tests.
-DEFAULT_TRANSPORT: TransportKind = "aiohttp"
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
-# Only what we can decode ourselves (see the module docstring); never br/zstd.
-ACCEPT_ENCODING = "gzip, deflate"
 PROJECT_URL = "https://github.com/listener-dev/listener"
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
-# Output step for inflating: bounds the memory one step of a gzip bomb can take.
-_INFLATE_STEP = 64 * 1024
 # Request headers not forwarded when a redirect leaves the origin they were meant for.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 def default_user_agent() -> str:
     return f"listener/{__version__} (+{PROJECT_URL}; social listening monitor)"
-
-
-# -- where requests may go -----------------------------------------------------------------------
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# IPv6 prefixes that carry an IPv4 address a gateway connects to (NAT64).
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-
-
-def is_internal(ip: IPAddress) -> bool:
-    """Whether `ip` is not on the public internet: loopback, private (10/8, 172.16/12,
-    192.168/16, fc00::/7), link-local and cloud metadata (169.254/16, fe80::/10), shared
-    (100.64/10), unspecified (0.0.0.0, ::), reserved, multicast, or an IPv6 address wrapping
-    one of those (::ffff:127.0.0.1, 6to4, NAT64)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and any(ip in net for net in _NAT64):
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_internal(embedded)
-    return not ip.is_global or ip.is_multicast
-
-
-def _ip(text: str) -> IPAddress | None:
-    """The IP address `text` is written as (no brackets, an IPv6 zone dropped), or None."""
-    try:
-        return ipaddress.ip_address(text.strip("[]").partition("%")[0])
-    except ValueError:
-        return None
-
-
-class BlockedAddress(OSError):
-    """A request would have reached an internal address the config does not use."""
-
-    def __init__(self, host: str, addresses: Sequence[str]) -> None:
-        shown = ", ".join(addresses[:3])
-        where = host if _ip(host) is not None else f"{host} ({shown})"
-        super().__init__(
-            f"not fetched: {where} is an internal address that no configured source uses "
-            "(a link or redirect from a feed may not reach it)"
-        )
-
-
-class AddressGuard:
-    """Which internal addresses (see `is_internal`) requests may reach: those of the config.
-
-    Public addresses are always allowed. An internal one only where the config's own URLs live:
-    a host named in the config may be reached at whatever it resolves to (and those addresses
-    then count as the config's for every URL), an IP address written in the config may be
-    reached by any URL. Everything else that leads to an internal address (a feed's comment
-    link, a thread URL from an API, a redirect to another host) is refused before connecting, so
-    no byte of what answers there is read, let alone stored.
-
-    The check is made on the resolved address the connection then goes to (the transports'
-    resolver and network backend, below), not on the name, so a name that resolves to 10.0.0.1,
-    or that resolves differently the second time (DNS rebinding), gets nowhere.
-    """
-
-    def __init__(self, urls: Iterable[str] = ()) -> None:
-        self._hosts: set[str] = set()
-        self._addresses: set[IPAddress] = set()
-        for url in urls:
-            self.allow_url(url)
-
-    def allow_url(self, url: str) -> None:
-        """Let requests reach the host of `url`, a URL from the config, wherever it lives."""
-        try:
-            host = urlsplit(url).hostname
-        except ValueError:
-            return
-        if not host:
-            return
-        ip = _ip(host)
-        if ip is not None:
-            self._addresses.add(ip)
-        else:
-            self._hosts.add(host.lower().rstrip("."))
-
-    def permits(self, host: str, address: str) -> bool:
-        """Whether a request for `host` may connect to `address` (an IP address)."""
-        ip = _ip(address)
-        if ip is None:
-            return False
-        if not is_internal(ip) or ip in self._addresses:
-            return True
-        if host.lower().rstrip(".") in self._hosts:
-            self._addresses.add(ip)  # the config's host lives here: so may its links
-            return True
-        return False
-
-    def allowed(self, host: str, addresses: Sequence[str]) -> list[str]:
-        """The `addresses` a request for `host` may connect to; BlockedAddress when none."""
-        ok = [a for a in addresses if self.permits(host, a)]
-        if addresses and not ok:
-            log.debug("refused to connect to %s: internal address %s", host, addresses[0])
-            raise BlockedAddress(host, addresses)
-        return ok
-
-    def check_literal(self, host: str) -> None:
-        """For a URL whose host is an IP address: raise BlockedAddress unless it may be reached
-        (a name is checked once resolved, by the transport)."""
-        ip = _ip(host)
-        if ip is not None:
-            self.allowed(host, [str(ip)])
-
-
-class _GuardedResolver(aiohttp.abc.AbstractResolver):
-    """aiohttp's resolver, keeping only the addresses the guard allows: the connector connects
-    to exactly what this returns (and caches it, per host)."""
-
-    def __init__(self, guard: AddressGuard) -> None:
-        self._guard = guard
-        self._inner = aiohttp.resolver.DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[aiohttp.abc.ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        allowed = set(self._guard.allowed(host, [r["host"] for r in results]))
-        return [r for r in results if r["host"] in allowed]
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend resolving names itself, so that the guard sees the address
-    and the connection goes to that same address (TLS still verifies the URL's host name)."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend, guard: AddressGuard) -> None:
-        self._inner = inner
-        self._guard = guard
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"DNS lookup of {host} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        last: Exception | None = None
-        for address in self._guard.allowed(host, addresses):
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:
-                last = exc
-        raise last or httpcore.ConnectError(f"no address for {host}")
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 # -- how long one poll may wait ------------------------------------------------------------------
@@ -333,167 +125,6 @@ def poll_budget(seconds: float | None) -> Iterator[PollBudget | None]:
 def current_budget() -> PollBudget | None:
     """The budget of the poll this code runs in, if any."""
     return _BUDGET.get()
-
-
-def make_transport(
-    kind: TransportKind = DEFAULT_TRANSPORT,
-    limits: FetchLimits | None = None,
-    guard: AddressGuard | None = None,
-) -> httpx.AsyncBaseTransport:
-    """The connection layer under the shared client: "aiohttp" (default) or "httpx" (httpcore).
-
-    Neither retries nor decompresses: the Fetcher does both, identically for either. With a
-    `guard`, both connect only to addresses it allows, checked after resolving.
-    """
-    limits = limits or FetchLimits()
-    if kind == "httpx":
-        pool = httpx.Limits(
-            max_connections=limits.concurrency,
-            max_keepalive_connections=limits.concurrency,
-            keepalive_expiry=30.0,
-        )
-        transport = httpx.AsyncHTTPTransport(
-            verify=_ssl_context(), limits=pool, http1=True, http2=False, retries=0
-        )
-        if guard is not None:
-            # httpx does not take a network backend; its pool (httpcore's) does.
-            pool_impl = transport._pool
-            pool_impl._network_backend = _GuardedBackend(pool_impl._network_backend, guard)
-        return transport
-    if kind == "aiohttp":
-        return AiohttpTransport(limits.concurrency, guard=guard)
-    raise ValueError(f"unknown transport {kind!r}: use 'aiohttp' or 'httpx'")
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx's transport interface over one aiohttp session: a lean bridge for the Fetcher.
-
-    It neither decompresses, follows redirects nor keeps cookies (the Fetcher decodes and
-    follows itself, and a poller has no session to keep). aiohttp errors are raised as the httpx
-    errors they correspond to, with the aiohttp error as their cause.
-    """
-
-    def __init__(self, max_connections: int = 50, *, guard: AddressGuard | None = None) -> None:
-        self._max_connections = max_connections
-        self._guard = guard
-        self._resolver: _GuardedResolver | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
-
-    def _open(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running event loop.
-        self._resolver = _GuardedResolver(self._guard) if self._guard is not None else None
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            keepalive_timeout=30.0,
-            # aiohttp's own verifying context, built when aiohttp is imported: a second one
-            # (loading a CA bundle, ~0.1 s) would be paid by every poll, HTTPS or not.
-            ssl=True,
-            ttl_dns_cache=300,
-            # IP literals skip the resolver: the Fetcher checks those itself.
-            resolver=self._resolver,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # aiohttp's default 8 KiB header limit rejects what httpx (and browsers) accept.
-            max_line_size=65536,
-            max_field_size=65536,
-            auto_decompress=False,
-            trust_env=False,
-        )
-        return self._session
-
-    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        t = request.extensions.get("timeout") or {}
-        key = (t.get("connect"), t.get("read"), t.get("pool"))
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            # aiohttp's `connect` covers waiting for a pooled connection, as httpx's `pool` does.
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
-                total=None, sock_connect=key[0], sock_read=key[1], connect=key[2]
-            )
-        return timeout
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        try:
-            response = await session.request(
-                request.method,
-                yarl.URL(str(request.url), encoded=True),
-                headers=headers,
-                data=request.content or None,
-                allow_redirects=False,
-                timeout=self._timeout(request),
-                server_hostname=request.extensions.get("sni_hostname"),
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _as_httpx_error(exc, request) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_AiohttpBody(response, request),
-            request=request,
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
-            },
-        )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._resolver is not None:  # a resolver given to a connector is not closed by it
-            await self._resolver.close()
-            self._resolver = None
-
-
-class _AiohttpBody(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _as_httpx_error(exc, self._request) from exc
-
-    async def aclose(self) -> None:
-        # Returns the connection to the pool only when the body was read to its end.
-        self._response.release()
-
-
-def _as_httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    kind: type[httpx.TransportError]
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        kind = httpx.ConnectTimeout
-    elif isinstance(exc, aiohttp.SocketTimeoutError):
-        kind = httpx.ReadTimeout
-    elif isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
-        kind = httpx.TimeoutException
-    elif isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
-        kind = httpx.ProxyError
-    elif isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidUrlClientError):
-        kind = httpx.UnsupportedProtocol
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        kind = httpx.ConnectError
-    elif isinstance(exc, aiohttp.ClientPayloadError):
-        kind = httpx.ReadError
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
-        kind = httpx.RemoteProtocolError
-    else:
-        kind = httpx.NetworkError
-    return kind(str(exc) or type(exc).__name__, request=request)
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~60-100 ms; one context serves every transport and connection.
-    return httpx.create_ssl_context()
 
 
 class _Failure(Exception):
@@ -809,63 +440,20 @@ class Fetcher:
                 response_headers[name] = value if seen is None else f"{seen}, {value}"
             status = response.status_code
             cap = self.limits.max_body_bytes
-            declared = response_headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
+            try:
+                check_declared_size(response_headers, cap)
+                if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+                    body = b""
+                else:
+                    encoding = response_headers.get("content-encoding", "")
+                    body = await read_body(response.aiter_raw(), encoding, cap)
+            except BodyError as exc:
                 raise _Failure(
-                    f"body larger than {_size(cap)} (Content-Length {int(declared)})",
-                    retryable=False,
-                    status=status,
-                    headers=response_headers,
-                )
-            if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-                body = b""
-            else:
-                body = await self._read_body(response, response_headers, cap)
+                    str(exc), retryable=False, status=status, headers=response_headers
+                ) from exc
         finally:
             await response.aclose()
         return _Exchange(status, response.reason_phrase, response_headers, body, str(url))
-
-    async def _read_body(
-        self, response: httpx.Response, headers: dict[str, str], cap: int
-    ) -> bytes:
-        """The decoded body, aborting as soon as more than `cap` decoded bytes arrive."""
-        status = response.status_code
-        try:
-            decoder = _Decoder.for_encoding(headers.get("content-encoding", ""))
-        except ValueError as exc:
-            raise _Failure(str(exc), retryable=False, status=status, headers=headers) from exc
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for raw in response.aiter_raw():
-                for piece in decoder.feed(raw):
-                    size += len(piece)
-                    if size > cap:
-                        raise _Failure(
-                            f"body larger than {_size(cap)}",
-                            retryable=False,
-                            status=status,
-                            headers=headers,
-                        )
-                    chunks.append(piece)
-            for piece in decoder.finish():
-                size += len(piece)
-                if size > cap:
-                    raise _Failure(
-                        f"body larger than {_size(cap)}",
-                        retryable=False,
-                        status=status,
-                        headers=headers,
-                    )
-                chunks.append(piece)
-        except zlib.error as exc:
-            raise _Failure(
-                f"could not decode {decoder.encoding} body: {exc}",
-                retryable=False,
-                status=status,
-                headers=headers,
-            ) from exc
-        return b"".join(chunks)
 
     # -- limits ----------------------------------------------------------------------------------
 
@@ -993,87 +581,6 @@ class Fetcher:
 
     def _describe(self, exc: BaseException) -> str:
         return _describe_exception(exc, self.limits)
-
-
-# -- content decoding ----------------------------------------------------------------------------
-
-
-class _Decoder:
-    """Incremental Content-Encoding decoder whose every step yields at most _INFLATE_STEP bytes."""
-
-    def __init__(self, encodings: list[str]) -> None:
-        self.encoding = ", ".join(encodings) or "identity"
-        # Applied in reverse: the last encoding listed was applied last by the server.
-        self._stages = [_Inflater(e) for e in reversed(encodings)]
-
-    @classmethod
-    def for_encoding(cls, header: str) -> _Decoder:
-        encodings = []
-        for token in header.lower().split(","):
-            token = token.strip()
-            if token in ("", "identity"):
-                continue
-            if token not in ("gzip", "x-gzip", "deflate"):
-                raise ValueError(f"unsupported Content-Encoding {token!r}")
-            encodings.append(token)
-        return cls(encodings)
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        return self._run(data, final=False)
-
-    def finish(self) -> Iterator[bytes]:
-        return self._run(b"", final=True)
-
-    def _run(self, data: bytes, *, final: bool) -> Iterator[bytes]:
-        pieces: Iterator[bytes] = iter((data,)) if data or final else iter(())
-        for stage in self._stages:
-            pieces = stage.run(pieces, final=final)
-        for piece in pieces:
-            if piece:
-                yield piece
-
-
-class _Inflater:
-    def __init__(self, encoding: str) -> None:
-        self._gzip = encoding in ("gzip", "x-gzip")
-        self._new()
-        self._started = False
-
-    def _new(self, wbits: int | None = None) -> None:
-        if wbits is None:
-            wbits = 16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS
-        self._wbits = wbits
-        self._z = zlib.decompressobj(wbits)
-
-    def run(self, pieces: Iterator[bytes], *, final: bool) -> Iterator[bytes]:
-        for data in pieces:
-            yield from self._inflate(data)
-        if final and not self._z.eof:
-            yield self._z.flush()
-
-    def _inflate(self, data: bytes) -> Iterator[bytes]:
-        if not self._started and data:
-            self._started = True
-            if not self._gzip:
-                # "deflate" is zlib-wrapped by the RFC but raw deflate from many servers.
-                try:
-                    zlib.decompressobj(zlib.MAX_WBITS).decompress(data[:2])
-                except zlib.error:
-                    self._new(-zlib.MAX_WBITS)
-        while True:
-            out = self._z.decompress(data, _INFLATE_STEP)
-            if out:
-                yield out
-            data = self._z.unconsumed_tail
-            if self._z.eof:
-                rest = self._z.unused_data
-                if not (self._gzip and rest.strip(b"\0")):
-                    return  # trailing padding or garbage after the stream: ignored
-                self._new()  # a multi-member gzip: the next member follows
-                data = rest
-                continue
-            if not data and len(out) < _INFLATE_STEP:
-                return
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -1227,14 +734,6 @@ def _status_text(status: int, reason: str) -> str:
     if len(reason) > _REASON_MAX:
         reason = reason[: _REASON_MAX - 3] + "..."
     return f"HTTP {status} {reason}".rstrip()
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor:
-            value = n / factor
-            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

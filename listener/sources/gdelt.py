@@ -25,14 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import Item, Response, SourcePoll, SourceSpec
 from ..text import canonical_url, normalise_text, thread_key_for_url
 from . import PollContext, SourceKind, register
 from ._api import (
     JSON_ACCEPT,
-    Seconds,
     WebUrl,
     cursor_with_wait,
     held_back,
@@ -41,6 +40,7 @@ from ._api import (
     pace,
     parse_iso_time,
 )
+from .base import Duration, KindOptions
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ LANGUAGE_CODES = {
 }
 
 
-class GdeltOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class GdeltOptions(KindOptions):
     query: str = Field(
         min_length=1,
         description='GDELT query: words, "phrases", (a OR b), -word, domain:, sourcecountry:',
@@ -140,11 +138,11 @@ class GdeltOptions(BaseModel):
     # Only articles in these languages (GDELT's names, "english", or codes, "eng").
     language: list[str] = Field(default_factory=list)
     # How far back the very first poll reaches; later polls continue from the cursor.
-    backfill: Seconds = Field(86400.0, gt=0, le=MAX_BACKFILL_S)
+    backfill: Duration = Field(86400.0, gt=0, le=MAX_BACKFILL_S)
     # How far before the newest article seen the next poll starts (late batches).
-    overlap: Seconds = Field(15 * 60.0, le=86400.0)
+    overlap: Duration = Field(15 * 60.0, le=86400.0)
     max_records: int = Field(MAX_RECORDS, ge=1, le=MAX_RECORDS)
-    request_interval: Seconds = DEFAULT_INTERVAL_S
+    request_interval: Duration = DEFAULT_INTERVAL_S
 
     @field_validator("query")
     @classmethod

@@ -108,7 +108,10 @@ def test_keeps_brand_posts_and_their_replies_and_nothing_else(
     assert rows(tmp_path, "SELECT brand, label FROM mentions") == [("Acme", "negative")]
     # The wire: the post collection only, and the cursor kept is the last event read.
     assert server.connections[0] == {"wantedCollections": "app.bsky.feed.post"}
-    assert source_cursor(tmp_path, "bsky-live") == {"time_us": server.events[-1]["time_us"]}
+    assert source_cursor(tmp_path, "bsky-live") == {
+        "protocol": "v1",
+        "time_us": server.events[-1]["time_us"],
+    }
 
     # A later reply, in another batch and after a restart, still finds its brand thread.
     def reply_later() -> None:

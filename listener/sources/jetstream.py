@@ -367,20 +367,19 @@ class _Batch:
         if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
             self.bad += 1
             return None
-        first, self.first = self.first, False
         if self.floor is not None and seq <= self.floor:
-            if not (first and seq < self.floor):
-                self.redelivered += 1  # at least once: already delivered
-                return None
-            # The server did not resume from our cursor (it replays from the cursor on): its
-            # sequence is behind ours, a new archive or another host. Read from where it is.
-            self.notices.append(
-                (
-                    "CursorAhead",
-                    f"the server's seq ({seq}) is behind the stored cursor ({self.floor}): "
-                    "a new archive or another host; reading from its position",
+            if self.first:
+                log.info(
+                    "%s: the server replays from seq %d, at or before the stored %d: "
+                    "what was read already is dropped",
+                    self.ctx.spec.name,
+                    seq,
+                    self.floor,
                 )
-            )
+            self.first = False
+            self.redelivered += 1  # at least once: already delivered
+            return None
+        self.first = False
         self.floor = self.last_seq = seq
         self.last_time = payload.get("time")
         self.events += 1
@@ -468,6 +467,7 @@ async def stream(ctx: StreamContext) -> None:
     # v2, after a CursorTooOld: the seq to send once (the server's floor), the floor staying
     # one below it so the event at the floor is kept.
     wire_once: int | None = None
+    recovered = False  # a refused cursor was replaced: reconnect without waiting
     failures = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + opts.poll_timeout if ctx.until_us is not None else None
@@ -503,12 +503,14 @@ async def stream(ctx: StreamContext) -> None:
                     if code == "CursorTooOld":
                         floor = _floor_seq(message)
                         problem = (
-                            f"Jetstream refused the stored cursor (seq {wire}) as older than it "
-                            f"keeps ({message or code}): posts in between were missed; resuming "
+                            f"Jetstream refused the stored cursor (seq {wire}) with CursorTooOld, "
+                            f"older than it keeps ({message}): posts in between were missed; "
+                            "resuming "
                             + (f"at its oldest, seq {floor}" if floor else "at the live tip")
                         )
                         cursor.position = floor - 1 if floor else None
                         wire_once = floor
+                        recovered = True
                     elif code is not None:
                         problem = (
                             f"Jetstream at {opts.base_url} refused the stream: {code}: {message}"
@@ -517,6 +519,9 @@ async def stream(ctx: StreamContext) -> None:
                 await ctx.deliver(
                     SourcePoll(items=[], responses=[], error=problem, cursor=cursor.as_dict())
                 )
+                if recovered:
+                    recovered = False
+                    continue  # the cursor is fixed: at once, from the server's oldest event
                 if ctx.until_us is not None:
                     return
                 failures += 1

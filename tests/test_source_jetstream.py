@@ -13,14 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from helpers import kind_source, poll_once, rows, source_cursor, write_config
 from httpd import LoopbackServer, unused_port_url
 from wsd import Jetstream, delete, identity, like, post, uri
 
+from listener.cli import cli
 from listener.config import load_config
 from listener.runtime import open_runtime
 from listener.sources import jetstream
-from listener.sources.jetstream import JetstreamOptions, backoff_delay
+from listener.sources.jetstream import JetstreamOptions, backoff_delay, resume_point
 from listener.stream import run_stream
 
 ALICE = "did:plc:alice4jetstream"
@@ -108,7 +110,10 @@ def test_keeps_brand_posts_and_their_replies_and_nothing_else(
     assert rows(tmp_path, "SELECT brand, label FROM mentions") == [("Acme", "negative")]
     # The wire: the post collection only, and the cursor kept is the last event read.
     assert server.connections[0] == {"wantedCollections": "app.bsky.feed.post"}
-    assert source_cursor(tmp_path, "bsky-live") == {"time_us": server.events[-1]["time_us"]}
+    assert source_cursor(tmp_path, "bsky-live") == {
+        "protocol": "v1",
+        "time_us": server.events[-1]["time_us"],
+    }
 
     # A later reply, in another batch and after a restart, still finds its brand thread.
     def reply_later() -> None:
@@ -251,10 +256,14 @@ def processes() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
             proc.wait(10)
 
 
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
 def test_kill_9_mid_stream_then_restart_has_no_gap_and_no_duplicate(
-    tmp_path: Path, server: Jetstream, processes: Callable[[Path], subprocess.Popen[str]]
+    tmp_path: Path,
+    server: Jetstream,
+    processes: Callable[[Path], subprocess.Popen[str]],
+    protocol: str,
 ) -> None:
-    cfg = config(tmp_path, server.url, flush_every="300ms", batch_size=5)
+    cfg = config(tmp_path, server.url, flush_every="300ms", batch_size=5, protocol=protocol)
     first = processes(cfg)
     server.wait_connections(1)
     for i in range(30):
@@ -317,3 +326,202 @@ alerts:
     wait_for(lambda: httpd.requests_for("/slack"), "the alert at Slack")
     (request,) = httpd.requests_for("/slack")
     assert f"bsky.app/profile/{ALICE}/post/3kangry" in request.body.decode()
+
+
+# --- v2: network.bsky.jetstream.subscribeEvents, seq cursors, at least once -------------------
+
+V2_PATH = "/xrpc/network.bsky.jetstream.subscribeEvents"
+
+
+def test_v2_resumes_from_the_stored_seq_after_a_restart_without_gap_or_duplicate(
+    tmp_path: Path, server: Jetstream
+) -> None:
+    cfg = config(tmp_path, server.url, protocol="v2")
+
+    def first() -> None:
+        server.wait_connections(1)
+        server.publish(*(post(ALICE, f"3ka{i}", f"Acme post {i}") for i in range(3)))
+
+    stream_while(cfg, first, lambda: mention_count(tmp_path) >= 3)
+    # The cursor names its protocol and is the seq of the last event read.
+    assert source_cursor(tmp_path, "bsky-live") == {"protocol": "v2", "seq": 3}
+    # Published while nobody listens: only a resume from the cursor can see these.
+    server.publish(*(post(BOB, f"3kb{i}", f"Acme while away {i}") for i in range(3)))
+
+    def second() -> None:
+        server.wait_connections(2)
+        server.publish(post(CAROL, "3kc0", "Acme after the restart"))
+
+    stream_while(cfg, second, lambda: mention_count(tmp_path) >= 7)
+    # The XRPC endpoint, its parameter names and subprotocol; resumed at the stored seq itself
+    # (the server replays inclusively and the client drops what it had).
+    assert server.paths == [V2_PATH, V2_PATH]
+    assert server.connections == [
+        {"kinds": "commit", "collections": "app.bsky.feed.post"},
+        {"kinds": "commit", "collections": "app.bsky.feed.post", "cursor": "3"},
+    ]
+    assert server.subprotocols == ["xrpc.v1.json", "xrpc.v1.json"]
+    assert rows(tmp_path, "SELECT count(*), count(DISTINCT url) FROM items") == [(7, 7)]
+    assert source_cursor(tmp_path, "bsky-live") == {"protocol": "v2", "seq": 7}
+
+
+def test_v2_redelivered_events_are_dropped_by_the_seq_floor_and_stored_once(
+    tmp_path: Path, server: Jetstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jetstream, "POLL_IDLE_S", 0.3)
+    cfg = config(tmp_path, server.url, protocol="v2")
+
+    def first() -> None:
+        server.wait_connections(1)
+        server.publish(*(post(ALICE, f"3kr{i}", f"Acme first {i}") for i in range(3)))
+
+    stream_while(cfg, first, lambda: mention_count(tmp_path) >= 3)
+    server.publish(*(post(BOB, f"3kr{i}", f"Acme later {i}") for i in range(3, 5)))
+    # At least once: this server resumes three events before the cursor it was given.
+    server.rewind_next(3)
+    (report,) = poll_once(cfg, now=lambda: datetime.now(UTC)).reports
+    assert server.connections[1]["cursor"] == "3"
+    # `listener poll` counts what was new on the stream, not the redelivered events again.
+    assert (report.error, report.items, report.new_items) == (None, 2, 2)
+    assert rows(tmp_path, "SELECT count(*), count(DISTINCT url) FROM items") == [(5, 5)]
+    assert source_cursor(tmp_path, "bsky-live")["seq"] == 5
+
+
+def test_a_cursor_of_the_other_protocol_is_never_replayed(
+    tmp_path: Path, server: Jetstream
+) -> None:
+    def one_post(n: int, rkey: str) -> Callable[[], None]:
+        def publish() -> None:
+            server.wait_connections(n)
+            server.publish(post(ALICE, rkey, f"Acme {rkey}"))
+
+        return publish
+
+    stream_while(
+        config(tmp_path, server.url), one_post(1, "3kv1"), lambda: mention_count(tmp_path) >= 1
+    )
+    assert source_cursor(tmp_path, "bsky-live")["protocol"] == "v1"
+    server.publish(post(BOB, "3kaway", "Acme while the source is switched"))
+
+    # Now v2: the stored time_us is not sent as a cursor; the stream starts at the live tip.
+    cfg = config(tmp_path, server.url, protocol="v2")
+    stream_while(cfg, one_post(2, "3kv2"), lambda: mention_count(tmp_path) >= 2)
+    assert server.paths[1] == V2_PATH and "cursor" not in server.connections[1]
+    urls = [url for (url,) in rows(tmp_path, "SELECT url FROM items")]
+    assert not any(url.endswith("/3kaway") for url in urls)  # the gap the warning names
+    cursor = source_cursor(tmp_path, "bsky-live")
+    assert (cursor["protocol"], cursor["seq"]) == ("v2", 3)
+    # The user is told, on the source, not only in the log.
+    (note,) = rows(tmp_path, "SELECT last_note FROM sources")[0]
+    assert "ProtocolChanged" in note and "not replayed" in note
+    out = CliRunner().invoke(cli, ["-c", str(cfg), "status"]).output
+    assert "stored cursor is Jetstream v1's" in out
+
+    # And back to v1: the seq is not sent to v1 (as a time it would be 1970).
+    stream_while(
+        config(tmp_path, server.url), one_post(3, "3kv1b"), lambda: mention_count(tmp_path) >= 3
+    )
+    assert server.paths[2] == "/subscribe" and "cursor" not in server.connections[2]
+    assert source_cursor(tmp_path, "bsky-live")["protocol"] == "v1"
+
+
+def test_a_cursor_stored_before_v2_existed_is_a_v1_cursor() -> None:
+    v1, v2 = JetstreamOptions(), JetstreamOptions(protocol="v2")
+    assert resume_point(v1, {"time_us": 1_700_000_000_000_000}) == (1_700_000_000_000_000, None)
+    position, warning = resume_point(v2, {"time_us": 1_700_000_000_000_000})
+    assert position is None and warning is not None and "live tip" in warning
+    assert resume_point(v2, {"protocol": "v2", "seq": 42}) == (42, None)
+
+
+def test_v2_outdated_cursor_advisory_is_recorded_and_the_stream_goes_on(
+    tmp_path: Path, server: Jetstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(tmp_path, server.url, protocol="v2")
+    server.advise_next(
+        "OutdatedCursor", "requested timestamp cursor below retention floor; starting at seq 1"
+    )
+
+    def publish() -> None:
+        server.wait_connections(1)
+        server.publish(*(post(ALICE, f"3ko{i}", f"Acme post {i}") for i in range(2)))
+
+    stream_while(cfg, publish, lambda: mention_count(tmp_path) >= 2)
+    # Not an error and not the end of the stream: the posts after it were read on the same
+    # connection, and the advisory is kept on the source for `status` and `check`.
+    assert len(server.connections) == 1
+    (error, failures, note) = rows(
+        tmp_path, "SELECT last_error, consecutive_failures, last_note FROM sources"
+    )[0]
+    assert (error, failures) == (None, 0)
+    assert "OutdatedCursor" in note and "retention floor" in note
+    assert source_cursor(tmp_path, "bsky-live")["advisory"]["name"] == "OutdatedCursor"
+    assert "Jetstream advisory OutdatedCursor" in caplog.text
+    out = CliRunner().invoke(cli, ["-c", str(cfg), "check"]).output
+    assert "warning: bsky-live: OutdatedCursor" in out
+
+
+def test_v2_error_frame_is_a_source_error_and_the_stream_resumes_from_its_cursor(
+    tmp_path: Path, server: Jetstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(tmp_path, server.url, protocol="v2")
+    server.error_after(2, "ConsumerTooSlow", "too far behind")
+
+    def publish() -> None:
+        server.wait_connections(1)
+        server.publish(*(post(ALICE, f"3ke{i}", f"Acme post {i}") for i in range(5)))
+
+    stream_while(cfg, publish, lambda: mention_count(tmp_path) >= 5)
+    assert "ended the stream: ConsumerTooSlow: too far behind" in caplog.text
+    # Reconnected from the last event read before the error frame; nothing lost or doubled.
+    assert server.connections[1]["cursor"] == "2"
+    assert rows(tmp_path, "SELECT count(*), count(DISTINCT url) FROM items") == [(5, 5)]
+
+
+def test_v2_future_cursor_error_drops_the_cursor_and_restarts_live(
+    tmp_path: Path, server: Jetstream
+) -> None:
+    cfg = config(tmp_path, server.url, protocol="v2")
+
+    def first() -> None:
+        server.wait_connections(1)
+        server.publish(post(ALICE, "3kf0", "Acme first"))
+
+    stream_while(cfg, first, lambda: mention_count(tmp_path) >= 1)
+    server.error_after(0, "FutureCursor", "cursor in the future")
+    (report,) = poll_once(cfg, now=lambda: datetime.now(UTC)).reports
+    assert report.error is not None and "FutureCursor" in report.error
+    assert "live tip" in report.error
+    assert rows(tmp_path, "SELECT consecutive_failures FROM sources") == [(1,)]
+    # Resuming from it again would fail again: the stored cursor is dropped.
+    assert "seq" not in source_cursor(tmp_path, "bsky-live")
+
+    def later() -> None:
+        server.wait_connections(3)
+        server.publish(post(BOB, "3kf1", "Acme after"))
+
+    stream_while(cfg, later, lambda: mention_count(tmp_path) >= 2)
+    assert "cursor" not in server.connections[2]
+
+
+def test_v2_cursor_too_old_is_reported_and_resumes_at_the_servers_oldest_event(
+    tmp_path: Path, server: Jetstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jetstream, "POLL_IDLE_S", 0.3)
+    cfg = config(tmp_path, server.url, protocol="v2")
+
+    def first() -> None:
+        server.wait_connections(1)
+        server.publish(post(ALICE, "3kt0", "Acme first"))
+
+    stream_while(cfg, first, lambda: mention_count(tmp_path) >= 1)
+    server.publish(*(post(BOB, f"3kt{i}", f"Acme while away {i}") for i in range(1, 6)))
+    server.forget_before(4)  # seqs 2 and 3 are past the server's retention
+    (report,) = poll_once(cfg, now=lambda: datetime.now(UTC)).reports
+    # Refused before the upgrade (HTTP 400, XRPC body CursorTooOld): the gap is named ...
+    assert report.error is not None
+    assert "CursorTooOld" in report.error and "missed" in report.error
+    # ... and the stream goes on at once from the oldest event the server has, that one kept.
+    assert [c.get("cursor") for c in server.connections[1:]] == ["1", "4"]
+    assert report.new_items == 3
+    stored = {url.rsplit("/", 1)[1] for (url,) in rows(tmp_path, "SELECT url FROM items")}
+    assert stored == {"3kt0", "3kt3", "3kt4", "3kt5"}

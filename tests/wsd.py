@@ -8,6 +8,19 @@ published after it connected). `wantedCollections` filters commit events by coll
 sending n events (a disconnect mid-stream); every connection's query is recorded.
 
 Events have the recorded shape of Jetstream messages (`post`, `delete`, `like`, `identity`).
+
+It also speaks v2, `network.bsky.jetstream.subscribeEvents` (github.com/bluesky-social/jetstream,
+its lexicon and `internal/subscribe`): `GET /xrpc/network.bsky.jetstream.subscribeEvents` with
+the `xrpc.v1.json` subprotocol; every event has a `seq` (1, 2, ...); frames are
+`{"$type": "message", "payload": {"$type": "...#commit", "seq", "did", "time", ...commit}}`;
+`cursor` below 1e15 is a seq replayed inclusively (`seq >= cursor`), at or above the next seq
+drops to the live tip; at or above 1e15 it is a time_us, translated to the first seq at or after
+it, and clamped to the retention floor with an `#info` `OutdatedCursor` frame first; a seq cursor
+below the floor (`forget_before`) is refused before the upgrade with HTTP 400 and
+`{"error": "CursorTooOld", "message": "... floor N ..."}`; the legacy `wantedCollections` is a
+400 `InvalidRequest`; `kinds` and `collections` filter. Test hooks: `error_after(n, code)` (an
+error frame after n events, then the close), `advise_next(name, message)` (an `#info` frame
+first), `rewind_next(k)` (the next connection replays k events before its cursor: at least once).
 """
 
 from __future__ import annotations
@@ -25,6 +38,30 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 T0_US = int(time.time() * 1_000_000)
+V2_NSID = "network.bsky.jetstream.subscribeEvents"
+V2_PATH = f"/xrpc/{V2_NSID}"
+TIME_CURSOR_FROM = 1_000_000_000_000_000
+
+
+def iso_us(time_us: int) -> str:
+    """v2's `time`: a UTC datetime with six fractional digits."""
+    return datetime.fromtimestamp(time_us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def v2_frame(event: dict[str, Any]) -> dict[str, Any]:
+    """A stored (v1-shaped) event as a v2 message frame."""
+    base = {"seq": event["seq"], "did": event["did"], "time": iso_us(event["time_us"])}
+    kind = event.get("kind")
+    if kind == "commit":
+        payload = {"$type": f"{V2_NSID}#commit", **base, **event["commit"]}
+    else:
+        payload = {"$type": f"{V2_NSID}#{kind}", **base, kind: event.get(kind, {})}
+    return {"$type": "message", "payload": payload}
+
+
+def edit(did: str, rkey: str, text: str) -> dict[str, Any]:
+    """A commit event updating a post's text."""
+    return post(did, rkey, text, operation="update")
 
 
 def post(
@@ -105,8 +142,14 @@ class Jetstream:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.connections: list[dict[str, str]] = []  # the query of each connection
+        self.paths: list[str] = []  # the path of each connection
+        self.subprotocols: list[str | None] = []  # the subprotocol agreed, per v2 connection
+        self.floor_seq = 1  # v2: the oldest seq still kept
         self._lock = threading.Lock()
         self._drops: list[int] = []
+        self._errors: list[tuple[int, str, str]] = []
+        self._advice: list[tuple[str, str]] = []
+        self._rewinds: list[int] = []
         self._loop = asyncio.new_event_loop()
         self._changed: asyncio.Event | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -143,7 +186,11 @@ class Jetstream:
         with self._lock:
             for event in events:
                 last = self.events[-1]["time_us"] if self.events else T0_US
-                stamped = {**event, "time_us": max(last + 1, int(time.time() * 1_000_000))}
+                stamped = {
+                    **event,
+                    "time_us": max(last + 1, int(time.time() * 1_000_000)),
+                    "seq": len(self.events) + 1,
+                }
                 self.events.append(stamped)
                 out.append(stamped["time_us"])
         self._loop.call_soon_threadsafe(self._wake)
@@ -153,6 +200,26 @@ class Jetstream:
         """The next connection closes (abruptly, no close frame) after sending n events."""
         with self._lock:
             self._drops.append(n)
+
+    def error_after(self, n: int, code: str, message: str = "") -> None:
+        """v2: the next connection sends an error frame after n events, then closes."""
+        with self._lock:
+            self._errors.append((n, code, message))
+
+    def advise_next(self, name: str, message: str) -> None:
+        """v2: the next connection starts with an `#info` advisory."""
+        with self._lock:
+            self._advice.append((name, message))
+
+    def rewind_next(self, k: int) -> None:
+        """v2: the next connection with a cursor replays from k events before it."""
+        with self._lock:
+            self._rewinds.append(k)
+
+    def forget_before(self, seq: int) -> None:
+        """v2: events before `seq` are past retention (a seq cursor below is CursorTooOld)."""
+        with self._lock:
+            self.floor_seq = seq
 
     def disconnect_all(self) -> None:
         asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(10)
@@ -175,6 +242,7 @@ class Jetstream:
         self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_get("/subscribe", self._subscribe)
+        app.router.add_get(V2_PATH, self._subscribe_v2)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -202,6 +270,7 @@ class Jetstream:
         collections = parse_qs(request.query_string).get("wantedCollections", [])
         with self._lock:
             self.connections.append(query)
+            self.paths.append(request.path)
             drop = self._drops.pop(0) if self._drops else None
             if "cursor" in query:
                 cursor = int(query["cursor"])
@@ -233,6 +302,103 @@ class Jetstream:
                         return ws
                     await ws.send_str(json.dumps(event))
                     sent += 1
+                if not pending:
+                    waiter = asyncio.ensure_future(changed.wait())
+                    await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+        finally:
+            closed.cancel()
+            self._sockets.discard(ws)
+        return ws
+
+    async def _subscribe_v2(self, request: web.Request) -> web.StreamResponse:
+        values = parse_qs(request.query_string)
+        query = {k: v[0] for k, v in values.items()}
+
+        def refuse(status: int, name: str, message: str) -> web.Response:
+            return web.json_response({"error": name, "message": message}, status=status)
+
+        if "wantedCollections" in values or "wantedDids" in values:
+            return refuse(400, "InvalidRequest", "wantedCollections is the legacy parameter")
+        collections, kinds = values.get("collections", []), values.get("kinds", [])
+        info: tuple[str, str] | None = None
+        with self._lock:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                self.connections.append(query)
+                self.paths.append(request.path)
+            position = len(self.events)
+            if "cursor" in query:
+                cursor = int(query["cursor"])
+                floor = self.floor_seq
+                if cursor < TIME_CURSOR_FROM:
+                    if cursor < len(self.events) + 1 and cursor < floor:
+                        return refuse(
+                            400,
+                            "CursorTooOld",
+                            f"subscribe: cursor too old: cursor {cursor} below lookback floor "
+                            f"{floor}; re-backfill from your last seq",
+                        )
+                    if cursor < len(self.events) + 1:
+                        position = max(cursor, 1) - 1
+                else:
+                    position = next(
+                        (i for i, e in enumerate(self.events) if e["time_us"] >= cursor),
+                        len(self.events),
+                    )
+                    if position < floor - 1:
+                        position = floor - 1
+                        info = (
+                            "OutdatedCursor",
+                            "requested timestamp cursor below retention floor; starting at "
+                            f"seq {floor}",
+                        )
+                if self._rewinds:
+                    position = max(0, position - self._rewinds.pop(0))
+            if request.headers.get("Upgrade", "").lower() != "websocket":
+                return refuse(400, "InvalidRequest", "a websocket endpoint")
+            drop = self._drops.pop(0) if self._drops else None
+            error = self._errors.pop(0) if self._errors else None
+            if self._advice:
+                info = self._advice.pop(0)
+        ws = web.WebSocketResponse(protocols=("xrpc.v1.json",))
+        await ws.prepare(request)
+        self.subprotocols.append(ws.ws_protocol)
+        self._sockets.add(ws)
+        if info is not None:
+            frame = {"$type": "message", "payload": {"$type": f"{V2_NSID}#info"}}
+            frame["payload"].update(name=info[0], message=info[1])
+            await ws.send_str(json.dumps(frame))
+        sent = 0
+        closed = asyncio.ensure_future(ws.receive())
+        try:
+            while not ws.closed and not closed.done():
+                assert self._changed is not None
+                changed = self._changed
+                with self._lock:
+                    pending = self.events[position:]
+                for event in pending:
+                    if error is not None and sent >= error[0]:
+                        break
+                    position += 1
+                    if kinds and event.get("kind") not in kinds:
+                        continue
+                    if not self._wanted(event, collections):
+                        continue
+                    if drop is not None and sent >= drop:
+                        request.transport.close()  # type: ignore[union-attr]
+                        return ws
+                    if error is not None and sent >= error[0]:
+                        break
+                    await ws.send_str(json.dumps(v2_frame(event)))
+                    sent += 1
+                if error is not None and sent >= error[0]:
+                    # A terminal error frame, then the close (the event-stream spec's rule).
+                    frame = {"$type": "error", "error": error[1]}
+                    if error[2]:
+                        frame["message"] = error[2]
+                    await ws.send_str(json.dumps(frame))
+                    await ws.close()
+                    return ws
                 if not pending:
                     waiter = asyncio.ensure_future(changed.wait())
                     await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)

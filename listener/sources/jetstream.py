@@ -13,12 +13,27 @@ How the service behaves (github.com/bluesky-social/jetstream, README and specs/c
   then tails live; without one it starts at the live tip. Delivery is at least once and a resume
   should rewind a little (a few seconds) to be gapless, so an event can arrive twice: posts are
   deduplicated on (did, rkey) by the store, through their URL.
-- v2 (`/xrpc/network.bsky.jetstream.subscribeEvents`, sequence cursors) keeps the legacy
-  `/subscribe` endpoint for live-only consumers; this kind speaks the legacy one.
+- v2 (`protocol: v2`; github.com/bluesky-social/jetstream, lexicon
+  `network.bsky.jetstream.subscribeEvents`, atproto proposal 0015):
+  `GET {base_url}/xrpc/network.bsky.jetstream.subscribeEvents?kinds=commit&collections=...
+  [&cursor=SEQ]`, websocket subprotocol `xrpc.v1.json`. Each text frame is
+  `{"$type": "message", "payload": {"$type": "network.bsky.jetstream.subscribeEvents#commit",
+  "seq", "did", "time", "rev", "operation", "collection", "rkey", "record", "cid"}}`; the cursor
+  is `seq`, replayed inclusively (the server sends `seq >= cursor` again, so the client drops
+  what is at or below the last seq it delivered: the dedup floor). An `#info` payload
+  (`OutdatedCursor`: a timestamp cursor was clamped to the retention floor) is advisory and the
+  stream goes on; `{"$type": "error", "error", "message"}` ends the connection (`ConsumerTooSlow`,
+  `InternalError`, `FutureCursor`); a seq cursor below the retention floor is refused before the
+  upgrade with HTTP 400 and an XRPC body `{"error": "CursorTooOld", "message": "... floor N ..."}`.
+  The public `jetstream*.bsky.network` hosts speak v1 only, hence the default.
+- Cursors are not portable between versions (a v1 cursor is a time, a v2 cursor a seq): the
+  stored cursor names its protocol, and one of the other protocol is never sent; the stream
+  starts at the live tip instead, with a warning kept on the source.
 
 Resuming: each batch of posts (every `batch_size` kept posts or `flush_every`, whichever first)
-is committed with the `time_us` of the last event read before it, in one transaction; a restart,
-even after `kill -9`, resumes from the stored `time_us` minus `rewind`. A lost connection is
+is committed with the position of the last event read before it (v1: `time_us`; v2: `seq`), in
+one transaction; a restart, even after `kill -9`, resumes from the stored `time_us` minus
+`rewind` (v1) or from the stored `seq` (v2, the redelivered event dropped by the dedup floor). A lost connection is
 retried with capped exponential backoff and jitter.
 
 A post is one item: its URL `https://bsky.app/profile/{did}/post/{rkey}`, its thread the root
@@ -34,13 +49,15 @@ import contextlib
 import json
 import logging
 import random
-from datetime import UTC, datetime
-from typing import Annotated, Any
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import Field, field_validator
 
-from ..models import Item, SourcePoll
+from ..models import Item, SourcePoll, SourceSpec
 from ..text import normalise_text, parse_datetime
 from . import PollContext, SourceKind, StreamContext, register
 from .base import Duration, KindOptions
@@ -55,12 +72,25 @@ POLL_IDLE_S = 2.0
 _WS_HEARTBEAT_S = 30.0
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
+V2_NSID = "network.bsky.jetstream.subscribeEvents"
+V2_PATH = f"/xrpc/{V2_NSID}"
+V2_SUBPROTOCOL = "xrpc.v1.json"
+_V2_COMMIT = f"{V2_NSID}#commit"
+_V2_INFO = f"{V2_NSID}#info"
+_V2_EVENTS = frozenset({_V2_COMMIT, f"{V2_NSID}#identity", f"{V2_NSID}#account", f"{V2_NSID}#sync"})
+# How long an advisory (an `OutdatedCursor`, a cursor of the other protocol not replayed) stays
+# on the source for `status` and `check`.
+ADVISORY_SHOWN_FOR = timedelta(days=1)
+
 WsUrl = Annotated[str, Field(pattern=r"^wss?://[^\s/?#]+(?:/[^\s?#]*)?$")]
 
 
 class JetstreamOptions(KindOptions):
-    # The Jetstream host (ws:// or wss://); `/subscribe` and the query are added here.
+    # The Jetstream host (ws:// or wss://); the endpoint's path and the query are added here.
     base_url: WsUrl = DEFAULT_BASE_URL
+    # v1: the legacy `/subscribe` (time_us cursors), what the public hosts speak; v2: the XRPC
+    # `network.bsky.jetstream.subscribeEvents` (seq cursors, at-least-once with a dedup floor).
+    protocol: Literal["v1", "v2"] = "v1"
     batch_size: int = Field(200, ge=1, le=10_000)
     flush_every: Annotated[Duration, Field(gt=0, le=60)] = 1.0
     rewind: Annotated[Duration, Field(le=3600)] = 2.0
@@ -73,14 +103,51 @@ class JetstreamOptions(KindOptions):
     @classmethod
     def _host_only(cls, v: str) -> str:
         v = v.rstrip("/")
-        return v.removesuffix("/subscribe")
+        return v.removesuffix("/subscribe").removesuffix(V2_PATH)
 
 
-def subscribe_url(opts: JetstreamOptions, cursor_us: int | None) -> str:
-    params: dict[str, Any] = {"wantedCollections": POST_COLLECTION}
-    if cursor_us is not None and cursor_us > 0:
-        params["cursor"] = cursor_us
+def subscribe_url(opts: JetstreamOptions, cursor: int | None) -> str:
+    """The websocket URL: v1 `cursor` is a time_us, v2 `cursor` a seq (inclusive)."""
+    if opts.protocol == "v2":
+        # v2 refuses the legacy parameter names; `collections` filters commits only, so the
+        # identity and account events are left out with `kinds`.
+        params: dict[str, Any] = {"kinds": "commit", "collections": POST_COLLECTION}
+        if cursor is not None and cursor >= 0:
+            params["cursor"] = cursor
+        return f"{opts.base_url}{V2_PATH}?{urlencode(params)}"
+    params = {"wantedCollections": POST_COLLECTION}
+    if cursor is not None and cursor > 0:
+        params["cursor"] = cursor
     return f"{opts.base_url}/subscribe?{urlencode(params)}"
+
+
+def stored_protocol(cursor: Mapping[str, Any]) -> str | None:
+    """The protocol a stored cursor belongs to (one written before v2 existed is a v1 one)."""
+    protocol = cursor.get("protocol")
+    if protocol in ("v1", "v2"):
+        return str(protocol)
+    return "v1" if isinstance(cursor.get("time_us"), int) else None
+
+
+def resume_point(
+    opts: JetstreamOptions, cursor: Mapping[str, Any]
+) -> tuple[int | None, str | None]:
+    """Where to resume from a stored cursor, in `opts.protocol`'s terms (v1 time_us, v2 seq),
+    and a warning when the cursor is the other protocol's: it is never replayed (a seq sent to
+    v1 reads as a time 50 years ago; a time sent to v2 is not the position it was), so the
+    stream starts at the live tip."""
+    protocol = stored_protocol(cursor)
+    if protocol is None:
+        return None, None
+    if protocol != opts.protocol:
+        what = "a time_us" if protocol == "v1" else "a seq"
+        return None, (
+            f"the stored cursor is Jetstream {protocol}'s ({what}) and this source now speaks "
+            f"{opts.protocol}: it was not replayed, the stream started at the live tip, and "
+            "posts made while the source was stopped were not read"
+        )
+    value = cursor.get("seq" if opts.protocol == "v2" else "time_us")
+    return (value if isinstance(value, int) and value >= 0 else None), None
 
 
 def post_uri(did: str, rkey: str) -> str:
@@ -127,7 +194,9 @@ def parse_post(event: dict[str, Any], *, source: str, now: datetime) -> Item | N
     parent = reply.get("parent") if reply else None
     parent_uri = parent.get("uri") if isinstance(parent, dict) else None
     time_us = event.get("time_us")
-    seen_at = datetime.fromtimestamp(time_us / 1_000_000, UTC) if isinstance(time_us, int) else None
+    if not isinstance(time_us, int):
+        time_us = _time_us(commit.get("time"))  # v2: the payload's `time`
+    seen_at = datetime.fromtimestamp(time_us / 1_000_000, UTC) if time_us is not None else None
     link = f"https://bsky.app/profile/{did}/post/{rkey}"
     return Item(
         source=source,
@@ -146,23 +215,93 @@ def parse_post(event: dict[str, Any], *, source: str, now: datetime) -> Item | N
             "cid": commit.get("cid"),
             "did": did,
             "time_us": time_us,
+            **({"seq": event["seq"]} if isinstance(event.get("seq"), int) else {}),
             "langs": record.get("langs") or [],
             "links": _links(record),
         },
     )
 
 
-class _Batch:
-    """Posts read since the last commit: kept ones, replies waiting for their thread's verdict,
-    and the position (`time_us`) of the last event read."""
+def _time_us(value: Any) -> int | None:
+    """A v2 event's `time` (an ISO-8601 datetime, µs precision) as epoch microseconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
-    def __init__(self, ctx: StreamContext) -> None:
+
+class _Cursor:
+    """What is stored as the source's cursor: the protocol, the position of the last event read
+    (v1 `time_us`, v2 `seq`) and the last advisory the stream gave (with its time)."""
+
+    def __init__(
+        self, protocol: str, position: int | None, advisory: dict[str, Any] | None = None
+    ) -> None:
+        self.protocol = protocol
+        self.position = position
+        self.advisory = advisory
+        # The time of the last event read (epoch µs), for a one-off read's "caught up".
+        self.last_us: int | None = position if protocol == "v1" else None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"protocol": self.protocol}
+        if self.position is not None:
+            out["seq" if self.protocol == "v2" else "time_us"] = self.position
+        if self.advisory is not None:
+            out["advisory"] = self.advisory
+        return out
+
+    def advise(self, name: str, message: str, now: datetime) -> None:
+        self.advisory = {"name": name, "message": message, "at": now.isoformat()}
+
+    def note(self, now: datetime) -> str | None:
+        return advisory_note(self.advisory, now)
+
+
+def advisory_note(advisory: Any, now: datetime) -> str | None:
+    """The advisory as a line for `status`, while it is recent."""
+    if not isinstance(advisory, dict):
+        return None
+    try:
+        at = datetime.fromisoformat(str(advisory.get("at")))
+    except ValueError:
+        return None
+    if now - at > ADVISORY_SHOWN_FOR:
+        return None
+    return (
+        f"{advisory.get('name')} at {at.strftime('%Y-%m-%d %H:%M')} UTC: {advisory.get('message')}"
+    )
+
+
+class _Batch:
+    """Posts read since the last commit on one connection: kept ones, replies waiting for their
+    thread's verdict, the position of the last event read, and (v2) what the server said besides
+    events: advisories and a terminal error frame."""
+
+    def __init__(self, ctx: StreamContext, cursor: _Cursor | None = None) -> None:
         self.ctx = ctx
+        self.cursor = cursor if cursor is not None else _Cursor("v1", None)
+        self.v2 = self.cursor.protocol == "v2"
         self.kept: list[dict[str, Any]] = []
         self.replies: list[tuple[str, dict[str, Any]]] = []  # (thread key, event)
         self.events = 0
         self.last_us: int | None = None
         self.bad = 0
+        # v2: the dedup floor (the highest seq delivered: the server replays inclusively, so a
+        # resumed connection starts with it again), the last seq and time read, and whether
+        # this connection has sent an event yet.
+        self.floor = self.cursor.position if self.v2 else None
+        self.last_seq: int | None = None
+        self.last_time: Any = None
+        self.first = True
+        self.redelivered = 0
+        self.notices: list[tuple[str, str]] = []  # (name, message): #info frames and the like
+        self.error_frame: tuple[str, str] | None = None
 
     def add(self, raw: str | bytes) -> None:
         """One websocket message. The hot path: most posts name no brand and stop at `wants`."""
@@ -174,10 +313,16 @@ class _Batch:
         if not isinstance(event, dict):
             self.bad += 1
             return
-        time_us = event.get("time_us")
-        if isinstance(time_us, int) and (self.last_us is None or time_us > self.last_us):
-            self.last_us = time_us
-        self.events += 1
+        if self.v2:
+            unwrapped = self._unwrap(event)
+            if unwrapped is None:
+                return
+            event = unwrapped
+        else:
+            time_us = event.get("time_us")
+            if isinstance(time_us, int) and (self.last_us is None or time_us > self.last_us):
+                self.last_us = time_us
+            self.events += 1
         commit = event.get("commit")
         if event.get("kind") != "commit" or not isinstance(commit, dict):
             return
@@ -195,13 +340,69 @@ class _Batch:
         if root is not None:
             self.replies.append((f"bsky:{root}", event))
 
+    def _unwrap(self, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """A v2 (xrpc.v1.json) frame as a v1-shaped commit event, or None when it is not one
+        (another kind, an advisory, an error, a redelivered seq)."""
+        frame_type = frame.get("$type")
+        if frame_type == "error":
+            self.error_frame = (
+                str(frame.get("error") or "unknown"),
+                str(frame.get("message") or ""),
+            )
+            return None
+        payload = frame.get("payload")
+        if frame_type != "message" or not isinstance(payload, dict):
+            return None  # an unknown frame type: skipped, for a newer server's sake
+        payload_type = payload.get("$type")
+        if payload_type == _V2_INFO:
+            self.notices.append(
+                (str(payload.get("name") or "unknown"), str(payload.get("message") or ""))
+            )
+            return None
+        if payload_type not in _V2_EVENTS:
+            return None
+        seq = payload.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
+            self.bad += 1
+            return None
+        if self.floor is not None and seq <= self.floor:
+            if self.first:
+                log.info(
+                    "%s: the server replays from seq %d, at or before the stored %d: "
+                    "what was read already is dropped",
+                    self.ctx.spec.name,
+                    seq,
+                    self.floor,
+                )
+            self.first = False
+            self.redelivered += 1  # at least once: already delivered
+            return None
+        self.first = False
+        self.floor = self.last_seq = seq
+        self.last_time = payload.get("time")
+        self.events += 1
+        if payload_type != _V2_COMMIT:
+            return None
+        # The commit payload has the fields of v1's `commit` object, and `did` and `time`.
+        return {"did": payload.get("did"), "kind": "commit", "commit": payload, "seq": seq}
+
     @property
     def size(self) -> int:
         return len(self.kept)
 
-    def take(self) -> SourcePoll | None:
-        """The batch as items plus the cursor to store with them; None when nothing was read."""
-        if self.last_us is None:
+    def take(self, force: bool = False) -> SourcePoll | None:
+        """The batch as items plus the cursor to store with them; None when nothing was read
+        (unless `force`: an advisory to record)."""
+        cursor = self.cursor
+        if self.v2:
+            if self.last_seq is not None:
+                cursor.position = self.last_seq
+                cursor.last_us = _time_us(self.last_time) or cursor.last_us
+            elif not force:
+                return None
+        elif self.last_us is not None:
+            cursor.position = cursor.last_us = self.last_us
+        elif not force:
             return None
         now = self.ctx.now()
         name = self.ctx.spec.name
@@ -214,8 +415,15 @@ class _Batch:
                     items.append(it)
         if self.bad:
             log.warning("%s: %d messages that are not JSON events skipped", name, self.bad)
-        poll = SourcePoll(items=items, responses=[], cursor={"time_us": self.last_us})
-        self.kept, self.replies, self.events, self.bad = [], [], 0, 0
+        if self.redelivered:
+            log.debug(
+                "%s: %d redelivered events dropped (seq at or below the floor)",
+                name,
+                self.redelivered,
+            )
+        poll = SourcePoll(items=items, responses=[], cursor=cursor.as_dict(), note=cursor.note(now))
+        self.kept, self.replies, self.events, self.bad, self.redelivered = [], [], 0, 0, 0
+        self.last_us, self.last_seq = None, None
         return poll
 
 
@@ -242,8 +450,22 @@ async def stream(ctx: StreamContext) -> None:
     opts = JetstreamOptions.model_validate(
         {k: v for k, v in ctx.spec.options.items() if v is not None}
     )
-    stored = ctx.state.cursor.get("time_us")
-    position: int | None = stored if isinstance(stored, int) else None
+    name = ctx.spec.name
+    v2 = opts.protocol == "v2"
+    stored = ctx.state.cursor
+    position, mismatch = resume_point(opts, stored)
+    advisory = stored.get("advisory") if stored_protocol(stored) == opts.protocol else None
+    cursor = _Cursor(opts.protocol, position, advisory if isinstance(advisory, dict) else None)
+    if mismatch is not None:
+        log.warning("%s: %s", name, mismatch)
+        cursor.advise("ProtocolChanged", mismatch, ctx.now())
+        await ctx.deliver(
+            SourcePoll(items=[], responses=[], cursor=cursor.as_dict(), note=cursor.note(ctx.now()))
+        )
+    # v2, after a CursorTooOld: the seq to send once (the server's floor), the floor staying
+    # one below it so the event at the floor is kept.
+    wire_once: int | None = None
+    recovered = False  # a refused cursor was replaced: reconnect without waiting
     failures = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + opts.poll_timeout if ctx.until_us is not None else None
@@ -252,27 +474,69 @@ async def stream(ctx: StreamContext) -> None:
         timeout=timeout, headers={"User-Agent": ctx.user_agent}
     ) as session:
         while not ctx.stop.is_set():
-            cursor = position - int(opts.rewind * 1_000_000) if position is not None else None
-            url = subscribe_url(opts, cursor)
-            batch = _Batch(ctx)
+            if v2:
+                wire = wire_once if wire_once is not None else cursor.position
+                wire_once = None
+            elif cursor.position is not None:
+                wire = cursor.position - int(opts.rewind * 1_000_000)
+            else:
+                wire = None
+            url = subscribe_url(opts, wire)
+            batch = _Batch(ctx, cursor)
             try:
                 ws = await session.ws_connect(
-                    url, heartbeat=_WS_HEARTBEAT_S, max_msg_size=_MAX_MESSAGE_BYTES
+                    url,
+                    heartbeat=_WS_HEARTBEAT_S,
+                    max_msg_size=_MAX_MESSAGE_BYTES,
+                    protocols=(V2_SUBPROTOCOL,) if v2 else (),
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 problem = _connect_problem(opts, exc)
-                log.warning("%s: %s", ctx.spec.name, problem)
-                await ctx.deliver(SourcePoll(items=[], responses=[], error=problem))
+                if (
+                    v2
+                    and isinstance(exc, aiohttp.WSServerHandshakeError)
+                    and 400 <= exc.status < 500
+                ):
+                    code, message = await _xrpc_error(session, url)
+                    if code == "CursorTooOld":
+                        floor = _floor_seq(message)
+                        problem = (
+                            f"Jetstream refused the stored cursor (seq {wire}) with CursorTooOld, "
+                            f"older than it keeps ({message}): posts in between were missed; "
+                            "resuming "
+                            + (f"at its oldest, seq {floor}" if floor else "at the live tip")
+                        )
+                        cursor.position = floor - 1 if floor else None
+                        wire_once = floor
+                        recovered = True
+                    elif code is not None:
+                        problem = (
+                            f"Jetstream at {opts.base_url} refused the stream: {code}: {message}"
+                        )
+                log.warning("%s: %s", name, problem)
+                await ctx.deliver(
+                    SourcePoll(items=[], responses=[], error=problem, cursor=cursor.as_dict())
+                )
+                if recovered:
+                    recovered = False
+                    continue  # the cursor is fixed: at once, from the server's oldest event
                 if ctx.until_us is not None:
                     return
                 failures += 1
                 await _sleep_or_stop(ctx.stop, backoff_delay(opts, failures))
                 continue
+            if v2 and ws.protocol != V2_SUBPROTOCOL:
+                log.warning(
+                    "%s: the server did not agree to the %s subprotocol; reading on",
+                    name,
+                    V2_SUBPROTOCOL,
+                )
             log.info(
-                "%s: connected to %s (%s)",
-                ctx.spec.name,
+                "%s: connected to %s (%s, %s)",
+                name,
                 opts.base_url,
-                f"resuming at {cursor}" if cursor is not None else "live",
+                opts.protocol,
+                f"resuming at {wire}" if wire is not None else "live",
             )
             read_any = False
             caught_up = False
@@ -295,8 +559,9 @@ async def stream(ctx: StreamContext) -> None:
                     except TimeoutError:
                         msg = None
                     except aiohttp.ClientError as exc:
-                        log.info("%s: Jetstream connection lost: %s", ctx.spec.name, exc)
+                        log.info("%s: Jetstream connection lost: %s", name, exc)
                         break
+                    force = False
                     if msg is not None and msg.type in (
                         aiohttp.WSMsgType.TEXT,
                         aiohttp.WSMsgType.BINARY,
@@ -304,18 +569,22 @@ async def stream(ctx: StreamContext) -> None:
                         batch.add(msg.data)
                         read_any = True
                         last_msg_at = loop.time()
+                        if batch.error_frame is not None:
+                            break  # the server ends the stream after an error frame
+                        if batch.notices:
+                            force = _take_notices(ctx, batch, cursor)
                         if flush_at is None:
                             flush_at = last_msg_at + opts.flush_every
-                        if batch.size < opts.batch_size and last_msg_at < flush_at:
+                        if not force and batch.size < opts.batch_size and last_msg_at < flush_at:
                             continue
                     elif msg is not None:
                         break  # closed, closing or an error: flush what was read, reconnect
-                    position = await _flush(ctx, batch, position)
+                    await _flush(ctx, batch, force)
                     flush_at = None
                     if ctx.until_us is not None:
                         now = loop.time()
                         if (
-                            (position or 0) >= ctx.until_us
+                            (cursor.last_us or 0) >= ctx.until_us
                             or now - last_msg_at >= POLL_IDLE_S
                             or (deadline is not None and now >= deadline)
                         ):
@@ -323,21 +592,85 @@ async def stream(ctx: StreamContext) -> None:
                             break
             finally:
                 closer.cancel()
-                position = await _flush(ctx, batch, position)
+                await _flush(ctx, batch)
                 await ws.close()
+            if batch.error_frame is not None:
+                problem = _error_frame_problem(opts, batch.error_frame, cursor)
+                log.warning("%s: %s", name, problem)
+                await ctx.deliver(
+                    SourcePoll(items=[], responses=[], error=problem, cursor=cursor.as_dict())
+                )
+                read_any = False  # counts as a failed connection: backoff grows
             if caught_up or ctx.stop.is_set():
                 return
-            if ctx.until_us is not None and deadline is not None and loop.time() >= deadline:
+            if ctx.until_us is not None and (
+                batch.error_frame is not None or (deadline is not None and loop.time() >= deadline)
+            ):
                 return
             failures = 0 if read_any else failures + 1
             delay = backoff_delay(opts, failures)
             log.info(
                 "%s: Jetstream closed the connection (%s); reconnecting in %.1f s",
-                ctx.spec.name,
+                name,
                 ws.close_code,
                 delay,
             )
             await _sleep_or_stop(ctx.stop, delay)
+
+
+def _take_notices(ctx: StreamContext, batch: _Batch, cursor: _Cursor) -> bool:
+    """Advisories read (v2 `#info` frames such as `OutdatedCursor`): logged and kept on the
+    source; the stream goes on. True when one must be committed now."""
+    for name, message in batch.notices:
+        log.warning("%s: Jetstream advisory %s: %s", ctx.spec.name, name, message)
+        cursor.advise(name, message, ctx.now())
+    batch.notices = []
+    return True
+
+
+def _error_frame_problem(opts: JetstreamOptions, frame: tuple[str, str], cursor: _Cursor) -> str:
+    """The source error for a v2 error frame; a `FutureCursor` drops the stored cursor (the
+    server will never reach it: resuming from it again would fail again), the rest reconnect
+    from it with backoff."""
+    code, message = frame
+    problem = f"Jetstream at {opts.base_url} ended the stream: {code}" + (
+        f": {message}" if message else ""
+    )
+    if code == "FutureCursor":
+        cursor.position = None
+        problem += "; the stored cursor is ahead of the server, so it restarts at the live tip"
+    elif code == "ConsumerTooSlow":
+        problem += "; reconnecting from the last stored event (is this machine keeping up?)"
+    else:
+        problem += "; reconnecting from the last stored event"
+    return problem
+
+
+async def _xrpc_error(session: Any, url: str) -> tuple[str | None, str]:
+    """The XRPC error (`{"error", "message"}`) a v2 server refused the websocket with. aiohttp
+    drops the body of a refused handshake, so the same URL is asked again as plain HTTP: the
+    cursor and filters are judged before the upgrade, so the answer is the same."""
+    import aiohttp
+
+    http_url = "http" + url.removeprefix("ws")
+    try:
+        async with session.get(http_url) as resp:
+            body = await resp.content.read(64 * 1024)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return None, ""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None, ""
+    if not isinstance(doc, dict) or not isinstance(doc.get("error"), str):
+        return None, ""
+    return doc["error"], str(doc.get("message") or "")
+
+
+def _floor_seq(message: str) -> int | None:
+    """The oldest seq a server keeps, from a CursorTooOld message ("... floor 1234 ...")."""
+    match = re.search(r"floor(?: seq)?:? (\d+)", message)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 async def _close_on_stop(stop: asyncio.Event, ws: Any) -> None:
@@ -345,13 +678,10 @@ async def _close_on_stop(stop: asyncio.Event, ws: Any) -> None:
     await ws.close()
 
 
-async def _flush(ctx: StreamContext, batch: _Batch, position: int | None) -> int | None:
-    poll = batch.take()
-    if poll is None:
-        return position
-    await ctx.deliver(poll)
-    assert poll.cursor is not None
-    return int(poll.cursor["time_us"])
+async def _flush(ctx: StreamContext, batch: _Batch, force: bool = False) -> None:
+    poll = batch.take(force)
+    if poll is not None:
+        await ctx.deliver(poll)
 
 
 def _connect_problem(opts: JetstreamOptions, exc: BaseException) -> str:
@@ -361,9 +691,20 @@ def _connect_problem(opts: JetstreamOptions, exc: BaseException) -> str:
         return (
             f"Jetstream at {opts.base_url} refused the websocket (HTTP {exc.status}): check "
             "base_url (the host, e.g. wss://jetstream2.us-east.bsky.network)"
+            + (
+                " and that it speaks v2 (the public hosts speak v1)"
+                if opts.protocol == "v2"
+                else ""
+            )
         )
     what = str(exc) or type(exc).__name__
     return f"Jetstream unreachable at {opts.base_url}: {what}"
+
+
+def notes(spec: SourceSpec, cursor: Mapping[str, Any]) -> list[str]:
+    """What `check` and `status` say from the stored cursor: a recent advisory."""
+    note = advisory_note(cursor.get("advisory"), datetime.now(UTC))
+    return [note] if note else []
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
@@ -380,6 +721,7 @@ KIND = register(
         options_model=JetstreamOptions,
         poll=poll,
         stream=stream,
+        notes=notes,
         description="Bluesky Jetstream firehose (websocket), filtered locally",
     )
 )

@@ -79,19 +79,21 @@ def score_matches(
     text = item_text(item)
     terms = {m.brand: matcher.neutral_terms(m.brand) for m in matches}
     all_terms = [t for brand_terms in terms.values() for t in brand_terms]
-    item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms, toward=False)
-    mentions = tuple(
-        MentionScore(
-            m,
-            snippet_around(text, m.spans),
-            scorer.score(
-                mention_text(item, text, m.spans),
-                neutralise=terms[m.brand],
-                others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
-            ),
+    # The item's score and each mention's read mostly the same sentences: each is read once.
+    with scorer.sharing():
+        item_score = scorer.score(text[:ITEM_SCORE_CHARS], neutralise=all_terms, toward=False)
+        mentions = tuple(
+            MentionScore(
+                m,
+                snippet_around(text, m.spans),
+                scorer.score(
+                    mention_text(item, text, m.spans),
+                    neutralise=terms[m.brand],
+                    others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
+                ),
+            )
+            for m in matches
         )
-        for m in matches
-    )
     return Analysis(mentions, item_score)
 
 

@@ -103,8 +103,10 @@ async def open_runtime(
     transport: httpx.AsyncBaseTransport | None = None,
     now: Callable[[], datetime] = utc_now,
     workers: int = 0,
+    worker_min_bytes: int = 0,
 ) -> AsyncIterator[Runtime]:
-    """Everything a poll needs; `workers` > 0 starts that many processes for parsing and scoring."""
+    """Everything a poll needs; `workers` > 0 starts that many processes for parsing and scoring
+    (once a poll has `worker_min_bytes` to work on, or is about to: see `CpuPool`)."""
     own_store = store is None
     store = store or Store.open(config.database)
     store.secrets = config.secrets
@@ -144,6 +146,7 @@ async def open_runtime(
                     config.brands,
                     sentiment_settings(config),
                     analyse_inline=analyse_inline,
+                    min_bytes=worker_min_bytes,
                 )
             yield rt
     finally:
@@ -155,6 +158,11 @@ async def open_runtime(
 
 # Below this many sources a poll gains nothing from workers: starting them costs ~2 s of CPU.
 AUTO_MIN_SOURCES = 50
+# Workers chosen automatically start once a poll has this much to parse and score (or at its
+# start when it polls many sources for the first time: see `pipeline.EARLY_START_SOURCES`).
+# Below it, inline costs less than starting them (~1 s of CPU each): ~0.3 ms per entry parsed,
+# matched and scored, entries of ~2 KB, so 4 MB is about 2,000 entries or 0.6 s.
+AUTO_MIN_BYTES = 4_000_000
 
 
 def auto_workers(sources: int, configured: int | None) -> int:
@@ -163,3 +171,8 @@ def auto_workers(sources: int, configured: int | None) -> int:
         return configured
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) if sources >= AUTO_MIN_SOURCES and (cores or 1) > 1 else 0
+
+
+def auto_min_bytes(configured: int | None) -> int:
+    """Bytes a poll works on inline before its workers start: none when `workers:` is set."""
+    return AUTO_MIN_BYTES if configured is None else 0

@@ -383,6 +383,20 @@ def m012_conversations(db: sqlite_utils.Database) -> None:
         """
     )
 
+
+@_migration
+def m013_speed(db: sqlite_utils.Database) -> None:
+    # Indexes nothing reads, each written for every stored row: item_keys is only ever looked up
+    # by key (its primary key), never by item; mentions.product only feeds a facet, which counts
+    # every row whatever the index. Two B-tree inserts fewer per identity key and per mention.
+    db.executescript(
+        """
+        DROP INDEX IF EXISTS item_keys_item;
+        DROP INDEX IF EXISTS mentions_product;
+        """
+    )
+
+
 _BUDGET_COLUMNS = (
     "host",
     "per_minute",

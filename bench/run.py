@@ -93,7 +93,15 @@ def log(msg: str) -> None:
 class Farm:
     """The shared feed farm as a child process, stopped through /_farm/stop (else terminated)."""
 
-    def __init__(self, shared: Path, out: Path, feeds: int, entries: int, mutate: float) -> None:
+    def __init__(
+        self,
+        shared: Path,
+        out: Path,
+        feeds: int,
+        entries: int,
+        mutate: float,
+        extra: Sequence[str] = (),  # more `feedfarm.py serve` options (bench/steady.py)
+    ) -> None:
         self.ready = out / "farm.json"
         self.truth = out / "truth.jsonl"
         for stale in (self.ready, self.truth):
@@ -111,6 +119,7 @@ class Farm:
             "--duration", "1800",
             "--mutate", str(mutate),
             "--quiet",
+            *extra,
         ]  # fmt: skip
         self.log = open(out / "farm.log", "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(

@@ -160,9 +160,11 @@ async def open_runtime(
 AUTO_MIN_SOURCES = 50
 # Workers chosen automatically start once a poll has this much to parse and score (or at its
 # start when it polls many sources for the first time: see `pipeline.EARLY_START_SOURCES`).
-# Below it, inline costs less than starting them (~1 s of CPU each): ~0.3 ms per entry parsed,
-# matched and scored, entries of ~2 KB, so 4 MB is about 2,000 entries or 0.6 s.
-AUTO_MIN_BYTES = 4_000_000
+# Below it, inline costs less than starting them (~1 s of CPU each): a poll after a quiet spell
+# re-reads whole feeds for a few new entries, and parsing costs ~0.13 ms per ~2 KB entry, so
+# 12 MB is ~6,000 entries and ~0.8 s (the farm's 50 changed feeds of 115 KB: 0.3 s inline,
+# where two workers would spend ~2 s starting and the polling process still builds a scorer).
+AUTO_MIN_BYTES = 12_000_000
 
 
 def auto_workers(sources: int, configured: int | None) -> int:

@@ -728,6 +728,7 @@ class Scorer:
         )
         self._analyzer = _TracingAnalyzer(lexicon, base.emojis, neutral, topics)
         self._substituted: dict[str, str] | None = None  # sentence -> phrases found, in `sharing`
+        self._cues: dict[str, _SentenceCues] | None = None  # sentence -> what it says, likewise
         self.lexicon_version = _version(config, domain_digest)
         log.debug(
             "scorer %s: %d words, %d phrases", self.lexicon_version, len(lexicon), len(phrases)
@@ -741,11 +742,11 @@ class Scorer:
         if self._substituted is not None:  # already inside: the outer block owns the memo
             yield
             return
-        self._substituted, self._analyzer.memo = {}, {}
+        self._substituted, self._cues, self._analyzer.memo = {}, {}, {}
         try:
             yield
         finally:
-            self._substituted = self._analyzer.memo = None
+            self._substituted = self._cues = self._analyzer.memo = None
 
     def label_for(self, compound: float) -> Label:
         if compound >= self.config.positive_threshold:
@@ -799,7 +800,7 @@ class Scorer:
                     memo[sentence] = done
             substituted.append(done)
         trace = self._analyzer.trace(substituted)
-        reading = _read(lowered, trace, targeted=bool(neutralise))
+        reading = _read(lowered, trace, targeted=bool(neutralise), memo=self._cues)
         compound = trace.polarity["compound"]
         polarity = trace.polarity
         if reading.changed:
@@ -1305,8 +1306,43 @@ class _Reading:
     changed: bool = False
 
 
-def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
-    """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place."""
+# What a (lower-cased) sentence says whatever its snippet: asks, request cue, seeks information,
+# stated fact, arrival cue, churn cue, a question only.
+_SentenceCues = tuple[
+    bool,
+    "_intent.Cue | None",
+    bool,
+    "tuple[str, float] | None",
+    "_intent.Cue | None",
+    "_intent.Cue | None",
+    bool,
+]
+
+
+def _sentence_cues(s: str) -> _SentenceCues:
+    asks = _intent.asks(s)
+    seeks = asks and _intent.seeks_information(s)
+    request = _intent.request_cue(s)
+    return (
+        asks,
+        request,
+        seeks,
+        None if seeks else _fact(s),
+        _intent.arrival_cue(s),
+        _intent.churn_cue(s),
+        asks and request is not None and _intent.is_question_only(s),
+    )
+
+
+def _read(
+    lowered: list[str],
+    trace: _Trace,
+    *,
+    targeted: bool,
+    memo: dict[str, _SentenceCues] | None = None,
+) -> _Reading:
+    """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place.
+    `memo`: what each sentence says, shared by the snippets of one text (`Scorer.sharing`)."""
     r = _Reading()
     sent = trace.sentiments
     bounds = [*trace.starts, len(sent)]
@@ -1334,7 +1370,11 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
         flip(0, len(sent), marker.group().strip())
     facts: list[tuple[int, str, float]] = []
     asking_post = False
-    roles = [(_intent.asks(s), _intent.request_cue(s)) for s in lowered]
+    if memo is None:
+        read = [_sentence_cues(s) for s in lowered]
+    else:
+        read = [memo[s] if s in memo else memo.setdefault(s, _sentence_cues(s)) for s in lowered]
+    roles = [(c[0], c[1]) for c in read]
     # Courtesy closing a question or a request ("Thanks!", "happy to test") is not praise.
     courteous = any(asks or request is not None for asks, request in roles)
     for k, s in enumerate(lowered):
@@ -1359,7 +1399,8 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
                 if sent[i] > 0:
                     sent[i] = 0.0
                     r.changed = True
-        if asks and targeted and _intent.seeks_information(s):
+        _, _, seeks, fact, arrival, churn, question_only = read[k]
+        if asks and targeted and seeks:
             # Asking about the brand is not a stance toward it: only strong evaluative words
             # keep their weight there.
             quiet(a, b, QUESTION_KEEPS)
@@ -1369,7 +1410,6 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
                 if sent[i] and trace.lowered[i] in _OPERATIONS:
                     sent[i] = 0.0
                     r.changed = True
-        fact = None if asks and _intent.seeks_information(s) else _fact(s)
         total = sum(sent[a:b])
         if fact is not None:
             facts.append((k, *fact))
@@ -1377,14 +1417,12 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
         if request is not None:
             r.request = True
             r.cues.append(request)
-        if asks and (request is None or _intent.is_question_only(s)):
+        if asks and (request is None or question_only):
             r.question = True
             r.cues.append(_intent.Cue("question", "asks", _clip(s)))
-        arrival = _intent.arrival_cue(s)
         if arrival is not None:
             r.arrival = True
             r.cues.append(arrival)
-        churn = _intent.churn_cue(s)
         if churn is not None:
             r.churn = True
             r.cues.append(churn)

@@ -9,7 +9,7 @@ import sqlite3
 from click.testing import CliRunner
 from helpers import rss, write_config
 
-from listener import pipeline
+from listener import pipeline, sentiment
 from listener.cli import cli
 from listener.config import load_config
 from listener.models import Item
@@ -155,14 +155,25 @@ def test_each_sentence_of_an_item_is_read_once_for_all_its_scores(monkeypatch):
         reads.append((sentence, cap_diff))
         return original(self, sentence, cap_diff)
 
+    cues: list[str] = []
+    original_cues = sentiment._sentence_cues
+
+    def counting_cues(s):
+        cues.append(s)
+        return original_cues(s)
+
     monkeypatch.setattr(_TracingAnalyzer, "_sentence", counting)
+    monkeypatch.setattr(sentiment, "_sentence_cues", counting_cues)
     shared = score_matches(item, matches, matcher, scorer, in_brand_thread=False)
-    assert len(reads) == len(set(reads))  # no sentence read twice
+    assert len(reads) == len(set(reads))  # no sentence read twice by VADER's rules
+    assert len(cues) == len(set(cues))  # nor for what it says (intents, facts)
 
     reads.clear()
+    cues.clear()
     monkeypatch.setattr(Scorer, "sharing", _no_sharing)
     alone = score_matches(item, matches, matcher, scorer, in_brand_thread=False)
     assert len(reads) > len(set(reads))  # without sharing, the same sentences are re-read
+    assert len(cues) > len(set(cues))
     assert shared == alone
 
 

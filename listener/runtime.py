@@ -158,13 +158,14 @@ async def open_runtime(
 
 # Below this many sources a poll gains nothing from workers: starting them costs ~2 s of CPU.
 AUTO_MIN_SOURCES = 50
-# Workers chosen automatically start once a poll has this much to parse and score (or at its
+# Workers chosen automatically start once a poll has this much to parse and score: bodies to
+# parse plus the text of items to analyse, which a body's items count a second time (or at its
 # start when it polls many sources for the first time: see `pipeline.EARLY_START_SOURCES`).
 # Below it, inline costs less than starting them: a poll where some feeds changed re-reads
 # whole feeds for a few new entries. Measured on farm feeds: parsing ~40 ms of CPU per MB (0.1 ms
 # an entry), the scorer 0.4 s to build; a worker ~1 s to start (interpreter, imports, its own
-# scorer). 12 MB is ~0.5 s inline; the farm's mutate cycle (50 changed feeds, 5.8 MB) stays
-# inline, where two workers would spend ~2 s starting.
+# scorer). 12 MB is ~0.5 s inline; the farm's mutate cycle (50 changed feeds: 5.8 MB of bodies,
+# ~3.8 MB of text) stays inline, where two workers would spend ~2 s starting.
 AUTO_MIN_BYTES = 12_000_000
 
 

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"listener run exited early (rc {daemon.returncode}): {out}/run.stderr"
             )
         log(f"measuring for {a.duration:g} s")
-        cpu0, _ = tree_cpu(daemon.pid)
+        cpu0, per0 = tree_cpu(daemon.pid)
         farm0, busy0, log0, w0 = farm.cpu_s(), busy_cpu_s(), fetch_log(db), time.perf_counter()
         time.sleep(a.duration)
         cpu1, per = tree_cpu(daemon.pid)
@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_share": round(share, 4),
         "cpu_share_at_100k_per_15min": round(share * REAL_RATE / rate, 4),
         "cores": n,
+        "daemon_cpu_s": round(per.get(daemon.pid, 0.0) - per0.get(daemon.pid, 0.0), 2),
+        "children_cpu_s": round(
+            sum(v - per0.get(p, 0.0) for p, v in per.items() if p != daemon.pid), 2
+        ),
         "daemon_peak_rss_mb": round(hwm.get(daemon.pid) or 0, 1),
         "worker_peak_rss_mb": round(
             max((v or 0 for p, v in hwm.items() if p != daemon.pid), default=0), 1
@@ -314,7 +318,8 @@ def render(res: dict[str, Any]) -> str:
         ),
         (
             f"**CPU share** (daemon + workers, of {w['cores']} cores)",
-            f"{w['cpu_share']:.1%} ({w['cpu_s']} s of CPU)",
+            f"{w['cpu_share']:.1%} ({w['cpu_s']} s of CPU: daemon {w['daemon_cpu_s']} s, "
+            f"workers {w['children_cpu_s']} s)",
         ),
         (
             "**CPU share at 100,000 sources / 15 min**",

@@ -134,21 +134,25 @@ def score_matches(
     lang = item_language(item, text, all_terms)
     # The post's own words: a reply's "Re: <topic>" title is its thread's, not what it says.
     own = item.text if _reply_title(item) else text
-    item_score = score_in(scorer, own[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False)
-    mentions = tuple(
-        MentionScore(
-            m,
-            snippet_around(text, m.spans),
-            score_in(
-                scorer,
-                mention_text(item, text, m.spans),
-                lang,
-                neutralise=terms[m.brand],
-                others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
-            ),
+    # The item's score and each mention's read mostly the same sentences: each is read once.
+    with scorer.sharing():
+        item_score = score_in(
+            scorer, own[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False
         )
-        for m in matches
-    )
+        mentions = tuple(
+            MentionScore(
+                m,
+                snippet_around(text, m.spans),
+                score_in(
+                    scorer,
+                    mention_text(item, text, m.spans),
+                    lang,
+                    neutralise=terms[m.brand],
+                    others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
+                ),
+            )
+            for m in matches
+        )
     return Analysis(mentions, item_score, lang)
 
 

@@ -424,7 +424,7 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
     source that failed and why.
     """
     from .pipeline import poll_sources
-    from .runtime import auto_workers, open_runtime
+    from .runtime import auto_min_bytes, auto_workers, open_runtime
 
     config = state.config()
     specs = [s for s in config.sources if s.enabled]
@@ -440,8 +440,11 @@ def poll(state: State, sources: tuple[str, ...]) -> None:
 
     async def main() -> Any:
         workers = auto_workers(len(specs), config.workers)
-        async with open_runtime(config, workers=workers) as rt:
-            summary = await poll_sources(specs, rt, on_done=update, group_commits=True)
+        min_bytes = auto_min_bytes(config.workers)
+        async with open_runtime(config, workers=workers, worker_min_bytes=min_bytes) as rt:
+            summary = await poll_sources(
+                specs, rt, on_done=update, group_commits=True, keep_mentions=False
+            )
             keep = config.retention
             await rt.store.prune_fetches(
                 rt.now(),
@@ -543,7 +546,7 @@ def run(state: State) -> None:
     """
     from .alerts.outbox import Backoff, build_channels
     from .daemon import AlreadyRunning, Service, instance_lock
-    from .runtime import auto_workers, open_runtime
+    from .runtime import auto_min_bytes, auto_workers, open_runtime
 
     config = state.config()
     if logging.getLogger().level > logging.INFO and not state.quiet:
@@ -557,7 +560,8 @@ def run(state: State) -> None:
 
             async def main() -> None:
                 workers = auto_workers(len(specs), config.workers)
-                async with open_runtime(config, workers=workers) as rt:
+                min_bytes = auto_min_bytes(config.workers)
+                async with open_runtime(config, workers=workers, worker_min_bytes=min_bytes) as rt:
                     await Service(
                         rt,
                         specs,

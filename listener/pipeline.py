@@ -115,6 +115,8 @@ class SourceReport:
 @dataclass
 class PollSummary:
     reports: list[SourceReport] = field(default_factory=list)
+    # New mentions by label of reports kept without their mentions (see `poll_sources`).
+    dropped_labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> int:
@@ -134,6 +136,8 @@ class PollSummary:
 
     def new_mentions_by_label(self) -> dict[str, int]:
         out = {"positive": 0, "neutral": 0, "negative": 0}
+        for label, n in self.dropped_labels.items():
+            out[label] = out.get(label, 0) + n
         for r in self.reports:
             for m in r.new_mentions:
                 out[m.score.label] += 1
@@ -466,13 +470,20 @@ async def poll_sources(
     *,
     on_done: Callable[[SourceReport], None] | None = None,
     group_commits: bool = False,
+    keep_mentions: bool = True,
 ) -> PollSummary:
     """Poll each source once, concurrently; `on_done` is called as each finishes.
 
     `group_commits`: commit several sources' transactions together (see `Store.grouped`), for
-    a one-off poll of many sources.
+    a one-off poll of many sources. `keep_mentions=False`: the summary keeps each report's new
+    mentions as counts by label only (`PollSummary.dropped_labels`), not the mentions and their
+    items: a first poll of a thousand feeds would otherwise hold every new mention's text.
     """
     rt.store.ensure_sources(specs)
+    if rt.cpu is not None and not rt.cpu.started and _first_reads(specs, rt) >= EARLY_START_SOURCES:
+        # A first poll of many sources: every body will be parsed and scored. The workers
+        # start now (imports, the scorer's lexicon: ~1 s) while the first bodies are fetched.
+        rt.cpu.start()
     summary = PollSummary()
     # Sources in progress at once: the fetch limit, so that downloaded bodies never pile up in
     # memory waiting for the parser (a thousand feeds would otherwise all be held at once).
@@ -482,9 +493,14 @@ async def poll_sources(
         async with in_progress:
             report = await poll_source(spec, rt)
         log_report(report)
-        summary.reports.append(report)
         if on_done is not None:
             on_done(report)
+        if not keep_mentions and report.new_mentions:
+            labels = summary.dropped_labels
+            for m in report.new_mentions:
+                labels[m.score.label] = labels.get(m.score.label, 0) + 1
+            report = replace(report, new_mentions=())
+        summary.reports.append(report)
 
     async def all_of_them() -> None:
         tasks = [asyncio.ensure_future(one(s)) for s in specs]
@@ -503,6 +519,23 @@ async def poll_sources(
     else:
         await all_of_them()
     return summary
+
+
+# A poll reading at least this many sources for the first time starts its workers at once.
+EARLY_START_SOURCES = 20
+
+
+def _first_reads(specs: Sequence[SourceSpec], rt: Runtime) -> int:
+    """How many of these sources were never read: no validators, no body hash, no cursor."""
+    n = 0
+    for spec in specs:
+        state = rt.store.load_source_state(spec.name)
+        v = state.validators
+        if not (v.etag or v.last_modified or state.body_hash or state.cursor):
+            n += 1
+            if n >= EARLY_START_SOURCES:
+                break
+    return n
 
 
 def log_report(r: SourceReport) -> None:

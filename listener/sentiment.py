@@ -26,6 +26,7 @@ import math
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -481,6 +482,18 @@ def _asks(sentence: str) -> bool:
     )
 
 
+# One sentence as VADER read it: tokens, lower-cased, as written, valences, the index of its
+# "but" (or None), the topic words its question asked about.
+_SentenceRead = tuple[
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[float, ...],
+    int | None,
+    tuple[int, ...],
+]
+
+
 class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
     """VADER's analyzer with its own lexicon dict, reporting the per-token valences it computed.
 
@@ -500,6 +513,8 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
         self.emojis = emojis
         self.neutral = neutral  # words made neutral on purpose: never split into scoring parts
         self.topics = topics  # the domain lexicon's tokens: see _asks
+        # (sentence, ALL-CAPS differential) -> what `_sentence` read, while `Scorer.sharing()`
+        self.memo: dict[tuple[str, bool], _SentenceRead] | None = None
 
     def trace(self, sentences: Sequence[str]) -> _Trace:
         """VADER over a text already split into sentences (see `_SENTENCE_END`)."""
@@ -518,45 +533,22 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
         but_at: dict[int, int] = {}
         asked: list[int] = []
         starts: list[int] = []
+        memo = self.memo
         for sentence in sentences:
             starts.append(len(tokens))
-            # VADER's SentiText tokens (its _strip_punc_if_word, inlined: it runs for every word),
-            # built without recounting capitals for every sentence.
-            words = [t if len(t := w.strip(_PUNCTUATION)) > 2 else w for w in sentence.split()]
+            read = memo.get((sentence, cap_diff)) if memo is not None else None
+            if read is None:
+                read = self._sentence(sentence, cap_diff)
+                if memo is not None:
+                    memo[(sentence, cap_diff)] = read
+            words, lowered, written, own, but, asked_here = read
             if not words:
                 continue
-            if "-" in sentence:
-                words = self._split_compounds(words)
-            lowered = [w.lower() for w in words]
-            shown += words
-            if not _DEGREE_WORDS.isdisjoint(lowered):
-                words = self._degree_words(words, lowered)
-            sentitext = _vader.SentiText.__new__(_vader.SentiText)
-            sentitext.text = sentence
-            sentitext.words_and_emoticons = words
-            sentitext.is_cap_diff = cap_diff
-            # VADER's driver loop. Its sentiment_valence gives 0 to a word outside the lexicon
-            # without looking further, so it is called only for the (few) words in it; it only
-            # ever appends to the list it is given, so each call gets its own.
-            own: list[float] = [0.0] * len(words)
-            last = len(words) - 1
-            lexicon = self.lexicon
-            for i in [i for i, word in enumerate(lowered) if word in lexicon]:
-                word = lowered[i]
-                if word in _vader.BOOSTER_DICT or (
-                    word == "kind" and i < last and lowered[i + 1] == "of"
-                ):
-                    continue
-                own[i] = self.sentiment_valence(0, sentitext, words[i], i, [])[0]
             start = len(tokens)
-            if "but" in lowered:
-                own = self._but_check(words, own)
-                but_at[start] = start + lowered.index("but")
-            if self.topics and _asks(sentence):
-                for i, word in enumerate(lowered):
-                    if own[i] and word in self.topics:
-                        own[i] = 0.0
-                        asked.append(start + i)
+            shown += written
+            if but is not None:
+                but_at[start] = start + but
+            asked += [start + i for i in asked_here]
             tokens += words
             all_lowered += lowered
             sentiments += own
@@ -576,6 +568,48 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
             cap_diff,
             starts,
         )
+
+    def _sentence(self, sentence: str, cap_diff: bool) -> _SentenceRead:
+        """VADER over one sentence: its tokens, as written, and their valences."""
+        # VADER's SentiText tokens (its _strip_punc_if_word, inlined: it runs for every word),
+        # built without recounting capitals for every sentence.
+        words = [t if len(t := w.strip(_PUNCTUATION)) > 2 else w for w in sentence.split()]
+        if not words:
+            return (), (), (), (), None, ()
+        if "-" in sentence:
+            words = self._split_compounds(words)
+        lowered = [w.lower() for w in words]
+        written = tuple(words)
+        if not _DEGREE_WORDS.isdisjoint(lowered):
+            words = self._degree_words(words, lowered)
+        sentitext = _vader.SentiText.__new__(_vader.SentiText)
+        sentitext.text = sentence
+        sentitext.words_and_emoticons = words
+        sentitext.is_cap_diff = cap_diff
+        # VADER's driver loop. Its sentiment_valence gives 0 to a word outside the lexicon
+        # without looking further, so it is called only for the (few) words in it; it only
+        # ever appends to the list it is given, so each call gets its own.
+        own: list[float] = [0.0] * len(words)
+        last = len(words) - 1
+        lexicon = self.lexicon
+        for i in [i for i, word in enumerate(lowered) if word in lexicon]:
+            word = lowered[i]
+            if word in _vader.BOOSTER_DICT or (
+                word == "kind" and i < last and lowered[i + 1] == "of"
+            ):
+                continue
+            own[i] = self.sentiment_valence(0, sentitext, words[i], i, [])[0]
+        but = None
+        if "but" in lowered:
+            own = self._but_check(words, own)
+            but = lowered.index("but")
+        asked: list[int] = []
+        if self.topics and _asks(sentence):
+            for i, word in enumerate(lowered):
+                if own[i] and word in self.topics:
+                    own[i] = 0.0
+                    asked.append(i)
+        return tuple(words), tuple(lowered), written, tuple(own), but, tuple(asked)
 
     def _degree_words(self, words: list[str], lowered: list[str]) -> list[str]:
         """'pretty bad', 'ridiculously fast': a degree word before a sentiment word boosts it.
@@ -694,10 +728,26 @@ class Scorer:
             else frozenset()
         )
         self._analyzer = _TracingAnalyzer(lexicon, base.emojis, neutral, topics)
+        self._substituted: dict[str, str] | None = None  # sentence -> phrases found, in `sharing`
+        self._cues: dict[str, _SentenceCues] | None = None  # sentence -> what it says, likewise
         self.lexicon_version = _version(config, domain_digest)
         log.debug(
             "scorer %s: %d words, %d phrases", self.lexicon_version, len(lexicon), len(phrases)
         )
+
+    @contextmanager
+    def sharing(self) -> Iterator[None]:
+        """Score several snippets of one text (the item, each brand it names): within this
+        block, a sentence met again is read once (its phrases found, VADER's rules run), and
+        only what differs (masking, focus, the sum) is worked out per snippet. Same scores."""
+        if self._substituted is not None:  # already inside: the outer block owns the memo
+            yield
+            return
+        self._substituted, self._cues, self._analyzer.memo = {}, {}, {}
+        try:
+            yield
+        finally:
+            self._substituted = self._cues = self._analyzer.memo = None
 
     def label_for(self, compound: float) -> Label:
         if compound >= self.config.positive_threshold:
@@ -740,12 +790,18 @@ class Scorer:
                     if BRAND_PLACEHOLDER in low and OTHER_PLACEHOLDER in low:
                         sentences[i], lowered[i] = _focus_clauses(sentences[i], low)
         substituted = []
+        memo = self._substituted
         for sentence in sentences:
-            for pattern in self._phrase_res:
-                sentence = _substitute(pattern, sentence, self._phrase_placeholder)
-            substituted.append(sentence)
+            done = memo.get(sentence) if memo is not None else None
+            if done is None:
+                done = sentence
+                for pattern in self._phrase_res:
+                    done = _substitute(pattern, done, self._phrase_placeholder)
+                if memo is not None:
+                    memo[sentence] = done
+            substituted.append(done)
         trace = self._analyzer.trace(substituted)
-        reading = _read(lowered, trace, targeted=bool(neutralise))
+        reading = _read(lowered, trace, targeted=bool(neutralise), memo=self._cues)
         compound = trace.polarity["compound"]
         polarity = trace.polarity
         if reading.changed:
@@ -1286,8 +1342,43 @@ class _Reading:
     changed: bool = False
 
 
-def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
-    """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place."""
+# What a (lower-cased) sentence says whatever its snippet: asks, request cue, seeks information,
+# stated fact, arrival cue, churn cue, a question only.
+_SentenceCues = tuple[
+    bool,
+    "_intent.Cue | None",
+    bool,
+    "tuple[str, float] | None",
+    "_intent.Cue | None",
+    "_intent.Cue | None",
+    bool,
+]
+
+
+def _sentence_cues(s: str) -> _SentenceCues:
+    asks = _intent.asks(s)
+    seeks = asks and _intent.seeks_information(s)
+    request = _intent.request_cue(s)
+    return (
+        asks,
+        request,
+        seeks,
+        None if seeks else _fact(s),
+        _intent.arrival_cue(s),
+        _intent.churn_cue(s),
+        asks and request is not None and _intent.is_question_only(s),
+    )
+
+
+def _read(
+    lowered: list[str],
+    trace: _Trace,
+    *,
+    targeted: bool,
+    memo: dict[str, _SentenceCues] | None = None,
+) -> _Reading:
+    """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place.
+    `memo`: what each sentence says, shared by the snippets of one text (`Scorer.sharing`)."""
     r = _Reading()
     sent = trace.sentiments
     bounds = [*trace.starts, len(sent)]
@@ -1315,7 +1406,11 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
         flip(0, len(sent), marker.group().strip())
     facts: list[tuple[int, str, float]] = []
     asking_post = False
-    roles = [(_intent.asks(s), _intent.request_cue(s)) for s in lowered]
+    if memo is None:
+        read = [_sentence_cues(s) for s in lowered]
+    else:
+        read = [memo[s] if s in memo else memo.setdefault(s, _sentence_cues(s)) for s in lowered]
+    roles = [(c[0], c[1]) for c in read]
     # Courtesy closing a question or a request ("Thanks!", "happy to test") is not praise.
     courteous = any(asks or request is not None for asks, request in roles)
     for k, s in enumerate(lowered):
@@ -1340,7 +1435,8 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
                 if sent[i] > 0:
                     sent[i] = 0.0
                     r.changed = True
-        if asks and targeted and _intent.seeks_information(s):
+        _, _, seeks, fact, arrival, churn, question_only = read[k]
+        if asks and targeted and seeks:
             # Asking about the brand is not a stance toward it: only strong evaluative words
             # keep their weight there.
             quiet(a, b, QUESTION_KEEPS)
@@ -1350,7 +1446,6 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
                 if sent[i] and trace.lowered[i] in _OPERATIONS:
                     sent[i] = 0.0
                     r.changed = True
-        fact = None if asks and _intent.seeks_information(s) else _fact(s)
         total = sum(sent[a:b])
         if fact is not None:
             facts.append((k, *fact))
@@ -1358,14 +1453,12 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
         if request is not None:
             r.request = True
             r.cues.append(request)
-        if asks and (request is None or _intent.is_question_only(s)):
+        if asks and (request is None or question_only):
             r.question = True
             r.cues.append(_intent.Cue("question", "asks", _clip(s)))
-        arrival = _intent.arrival_cue(s)
         if arrival is not None:
             r.arrival = True
             r.cues.append(arrival)
-        churn = _intent.churn_cue(s)
         if churn is not None:
             r.churn = True
             r.cues.append(churn)

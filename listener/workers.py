@@ -118,7 +118,11 @@ def _analyse(
 class CpuPool:
     """Worker processes with a matcher and a scorer each; `async` methods for the event loop.
 
-    The processes start on first use: a poll where every feed answers 304 never pays for them.
+    The processes start on first use, or earlier with `start()` (a poll that will need them
+    starts them while the first bodies are still on their way). With `min_bytes`, the first
+    bodies and items up to that size are worked on inline: a poll that changed little (a few
+    feeds) never pays the ~1 s of CPU each worker spends starting (imports, the scorer's
+    lexicon). A poll where every feed answers 304 never pays for them either.
     If a worker dies (killed, out of memory), the pool is not restarted: the rest of the poll
     runs inline, and says so once in the log. If the polling process dies, even by kill -9, its
     workers exit at once (see `_die_with_parent`).
@@ -134,12 +138,39 @@ class CpuPool:
             [Sequence[Item], Collection[str], Collection[str]],
             list[tuple[Identity, Analysis | None]],
         ],
+        min_bytes: int = 0,
     ) -> None:
         self.workers = workers
         self._initargs = (tuple(brands), dict(sentiment))
         self._pool: ProcessPoolExecutor | None = None
         self._analyse_inline = analyse_inline
         self.broken = False
+        self.min_bytes = min_bytes
+        self._inline_bytes = 0  # worked on inline so far, while below `min_bytes`
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def start(self) -> bool:
+        """Start the worker processes now, if not yet; False when they cannot be had."""
+        if self._pool is None and not self.broken:
+            try:
+                self._executor()
+            except (OSError, RuntimeError) as exc:
+                self.broken = True
+                log.warning("could not start worker processes (%s); working in this process", exc)
+        return self._pool is not None
+
+    def _worth_starting(self, size: int) -> bool:
+        """Whether work of `size` bytes goes to the workers (else: inline, below the threshold)."""
+        if self._pool is not None:
+            return True
+        self._inline_bytes += size
+        if self._inline_bytes < self.min_bytes:
+            return False
+        log.debug("%d bytes to work on this poll: starting the workers", self._inline_bytes)
+        return True
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -157,9 +188,10 @@ class CpuPool:
             log.debug("started %d worker processes", self.workers)
         return self._pool
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T | None:
-        """`fn(*args)` in a worker; None when the pool is broken (the caller runs it inline)."""
-        if self.broken:
+    async def _run(self, size: int, fn: Callable[..., T], *args: Any) -> T | None:
+        """`fn(*args)` in a worker; None when the pool is broken or the work is too small yet
+        to start it (`min_bytes`): the caller runs it inline."""
+        if self.broken or not self._worth_starting(size):
             return None
         loop = asyncio.get_running_loop()
         try:
@@ -184,7 +216,7 @@ class CpuPool:
         """`parse_feed(body, **kwargs)` in a worker. With `analyse_skip` (content hashes not to
         analyse again), the items are analysed there too: see `ParsedFeed.analysed`."""
         skip = frozenset(analyse_skip) if analyse_skip is not None else None
-        parsed = await self._run(_parse, body, kwargs, skip)
+        parsed = await self._run(len(body), _parse, body, kwargs, skip)
         if parsed is None:
             from .parse import parse_feed
 
@@ -194,8 +226,9 @@ class CpuPool:
     async def analyse(
         self, items: Sequence[Item], skip_hashes: Collection[str], brand_threads: Collection[str]
     ) -> list[tuple[Identity, Analysis | None]]:
+        size = sum(len(it.text) for it in items)
         out = await self._run(
-            _analyse, list(items), frozenset(skip_hashes), frozenset(brand_threads)
+            size, _analyse, list(items), frozenset(skip_hashes), frozenset(brand_threads)
         )
         if out is None:
             out = self._analyse_inline(items, skip_hashes, brand_threads)

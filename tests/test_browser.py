@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from listener.datasette_plugin import LABEL_COLORS
 from listener.demo import run_demo
+from listener.web.charts import LABEL_COLORS
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -76,7 +76,7 @@ def serve_process(config: Path, *args: str, lines: list[str] | None = None) -> I
     collects what it printed before it listened."""
     port = free_port()
     code = (
-        "import sys; from listener.cli import State; from listener.web import serve; "
+        "import sys; from listener.cli import State, serve; "
         "serve.main(sys.argv[2:], obj=State(sys.argv[1]), prog_name='listener serve')"
     )
     env = {
@@ -326,7 +326,7 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
     """Signed in with `serve --root`'s login link, the page offers the change; after it, the
     status and its history show."""
     lines: list[str] = []
-    key = "forum.beancounter.example/t/brewly-kettle-e4-after-3-2/8812"
+    key = "discourse:forum.beancounter.example:8812"  # the demo forum read as Discourse
     path = f"/-/thread?{urlencode({'key': key})}"
     for base in serve_process(demo_config, "--root", lines=lines):
         login = next(line.split(": ", 1)[1].strip() for line in lines if "sign in" in line)
@@ -344,7 +344,7 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
                     "csrftoken": token.group(1),
                 },
             )
-            assert done.status_code == 302
+            assert done.status_code == 302, done.text
             cookies = {k: v for k, v in client.cookies.items() if k != "ds_messages"}
         with signed_in_proxy(base, cookies) as proxy:
             shot = ARTIFACTS / "thread_signed_in.png"

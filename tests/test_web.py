@@ -26,23 +26,25 @@ from click.testing import CliRunner
 from helpers import write_config
 from httpd import LoopbackServer
 
-from listener.cli import State
+from listener.cli import State, serve
 from listener.config import load_config
-from listener.datasette_plugin import (
-    VALUE_CAP_BYTES,
-    DashboardData,
-    Links,
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+from listener.store import Store, connect
+from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
+from listener.web import thread_page_url
+from listener.web.charts import (
     brand_colors,
     sentiment_chart,
     share_chart,
     volume_chart,
     weekly_share_chart,
 )
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
-from listener.store import Store, connect
-from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
-from listener.web import datasette_metadata, make_datasette, serve, thread_page_url
+from listener.web.dashboard import DashboardData
+from listener.web.links import Links
+from listener.web.metadata import datasette_metadata
+from listener.web.plugin import VALUE_CAP_BYTES
+from listener.web.serve import make_datasette
 
 NOW = datetime.now(UTC)
 DB = "mentions"  # Datasette names the database after the file

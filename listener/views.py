@@ -346,7 +346,7 @@ SELECT m.id AS mention_id,
        m.url,
        m.thread_key
 FROM mentions m
-WHERE m.not_relevant = 0 AND m.intents LIKE '%"churn"%'
+WHERE m.not_relevant = 0 AND m.by_brand = 0 AND m.intents LIKE '%"churn"%'
   AND m.published_at >= {_AGO.format(n=_DAYS, unit="days")}
   AND (:brand = '' OR m.brand = :brand)
 ORDER BY m.published_at DESC
@@ -366,9 +366,38 @@ SELECT m.brand,
        m.snippet,
        m.url
 FROM mentions m
-WHERE m.not_relevant = 0 AND m.intents LIKE '%"request"%'
+WHERE m.not_relevant = 0 AND m.by_brand = 0 AND m.intents LIKE '%"request"%'
   AND m.published_at >= {_AGO.format(n=_param("days", 30), unit="days")}
 ORDER BY requests DESC, m.brand, m.published_at DESC
+""",
+    },
+    "open_questions": {
+        "title": "Open questions nobody answered",
+        "description": (
+            "Customers' questions of the last N days (7 if left blank) in conversations where "
+            "none of the brand's accounts has replied and that nobody resolved or ignored, "
+            "newest first. Leave brand blank for all brands."
+        ),
+        "params": ["days", "brand"],
+        "sql": f"""
+SELECT m.id AS mention_id,
+       m.snippet,
+       m.brand,
+       m.product,
+       m.author,
+       m.source,
+       m.published_at,
+       m.url,
+       t.title AS thread,
+       coalesce(t.status, 'new') AS status,
+       m.thread_key
+FROM mentions m
+LEFT JOIN threads t ON t.key = m.thread_key
+WHERE m.not_relevant = 0 AND m.by_brand = 0 AND m.intents LIKE '%"question"%'
+  AND t.answered_at IS NULL AND coalesce(t.status, 'new') NOT IN ('resolved', 'ignored')
+  AND m.published_at >= {_AGO.format(n=_DAYS, unit="days")}
+  AND (:brand = '' OR m.brand = :brand)
+ORDER BY m.published_at DESC, m.id DESC
 """,
     },
     "source_health": {

@@ -220,11 +220,13 @@ def share_chart(
     """Each brand's share of all mentions in the period, as horizontal bars."""
     rows = max(1, len(data.brands))
     frame = frame or Frame(height=24 * rows + 16, left=110, right=90, top=8, bottom=8)
-    total = data.total()
+    # Every mention is voice, scored or not (a post in another language too): the counts are
+    # the rows behind each bar's link.
+    total = data.all_total()
     parts = [_svg_open(frame, "Share of voice in this period", "share")]
     period = links.period(data.start, data.end)
     for i, brand in enumerate(data.brands):
-        count = data.total(brand)
+        count = data.all_total(brand)
         share = count / total if total else 0.0
         y = frame.top + 24 * i
         w = max(frame.plot_w * share, 1.0 if count else 0.0)

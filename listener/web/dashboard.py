@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 
 SOV_WEEKS = 8
 THREADS_SHOWN = 10
+VOICE_SHOWN = 8  # churn risks and open questions listed on the dashboard
+REQUESTS_SHOWN = 3  # newest requests shown per brand
+UNSCORED = "unscored"  # a language the scorer does not read: counted, never as a sentiment
+# A mention's intents are a JSON list (`["churn", "complaint"]`): the same test as the canned
+# queries and the dashboard's links (`intents__contains="churn"`), so their counts agree.
+HAS_INTENT = "m.intents LIKE '%\"' || :intent || '\"%'"
 HOURLY_UP_TO_DAYS = 2  # windows this short are drawn hour by hour
 TOP_SHOWN = 5  # worst posts, top sources and top authors on the dashboard
 
@@ -63,6 +69,15 @@ class DashboardData:
     top_sources: list[dict[str, Any]] = field(default_factory=list)  # with previous counts
     top_authors: list[dict[str, Any]] = field(default_factory=list)
     undated: int = 0
+    # Mentions in a language the scorer does not read, per brand: in the period and before.
+    unscored: dict[str, int] = field(default_factory=dict)
+    previous_unscored: dict[str, int] = field(default_factory=dict)
+    # What customers mean (mentions' intents), customers only (never the brand's own posts):
+    churn: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    churn_count: int = 0
+    questions: list[dict[str, Any]] = field(default_factory=list)  # unanswered, newest first
+    questions_count: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)  # per brand: count, newest
     sources: tuple[int, int] = (0, 0)  # (sources, failing)
     # Deliveries by status ("fired": alerts created in the period); None without alert tables.
     alerts: dict[str, int] | None = None
@@ -121,6 +136,18 @@ class DashboardData:
             return self._compound_by_brand.get(brand, 0.0) / n
         return self.compound_sums.get((brand, bucket), 0.0) / n
 
+    def all_total(self, brand: str | None = None) -> int:
+        """Every mention of the period (of `brand`): scored ones and those not scored."""
+        unscored = sum(self.unscored.values()) if brand is None else self.unscored.get(brand, 0)
+        return self.total(brand) + unscored
+
+    def previous_all_total(self, brand: str | None = None) -> int:
+        if brand is None:
+            unscored = sum(self.previous_unscored.values())
+        else:
+            unscored = self.previous_unscored.get(brand, 0)
+        return self.previous_total(brand) + unscored
+
     def previous_total(self, brand: str | None = None, label: str | None = None) -> int:
         return sum(
             n
@@ -153,7 +180,12 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
     )
     for r in rows:
         b = _parse_bucket(r["bucket"], hourly)
-        if b is None or r["label"] not in LABELS:
+        if b is None:
+            continue
+        if r["label"] == UNSCORED:
+            data.unscored[r["brand"]] = data.unscored.get(r["brand"], 0) + r["n"]
+            continue
+        if r["label"] not in LABELS:
             continue
         data.counts[(r["brand"], b, r["label"])] = r["n"]
         key = (r["brand"], b)
@@ -165,6 +197,8 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
         before,
     )
     for r in rows:
+        if r["label"] == UNSCORED:
+            data.previous_unscored[r["brand"]] = r["n"]
         if r["label"] not in LABELS:
             continue
         data.previous[(r["brand"], r["label"])] = r["n"]
@@ -172,7 +206,7 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
             r["compound_sum"] or 0.0
         )
     all_brands = [r[0] for r in await db.execute("SELECT DISTINCT brand FROM mentions")]
-    data.brands = sorted(all_brands, key=lambda b: (-data.total(b), b))
+    data.brands = sorted(all_brands, key=lambda b: (-data.all_total(b), b))
 
     today = data.today
     data.weeks = [monday(today) - timedelta(weeks=SOV_WEEKS - 1 - i) for i in range(SOV_WEEKS)]
@@ -211,6 +245,7 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
             window,
         )
     ).first()[0]
+    await _load_voice(db, data, window)
     tables = set(await db.table_names()) | set(await db.view_names())
     if "negative_threads" in tables:
         rows = await db.execute(
@@ -244,6 +279,64 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
         except sqlite3.DatabaseError as exc:
             log.warning("alerts not shown on the dashboard: %s", exc)
     return data
+
+
+async def _load_voice(db: Any, data: DashboardData, window: dict[str, str]) -> None:
+    """What customers mean, posted in the window: churn risks and questions nobody from the
+    brand answered (newest first), and requests per brand (most first, newest requests)."""
+    customers = (
+        "m.not_relevant = 0 AND m.published_at >= :start AND m.published_at < :end "
+        f"AND m.by_brand = 0 AND {HAS_INTENT}"
+    )
+    mention = (
+        "m.id, m.brand, m.product, m.label, m.compound, m.title, m.snippet, m.author, "
+        "m.source, m.url, m.published_at, m.thread_key, m.intents"
+    )
+    churn = {**window, "intent": "churn"}
+    rows = await db.execute(
+        f"SELECT {mention} FROM mentions m WHERE {customers} "
+        "ORDER BY m.published_at DESC, m.id DESC LIMIT :limit",
+        {**churn, "limit": VOICE_SHOWN},
+    )
+    data.churn = [dict(r) for r in rows]
+    data.churn_count = (
+        await db.execute(f"SELECT count(*) FROM mentions m WHERE {customers}", churn)
+    ).first()[0]
+    # A question is open while its conversation has no answer from the brand's accounts and
+    # the team has not closed it (resolved or ignored).
+    open_question = (
+        f"{customers} AND t.answered_at IS NULL "
+        "AND coalesce(t.status, 'new') NOT IN ('resolved', 'ignored')"
+    )
+    asked = {**window, "intent": "question"}
+    rows = await db.execute(
+        f"SELECT {mention}, t.title AS thread_title, t.status FROM mentions m "
+        f"LEFT JOIN threads t ON t.key = m.thread_key WHERE {open_question} "
+        "ORDER BY m.published_at DESC, m.id DESC LIMIT :limit",
+        {**asked, "limit": VOICE_SHOWN},
+    )
+    data.questions = [dict(r) for r in rows]
+    data.questions_count = (
+        await db.execute(
+            "SELECT count(*) FROM mentions m LEFT JOIN threads t ON t.key = m.thread_key "
+            f"WHERE {open_question}",
+            asked,
+        )
+    ).first()[0]
+    rows = await db.execute(
+        f"WITH r AS (SELECT {mention}, count(*) OVER (PARTITION BY m.brand) AS requests, "
+        "row_number() OVER (PARTITION BY m.brand ORDER BY m.published_at DESC, m.id DESC) "
+        f"AS n FROM mentions m WHERE {customers}) "
+        "SELECT * FROM r WHERE n <= :per_brand ORDER BY requests DESC, brand, n",
+        {**window, "intent": "request", "per_brand": REQUESTS_SHOWN},
+    )
+    by_brand: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        group = by_brand.setdefault(
+            r["brand"], {"brand": r["brand"], "count": r["requests"], "posts": []}
+        )
+        group["posts"].append(dict(r))
+    data.requests = list(by_brand.values())
 
 
 async def _top(

@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from ..alerts.render import safe_url
 from .charts import brand_colors, sentiment_chart, share_chart, volume_chart, weekly_share_chart
-from .dashboard import DashboardData, load_dashboard
+from .dashboard import UNSCORED, DashboardData, load_dashboard
 from .links import LABELS, Links, bound, database_name
 
 MAX_DAYS = 366
@@ -41,7 +41,8 @@ async def dashboard(datasette: Any, request: Any) -> Response:
     colors = brand_colors(data.brands)
     period = links.period(data.start, data.end)
     before = links.period(data.previous_start, data.start)
-    total, negative = data.total(), data.total(label="negative")
+    total, negative = data.all_total(), data.total(label="negative")
+    unscored = sum(data.unscored.values())
     context = {
         "database": name,
         "days": days,
@@ -56,7 +57,9 @@ async def dashboard(datasette: Any, request: Any) -> Response:
         },
         "total": total,
         "negative": negative,
-        "total_change": change(total, data.previous_total(), links.mentions(**before)),
+        "total_change": change(total, data.previous_all_total(), links.mentions(**before)),
+        "unscored": unscored,
+        "unscored_link": links.mentions(label=UNSCORED, **period),
         "negative_change": change(
             negative,
             data.previous_total(label="negative"),
@@ -78,6 +81,14 @@ async def dashboard(datasette: Any, request: Any) -> Response:
         "threads": thread_rows(data, links),
         "worst_posts": worst_post_rows(data, links),
         "worst_posts_link": links.mentions(label="negative", _sort="compound", **period),
+        "churn": voice_rows(data.churn, links),
+        "churn_link": links.mentions(
+            by_brand=0, intents__contains='"churn"', _sort_desc="published_at", **period
+        ),
+        "questions": voice_rows(data.questions, links),
+        "questions_link": links.query("open_questions", days=days),
+        "requests": request_rows(data, links),
+        "requests_link": links.query("top_requests", days=days),
         "top_sources": top_rows(data, data.top_sources, links, ["source"]),
         "top_authors": top_rows(data, data.top_authors, links, ["author", "source"]),
         "negative_threads_link": links.query("negative_threads", days=days),
@@ -130,10 +141,15 @@ def summary_rows(data: DashboardData, links: Links) -> list[dict[str, Any]]:
     before = links.period(data.previous_start, data.start)
     out = []
     for brand in data.brands:
-        total = data.total(brand)
+        # Totals count every mention; shares and means only the scored ones (a post in a
+        # language the scorer does not read is "not scored", never negative or neutral).
+        total = data.all_total(brand)
+        scored = data.total(brand)
         negative = data.total(brand, "negative")
-        prev_total = data.previous_total(brand)
+        prev_total = data.previous_all_total(brand)
+        prev_scored = data.previous_total(brand)
         prev_negative = data.previous_total(brand, "negative")
+        unscored = data.unscored.get(brand, 0)
         row: dict[str, Any] = {
             "brand": brand,
             "total": (total, links.mentions(brand=brand, **period)),
@@ -146,9 +162,13 @@ def summary_rows(data: DashboardData, links: Links) -> list[dict[str, Any]]:
             ),
             "mean": data.mean(brand),
             "previous_mean": data.previous_mean(brand),
-            "negative_pct": round(100 * negative / total) if total else None,
+            "negative_pct": round(100 * negative / scored) if scored else None,
             "previous_negative_pct": (
-                round(100 * prev_negative / prev_total) if prev_total else None
+                round(100 * prev_negative / prev_scored) if prev_scored else None
+            ),
+            "unscored": (
+                unscored,
+                links.mentions(brand=brand, label=UNSCORED, **period) if unscored else None,
             ),
         }
         for label in LABELS:
@@ -211,3 +231,38 @@ def top_rows(
             }
         )
     return out
+
+
+def voice_rows(mentions: list[dict[str, Any]], links: Links) -> list[dict[str, Any]]:
+    """Mentions listed for what their author means (churn risks, open questions): the post,
+    a link to it (through the safe-URL rule), to its row and to its conversation's page."""
+    return [
+        {
+            **m,
+            "href": safe_url(m.get("url")),
+            "row_link": links.row("mentions", m["id"]),
+            "thread_link": links.thread(m["thread_key"]) if m.get("thread_key") else None,
+            "posted": (m.get("published_at") or "")[:16].replace("T", " "),
+        }
+        for m in mentions
+    ]
+
+
+def request_rows(data: DashboardData, links: Links) -> list[dict[str, Any]]:
+    """Requests per brand, most first: the count (a link to exactly those mentions) and the
+    newest few."""
+    period = links.period(data.start, data.end)
+    return [
+        {
+            **group,
+            "link": links.mentions(
+                brand=group["brand"],
+                by_brand=0,
+                intents__contains='"request"',
+                _sort_desc="published_at",
+                **period,
+            ),
+            "posts": voice_rows(group["posts"], links),
+        }
+        for group in data.requests
+    ]

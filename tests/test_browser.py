@@ -353,3 +353,27 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
     assert 'Status: <span class="triage acknowledged">acknowledged</span>' in dom
     assert "as serve:root" in dom  # who the change will be recorded as
     assert re.search(r"<td>serve:root</td>\s*<td>support is calling the three customers</td>", dom)
+
+
+def test_dashboard_shows_churn_risks_and_open_questions_in_a_real_browser(
+    server: str, tmp_path: Path
+) -> None:
+    """What customers mean, where customer success looks: who says they are leaving, which
+    questions wait for an answer (the page opened at that panel, as its link does)."""
+    shot = ARTIFACTS / "dashboard_customer_voice.png"
+    dom = chromium(f"{server}/-/dashboard", shot, tmp_path, size="1280,3800")  # the whole page
+    churn = dom.split("<h2>Churn risks</h2>", 1)[1].split("</section>", 1)[0]
+    assert "Daniel Moreau" in churn and "A kettle that needs firmware" in churn
+    assert 'href="/-/thread?key=blog.brewly.example' in churn  # its conversation, one click
+    assert "Rosa Delgado" not in churn  # angry, but she did not say she is leaving
+    questions = dom.split("<h2>Open questions nobody answered</h2>", 1)[1].split("</section>", 1)[0]
+    assert "lena_pours" in questions and "Is the Brewly Grinder worth it" in questions
+    # A question to three brands is one row, naming the three.
+    assert questions.count("Brewly vs Steamline vs Kettlewise for pour-over?") == 1
+    assert (
+        "Brewly, Steamline, Kettlewise" in questions or "Brewly, Kettlewise, Steamline" in questions
+    )
+    assert "hardwater_hank" not in questions  # asked ten days ago: not this week
+    assert "Daniel Moreau" not in questions
+    requests = dom.split("<h2>Top requests per brand</h2>", 1)[1].split("</section>", 1)[0]
+    assert "No feature or change requests in this period." in requests

@@ -962,7 +962,7 @@ def test_dashboard_lists_churn_risks_newest_first_with_their_conversation(
     assert "<td>Acme</td>" in churn and "<td>Globex</td>" in churn
     assert f'href="{html.escape(THREAD)}"' in churn  # the outage's conversation page
     assert f'href="{OUTAGE}"' in churn
-    every = re.search(r'<p><a href="([^"]+)">These 2 in the mentions table', churn)
+    every = re.search(r'<p><a href="([^"]+)">The same in the mentions table', churn)
     assert every, churn
     found = get_json(ds, html.unescape(every.group(1)))
     assert sorted(r["title"] for r in found["rows"]) == ["Acme outage again", "Globex is terrible"]

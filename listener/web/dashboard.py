@@ -309,17 +309,20 @@ async def _load_voice(db: Any, data: DashboardData, window: dict[str, str]) -> N
         "AND coalesce(t.status, 'new') NOT IN ('resolved', 'ignored')"
     )
     asked = {**window, "intent": "question"}
+    # One row per post: a question naming three brands is listed once, with the three brands
+    # (SQLite takes the other columns from the row of min(m.id)).
     rows = await db.execute(
-        f"SELECT {mention}, t.title AS thread_title, t.status FROM mentions m "
+        f"SELECT min(m.id) AS id, group_concat(m.brand, ', ') AS brands, {mention}, "
+        "t.title AS thread_title, t.status FROM mentions m "
         f"LEFT JOIN threads t ON t.key = m.thread_key WHERE {open_question} "
-        "ORDER BY m.published_at DESC, m.id DESC LIMIT :limit",
+        "GROUP BY m.item_id ORDER BY m.published_at DESC, m.id DESC LIMIT :limit",
         {**asked, "limit": VOICE_SHOWN},
     )
-    data.questions = [dict(r) for r in rows]
+    data.questions = [{**dict(r), "brand": r["brands"]} for r in rows]
     data.questions_count = (
         await db.execute(
-            "SELECT count(*) FROM mentions m LEFT JOIN threads t ON t.key = m.thread_key "
-            f"WHERE {open_question}",
+            "SELECT count(DISTINCT m.item_id) FROM mentions m "
+            f"LEFT JOIN threads t ON t.key = m.thread_key WHERE {open_question}",
             asked,
         )
     ).first()[0]

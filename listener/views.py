@@ -54,7 +54,8 @@ SELECT substr(published_at, 1, 10) AS day,
        sum(label = 'positive') AS positive,
        sum(label = 'neutral') AS neutral,
        sum(label = 'negative') AS negative,
-       round(avg(compound), 3) AS mean_compound
+       sum(label = 'unscored') AS unscored,
+       round(avg(CASE WHEN label != 'unscored' THEN compound END), 3) AS mean_compound
 FROM mentions
 WHERE not_relevant = 0 AND published_at IS NOT NULL
 GROUP BY day, brand
@@ -226,11 +227,12 @@ ORDER BY r.negative_posts DESC, r.worst_compound, r.thread_key, w.rank
         "title": "Sentiment by brand by day",
         "description": (
             "Mentions per brand per day over the last N days (30 if left blank), split by "
-            "sentiment, with the mean VADER compound (-1 very negative .. 1 very positive)."
+            "sentiment (unscored: in a language the scorer does not read), with the mean VADER "
+            "compound of the scored ones (-1 very negative .. 1 very positive)."
         ),
         "params": ["days", "brand"],
         "sql": f"""
-SELECT day, brand, mentions, positive, neutral, negative, mean_compound
+SELECT day, brand, mentions, positive, neutral, negative, unscored, mean_compound
 FROM daily_sentiment
 WHERE day >= date('now', '-' || ({_param("days", 30)} - 1) || ' days')
   AND (:brand = '' OR brand = :brand)

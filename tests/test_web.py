@@ -1050,3 +1050,19 @@ def test_unscored_mentions_count_as_not_scored_never_as_negative(
     counts = [re.search(r">(\d+)</a>", c).group(1) for c in cells[1:5]]
     assert counts == ["1", "2", "0", "1"]  # negative, neutral, positive, not scored
     assert cells[5].startswith("33%")  # 1 negative of the 3 scored
+    # By day too: counted apart, and the mean is of the scored mentions only.
+    day = next(r for r in run_query(path, "sentiment_by_day", brand="Acme") if r["unscored"])
+    assert day["unscored"] == 1
+    same_day = rows(
+        path,
+        "SELECT avg(compound) FROM mentions WHERE brand = 'Acme' AND label != 'unscored' "
+        "AND not_relevant = 0 AND substr(published_at, 1, 10) = ?",
+        (day["day"],),
+    )[0][0]
+    # (None when the day has no scored Acme mention: not the unscored post's stored 0.)
+    assert day["mean_compound"] == (None if same_day is None else round(same_day, 3))
+    daily = get(ds, "/mentions/daily_sentiment?brand=Acme").text
+    link = re.search(r'<td class="col-unscored[^"]*"><a href="([^"]+)">1</a>', daily)
+    assert link, daily[-3000:]
+    found = get_json(ds, html.unescape(link.group(1)))
+    assert [r["title"] for r in found["rows"]] == ["Skating season"]

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from ..alerts.render import safe_url
 from . import DASHBOARD_PATH, PLUGIN_NAME, THREAD_PATH
-from .links import LABELS, SENTIMENT_LABELS, Links, attr, database_name, parse_day
+from .links import SENTIMENT_LABELS, Links, attr, database_name, parse_day
 from .metadata import READING_ORDER
 from .pages import dashboard
 from .thread import thread_page
@@ -217,7 +217,7 @@ def _cell_href(
     if column in ("posts", "negative_posts") and "thread_key" in keys:
         extra = {"label": "negative"} if column == "negative_posts" else {}
         return links.items(thread_key=row["thread_key"], relevant=1, _sort="published_at", **extra)
-    if not isinstance(value, int) or column not in ("mentions", *LABELS):
+    if not isinstance(value, int) or column not in ("mentions", *SENTIMENT_LABELS):
         return None
     # A count in a view or canned query: filter by whatever the row is grouped by.
     filters: dict[str, Any] = {}
@@ -239,6 +239,6 @@ def _cell_href(
         filters.update(links.period(start, start + timedelta(days=7)))
     else:
         return None  # no period we can reproduce with table filters
-    if column in LABELS:
+    if column in SENTIMENT_LABELS:
         filters["label"] = column
     return links.mentions(**filters)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -109,29 +111,8 @@ class _VerbGroup(click.Group):
         return _accept_config(command)
 
 
-class _Group(_VerbGroup):
-    """Commands that live in their own modules (Datasette's) are imported only when used."""
-
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {
-        "serve": ("listener.web", "serve"),
-        "demo": ("listener.demo", "demo"),
-    }
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            import importlib
-
-            module, attr = self.lazy[name]
-            command: click.Command = getattr(importlib.import_module(module), attr)
-            self.add_command(command, name)
-        return super().get_command(ctx, name)
-
-
 @click.group(
-    cls=_Group,
+    cls=_VerbGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="""\b
 Examples:
@@ -1110,3 +1091,146 @@ def _backtest(
             "nothing was changed: new polls use the rules as they are now; "
             "--apply applies them to the stored items"
         )
+
+
+# --------------------------------------------------------------------- serve and demo (web/)
+
+
+def _bind_port(host: str, port: int) -> Any:
+    """The port `serve` and `demo` listen on, bound now: a busy one is an error before anything
+    is polled or printed."""
+    from .web.serve import ServeError, bind_port
+
+    try:
+        return bind_port(host, port)
+    except ServeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  listener serve -c my.yaml
+  listener serve -c my.yaml --port 8002 --open
+  listener serve -c my.yaml --host 0.0.0.0    reachable from other machines
+  listener serve -c my.yaml --root            prints a login link to triage conversations
+
+Stops on Ctrl+C or SIGTERM (exit 0)."""
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
+)
+@click.option(
+    "--root",
+    is_flag=True,
+    help="Print a one-time login link: whoever opens it may change conversations' status.",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, open_browser: bool, root: bool) -> None:
+    """Explore the mentions in Datasette.
+
+    The dashboard, full-text search, facets and canned questions on the config's database,
+    readable while `listener run` keeps writing. Read-only, SQL included: only someone signed
+    in with the `--root` login link may change a conversation's status, on its page.
+    """
+    state = ctx.obj
+    config = state.config()
+    if not config.database.exists():
+        click.echo(
+            f"error: no database yet at {config.database}: run `{state.command('poll')}` first "
+            "(or `listener demo` to try listener on sample data)",
+            err=True,
+        )
+        raise SystemExit(1)
+    from .web.serve import run_server, sigterm_exits_0
+
+    sock = _bind_port(host, port)
+    with sigterm_exits_0():
+        run_server(
+            config.database,
+            host=host,
+            port=port,
+            open_browser=open_browser,
+            sock=sock,
+            root=root,
+            echo=click.echo,
+        )
+
+
+@cli.command(
+    epilog="""\b
+Examples:
+  listener demo                          poll the samples, then serve them on :8001
+  listener demo --port 8002 --open       another port; open the browser too
+  listener demo --dir ./demo --no-serve  keep the demo database, print the report only
+  listener -c ./demo/sources.yaml serve  explore a kept demo database again
+
+Stops on Ctrl+C or SIGTERM (exit 0). Exits 1 if no sample source could be polled."""
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the demo config and database, kept afterwards "
+    "(default: a temporary folder, removed when the demo stops).",
+)
+@click.option("--serve/--no-serve", default=True, help="Start the Datasette explorer afterwards.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
+@click.option(
+    "--port",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the Datasette explorer (0: any free port).",
+)
+@click.option(
+    "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
+)
+def demo(directory: Path | None, serve: bool, host: str, port: int, open_browser: bool) -> None:
+    """Try listener offline on bundled sample data.
+
+    Serves sample feeds about a fictional kettle maker on 127.0.0.1, polls them into a demo
+    database with the real pipeline, prints the conversation that turned angry and the alert
+    listener would send, then serves the database in Datasette.
+    """
+    from .demo import format_report, run_demo
+    from .web.serve import run_server, sigterm_exits_0
+
+    # The port is taken first: a busy one is an error before anything is polled or printed.
+    sock = _bind_port(host, port) if serve else None
+    with sigterm_exits_0(), contextlib.ExitStack() as cleanup:
+        if sock is not None:
+            cleanup.callback(sock.close)
+        temporary = directory is None
+        if directory is None:
+            directory = Path(
+                cleanup.enter_context(
+                    tempfile.TemporaryDirectory(prefix="listener-demo-", ignore_cleanup_errors=True)
+                )
+            )
+        click.echo(
+            "listener demo: sample blogs, a forum and comment threads about Brewly, a fictional "
+            "kettle maker, served on 127.0.0.1.\n"
+        )
+        result = run_demo(directory)
+        click.echo(format_report(result, temporary=temporary))
+        if result.summary.ok == 0:
+            raise SystemExit(1)
+        if sock is not None:
+            click.echo("")
+            run_server(
+                result.database,
+                host=host,
+                port=port,
+                open_browser=open_browser,
+                sock=sock,
+                echo=click.echo,
+            )

@@ -13,11 +13,9 @@ always full.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,8 +25,6 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import click
 
 from .alerts.message import AlertMessage, Evidence
 from .alerts.render import render_text
@@ -384,66 +380,3 @@ def format_report(result: DemoResult, *, temporary: bool = False) -> str:
     if temporary:
         lines.append("(a temporary folder, removed when the demo stops: keep it with --dir DIR)")
     return "\n".join(lines)
-
-
-@click.command(
-    epilog="""\b
-Examples:
-  listener demo                          poll the samples, then serve them on :8001
-  listener demo --port 8002 --open       another port; open the browser too
-  listener demo --dir ./demo --no-serve  keep the demo database, print the report only
-  listener -c ./demo/sources.yaml serve  explore a kept demo database again
-
-Stops on Ctrl+C or SIGTERM (exit 0). Exits 1 if no sample source could be polled."""
-)
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write the demo config and database, kept afterwards "
-    "(default: a temporary folder, removed when the demo stops).",
-)
-@click.option("--serve/--no-serve", default=True, help="Start the Datasette explorer afterwards.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
-@click.option(
-    "--port",
-    default=8001,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port of the Datasette explorer (0: any free port).",
-)
-@click.option(
-    "--open/--no-open", "open_browser", default=False, help="Open the dashboard in a browser."
-)
-def demo(directory: Path | None, serve: bool, host: str, port: int, open_browser: bool) -> None:
-    """Try listener offline on bundled sample data.
-
-    Serves sample feeds about a fictional kettle maker on 127.0.0.1, polls them into a demo
-    database with the real pipeline, prints the conversation that turned angry and the alert
-    listener would send, then serves the database in Datasette.
-    """
-    from .web import bind_port, run_server, sigterm_exits_0
-
-    # The port is taken first: a busy one is an error before anything is polled or printed.
-    sock = bind_port(host, port) if serve else None
-    with sigterm_exits_0(), contextlib.ExitStack() as cleanup:
-        if sock is not None:
-            cleanup.callback(sock.close)
-        temporary = directory is None
-        if directory is None:
-            directory = Path(
-                cleanup.enter_context(
-                    tempfile.TemporaryDirectory(prefix="listener-demo-", ignore_cleanup_errors=True)
-                )
-            )
-        click.echo(
-            "listener demo: sample blogs, a forum and comment threads about Brewly, a fictional "
-            "kettle maker, served on 127.0.0.1.\n"
-        )
-        result = run_demo(directory)
-        click.echo(format_report(result, temporary=temporary))
-        if result.summary.ok == 0:
-            raise SystemExit(1)
-        if sock is not None:
-            click.echo("")
-            run_server(result.database, host=host, port=port, open_browser=open_browser, sock=sock)

@@ -54,7 +54,8 @@ SELECT substr(published_at, 1, 10) AS day,
        sum(label = 'positive') AS positive,
        sum(label = 'neutral') AS neutral,
        sum(label = 'negative') AS negative,
-       round(avg(compound), 3) AS mean_compound
+       sum(label = 'unscored') AS unscored,
+       round(avg(CASE WHEN label != 'unscored' THEN compound END), 3) AS mean_compound
 FROM mentions
 WHERE not_relevant = 0 AND published_at IS NOT NULL
 GROUP BY day, brand
@@ -226,11 +227,12 @@ ORDER BY r.negative_posts DESC, r.worst_compound, r.thread_key, w.rank
         "title": "Sentiment by brand by day",
         "description": (
             "Mentions per brand per day over the last N days (30 if left blank), split by "
-            "sentiment, with the mean VADER compound (-1 very negative .. 1 very positive)."
+            "sentiment (unscored: in a language the scorer does not read), with the mean VADER "
+            "compound of the scored ones (-1 very negative .. 1 very positive)."
         ),
         "params": ["days", "brand"],
         "sql": f"""
-SELECT day, brand, mentions, positive, neutral, negative, mean_compound
+SELECT day, brand, mentions, positive, neutral, negative, unscored, mean_compound
 FROM daily_sentiment
 WHERE day >= date('now', '-' || ({_param("days", 30)} - 1) || ' days')
   AND (:brand = '' OR brand = :brand)
@@ -346,7 +348,7 @@ SELECT m.id AS mention_id,
        m.url,
        m.thread_key
 FROM mentions m
-WHERE m.not_relevant = 0 AND m.intents LIKE '%"churn"%'
+WHERE m.not_relevant = 0 AND m.by_brand = 0 AND m.intents LIKE '%"churn"%'
   AND m.published_at >= {_AGO.format(n=_DAYS, unit="days")}
   AND (:brand = '' OR m.brand = :brand)
 ORDER BY m.published_at DESC
@@ -366,9 +368,38 @@ SELECT m.brand,
        m.snippet,
        m.url
 FROM mentions m
-WHERE m.not_relevant = 0 AND m.intents LIKE '%"request"%'
+WHERE m.not_relevant = 0 AND m.by_brand = 0 AND m.intents LIKE '%"request"%'
   AND m.published_at >= {_AGO.format(n=_param("days", 30), unit="days")}
 ORDER BY requests DESC, m.brand, m.published_at DESC
+""",
+    },
+    "open_questions": {
+        "title": "Open questions nobody answered",
+        "description": (
+            "Customers' questions of the last N days (7 if left blank) in conversations where "
+            "none of the brand's accounts has replied and that nobody resolved or ignored, "
+            "newest first. Leave brand blank for all brands."
+        ),
+        "params": ["days", "brand"],
+        "sql": f"""
+SELECT m.id AS mention_id,
+       m.snippet,
+       m.brand,
+       m.product,
+       m.author,
+       m.source,
+       m.published_at,
+       m.url,
+       t.title AS thread,
+       coalesce(t.status, 'new') AS status,
+       m.thread_key
+FROM mentions m
+LEFT JOIN threads t ON t.key = m.thread_key
+WHERE m.not_relevant = 0 AND m.by_brand = 0 AND m.intents LIKE '%"question"%'
+  AND t.answered_at IS NULL AND coalesce(t.status, 'new') NOT IN ('resolved', 'ignored')
+  AND m.published_at >= {_AGO.format(n=_DAYS, unit="days")}
+  AND (:brand = '' OR m.brand = :brand)
+ORDER BY m.published_at DESC, m.id DESC
 """,
     },
     "source_health": {

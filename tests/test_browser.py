@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from listener.datasette_plugin import LABEL_COLORS
 from listener.demo import run_demo
+from listener.web.charts import LABEL_COLORS
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -76,7 +76,7 @@ def serve_process(config: Path, *args: str, lines: list[str] | None = None) -> I
     collects what it printed before it listened."""
     port = free_port()
     code = (
-        "import sys; from listener.cli import State; from listener.web import serve; "
+        "import sys; from listener.cli import State, serve; "
         "serve.main(sys.argv[2:], obj=State(sys.argv[1]), prog_name='listener serve')"
     )
     env = {
@@ -326,7 +326,7 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
     """Signed in with `serve --root`'s login link, the page offers the change; after it, the
     status and its history show."""
     lines: list[str] = []
-    key = "discourse:forum.beancounter.example:8812"
+    key = "discourse:forum.beancounter.example:8812"  # the demo forum read as Discourse
     path = f"/-/thread?{urlencode({'key': key})}"
     for base in serve_process(demo_config, "--root", lines=lines):
         login = next(line.split(": ", 1)[1].strip() for line in lines if "sign in" in line)
@@ -344,7 +344,7 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
                     "csrftoken": token.group(1),
                 },
             )
-            assert done.status_code == 302
+            assert done.status_code == 302, done.text
             cookies = {k: v for k, v in client.cookies.items() if k != "ds_messages"}
         with signed_in_proxy(base, cookies) as proxy:
             shot = ARTIFACTS / "thread_signed_in.png"
@@ -353,3 +353,27 @@ def test_signed_in_thread_page_changes_the_status_in_a_real_browser(
     assert 'Status: <span class="triage acknowledged">acknowledged</span>' in dom
     assert "as serve:root" in dom  # who the change will be recorded as
     assert re.search(r"<td>serve:root</td>\s*<td>support is calling the three customers</td>", dom)
+
+
+def test_dashboard_shows_churn_risks_and_open_questions_in_a_real_browser(
+    server: str, tmp_path: Path
+) -> None:
+    """What customers mean, where customer success looks: who says they are leaving, which
+    questions wait for an answer (the page opened at that panel, as its link does)."""
+    shot = ARTIFACTS / "dashboard_customer_voice.png"
+    dom = chromium(f"{server}/-/dashboard", shot, tmp_path, size="1280,3800")  # the whole page
+    churn = dom.split("<h2>Churn risks</h2>", 1)[1].split("</section>", 1)[0]
+    assert "Daniel Moreau" in churn and "A kettle that needs firmware" in churn
+    assert 'href="/-/thread?key=blog.brewly.example' in churn  # its conversation, one click
+    assert "Rosa Delgado" not in churn  # angry, but she did not say she is leaving
+    questions = dom.split("<h2>Open questions nobody answered</h2>", 1)[1].split("</section>", 1)[0]
+    assert "lena_pours" in questions and "Is the Brewly Grinder worth it" in questions
+    # A question to three brands is one row, naming the three.
+    assert questions.count("Brewly vs Steamline vs Kettlewise for pour-over?") == 1
+    assert (
+        "Brewly, Steamline, Kettlewise" in questions or "Brewly, Kettlewise, Steamline" in questions
+    )
+    assert "hardwater_hank" not in questions  # asked ten days ago: not this week
+    assert "Daniel Moreau" not in questions
+    requests = dom.split("<h2>Top requests per brand</h2>", 1)[1].split("</section>", 1)[0]
+    assert "No feature or change requests in this period." in requests

@@ -23,7 +23,7 @@ from listener.analyse import author_brand, brand_accounts
 from listener.cli import cli
 from listener.models import Brand
 from listener.views import CANNED_QUERIES
-from listener.web import make_datasette
+from listener.web.serve import make_datasette
 
 BRANDS = """\
 - name: Acme

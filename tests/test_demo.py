@@ -8,7 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from listener.demo import DATA_DIR, demo, render_sample, sample_files
+from listener.cli import demo
+from listener.demo import DATA_DIR, render_sample, sample_files
 
 
 def count(db: Path, sql: str) -> int:

@@ -26,23 +26,25 @@ from click.testing import CliRunner
 from helpers import write_config
 from httpd import LoopbackServer
 
-from listener.cli import State
+from listener.cli import State, serve
 from listener.config import load_config
-from listener.datasette_plugin import (
-    VALUE_CAP_BYTES,
-    DashboardData,
-    Links,
+from listener.pipeline import PollSummary, poll_sources
+from listener.runtime import open_runtime
+from listener.store import Store, connect
+from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
+from listener.web import thread_page_url
+from listener.web.charts import (
     brand_colors,
     sentiment_chart,
     share_chart,
     volume_chart,
     weekly_share_chart,
 )
-from listener.pipeline import PollSummary, poll_sources
-from listener.runtime import open_runtime
-from listener.store import Store, connect
-from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
-from listener.web import datasette_metadata, make_datasette, serve, thread_page_url
+from listener.web.dashboard import DashboardData
+from listener.web.links import Links
+from listener.web.metadata import datasette_metadata
+from listener.web.plugin import VALUE_CAP_BYTES
+from listener.web.serve import make_datasette
 
 NOW = datetime.now(UTC)
 DB = "mentions"  # Datasette names the database after the file
@@ -241,7 +243,8 @@ def test_every_view_and_canned_query_finds_what_the_site_holds(
         src.backup(dst)
         with dst:
             dst.execute(
-                "UPDATE mentions SET intents = '[\"request\"]' WHERE title = 'Question about Acme'"
+                'UPDATE mentions SET intents = \'["question", "request"]\' '
+                "WHERE title = 'Question about Acme'"
             )
     finally:
         src.close()
@@ -920,3 +923,146 @@ def test_dashboard_shows_worst_posts_top_sources_and_top_authors(ds: Any) -> Non
     link, count = re.search(r'<a class="negative" href="([^"]+)">(\d+)</a>', grumpy[3]).groups()
     found = get_json(ds, html.unescape(link))
     assert count == "1" and [r["title"] for r in found["rows"]] == ["Globex is terrible"]
+
+
+# --- what customers mean: churn risks, open questions, requests (issue 12) --------------------
+
+
+def section(page: str, title: str) -> str:
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+
+
+def posts_in(part: str) -> list[str]:
+    return re.findall(r"“([^”]+)”", part)
+
+
+def test_dashboard_lists_churn_risks_newest_first_with_their_conversation(
+    db_path: Path, tmp_path: Path
+) -> None:
+    path = copy_db(db_path, tmp_path)
+    with sqlite3.connect(path) as conn:
+        # The Globex post (5 hours ago) also says they are leaving; a brand's own post that
+        # reads like churn is not a customer leaving.
+        conn.execute(
+            'UPDATE mentions SET intents = \'["churn", "complaint"]\' '
+            "WHERE title = 'Globex is terrible'"
+        )
+        conn.execute(
+            "UPDATE mentions SET intents = '[\"churn\"]', by_brand = 1 "
+            "WHERE title = 'Skating season'"
+        )
+    conn.close()
+    ds = make_datasette(path)
+    page = get(ds, "/-/dashboard").text
+    churn = section(page, "Churn risks")
+    shown = posts_in(churn)
+    assert len(shown) == 2
+    assert "support never answered" in shown[0]  # 2 hours ago: first
+    assert "Globex broke my heart" in shown[1]
+    assert "<td>Acme</td>" in churn and "<td>Globex</td>" in churn
+    assert f'href="{html.escape(THREAD)}"' in churn  # the outage's conversation page
+    assert f'href="{OUTAGE}"' in churn
+    every = re.search(r'<p><a href="([^"]+)">The same in the mentions table', churn)
+    assert every, churn
+    found = get_json(ds, html.unescape(every.group(1)))
+    assert sorted(r["title"] for r in found["rows"]) == ["Acme outage again", "Globex is terrible"]
+    # The canned query agrees, and leaves out the brand's own post too.
+    assert [r["title"] for r in run_query(path, "churn_risks")] == [
+        "Acme outage again",
+        "Globex is terrible",
+    ]
+
+
+def test_dashboard_lists_open_questions_until_the_brand_answers(
+    db_path: Path, tmp_path: Path
+) -> None:
+    path = copy_db(db_path, tmp_path)
+    ds = make_datasette(path)
+    questions = section(get(ds, "/-/dashboard").text, "Open questions nobody answered")
+    assert [p[:30] for p in posts_in(questions)] == ["Question about Acme Does Acme "]
+    thread = "/-/thread?" + urlencode({"key": "discourse:forum.example.com:2"})
+    assert f'href="{html.escape(thread)}"' in questions
+    assert [r["snippet"][:19] for r in run_query(path, "open_questions")] == ["Question about Acme"]
+    # One of Acme's accounts replies in the thread: the question is answered.
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE threads SET answered_at = '2026-12-07T10:00:00Z' "
+            "WHERE key = 'discourse:forum.example.com:2'"
+        )
+    conn.close()
+    questions = section(get(ds, "/-/dashboard").text, "Open questions nobody answered")
+    assert posts_in(questions) == []
+    assert "Every question of this period has an answer." in questions
+    assert run_query(path, "open_questions") == []
+
+
+def test_dashboard_shows_top_requests_per_brand(db_path: Path, tmp_path: Path) -> None:
+    path = copy_db(db_path, tmp_path)
+    with sqlite3.connect(path) as conn:
+        # Globex: two requests this week (one in "Market notes", which names Acme too); Acme:
+        # that one, and an old one (40 days ago) outside this week.
+        conn.execute(
+            "UPDATE mentions SET intents = '[\"request\"]' "
+            "WHERE title IN ('Globex is terrible', 'Market notes', 'An old complaint')"
+        )
+    conn.close()
+    ds = make_datasette(path)
+    requests = section(get(ds, "/-/dashboard").text, "Top requests per brand")
+    body = requests.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in body.split("</tr>")[:-1]]
+    assert [r[0] for r in rows] == ["Globex", "Acme"]  # most requests first
+    counts = []
+    for row in rows:
+        link, count = re.search(r'<a href="([^"]+)">(\d+)</a>', row[1]).groups()
+        assert get_json(ds, html.unescape(link))["filtered_table_rows_count"] == int(count)
+        counts.append(int(count))
+    assert counts == [2, 1]
+    globex = posts_in(rows[0][2])
+    assert "Globex broke my heart" in globex[0] and "quarterly results" in globex[1]  # newest first
+    assert ["quarterly results" in p for p in posts_in(rows[1][2])] == [True]
+
+
+def test_unscored_mentions_count_as_not_scored_never_as_negative(
+    db_path: Path, tmp_path: Path
+) -> None:
+    path = copy_db(db_path, tmp_path)
+    with sqlite3.connect(path) as conn:
+        # Stored as the scorer stores a post in a language it does not read.
+        conn.execute(
+            "UPDATE mentions SET label = 'unscored', compound = 0 WHERE title = 'Skating season'"
+        )
+    conn.close()
+    ds = make_datasette(path)
+    page = get(ds, "/-/dashboard").text
+    headline = page.split('<p class="headline">', 1)[1].split("</p>", 1)[0]
+    assert re.search(r"<strong>6</strong> mentions</a>", headline)  # every mention counts
+    assert re.search(r"<strong>2</strong> negative</a>", headline)
+    unscored = re.search(r'href="([^"]+)"><strong>1</strong> not scored \(language\)', headline)
+    assert unscored, headline
+    found = get_json(ds, html.unescape(unscored.group(1)))
+    assert [r["title"] for r in found["rows"]] == ["Skating season"]
+    acme = page.split("<td>Acme</td>", 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", acme, re.S)
+    # mentions, negative, neutral, positive, not scored, negative share
+    total = re.search(r'<a href="([^"]+)">(\d+)</a>', cells[0])
+    assert total.group(2) == "4"
+    assert get_json(ds, html.unescape(total.group(1)))["filtered_table_rows_count"] == 4
+    counts = [re.search(r">(\d+)</a>", c).group(1) for c in cells[1:5]]
+    assert counts == ["1", "2", "0", "1"]  # negative, neutral, positive, not scored
+    assert cells[5].startswith("33%")  # 1 negative of the 3 scored
+    # By day too: counted apart, and the mean is of the scored mentions only.
+    day = next(r for r in run_query(path, "sentiment_by_day", brand="Acme") if r["unscored"])
+    assert day["unscored"] == 1
+    same_day = rows(
+        path,
+        "SELECT avg(compound) FROM mentions WHERE brand = 'Acme' AND label != 'unscored' "
+        "AND not_relevant = 0 AND substr(published_at, 1, 10) = ?",
+        (day["day"],),
+    )[0][0]
+    # (None when the day has no scored Acme mention: not the unscored post's stored 0.)
+    assert day["mean_compound"] == (None if same_day is None else round(same_day, 3))
+    daily = get(ds, "/mentions/daily_sentiment?brand=Acme").text
+    link = re.search(r'<td class="col-unscored[^"]*"><a href="([^"]+)">1</a>', daily)
+    assert link, daily[-3000:]
+    found = get_json(ds, html.unescape(link.group(1)))
+    assert [r["title"] for r in found["rows"]] == ["Skating season"]

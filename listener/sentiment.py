@@ -42,7 +42,7 @@ from listener.models import Label, Score
 log = logging.getLogger(__name__)
 
 # Bump when the scoring rules in this module change, so stored scores are known to be stale.
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
@@ -745,7 +745,7 @@ class Scorer:
                 sentence = _substitute(pattern, sentence, self._phrase_placeholder)
             substituted.append(sentence)
         trace = self._analyzer.trace(substituted)
-        reading = _read(lowered, trace, targeted=bool(neutralise))
+        reading = _read(lowered, trace, targeted=bool(neutralise), lexicon=self._analyzer.lexicon)
         compound = trace.polarity["compound"]
         polarity = trace.polarity
         if reading.changed:
@@ -1286,7 +1286,13 @@ class _Reading:
     changed: bool = False
 
 
-def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
+def _read(
+    lowered: list[str],
+    trace: _Trace,
+    *,
+    targeted: bool,
+    lexicon: Mapping[str, float] | None = None,
+) -> _Reading:
     """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place."""
     r = _Reading()
     sent = trace.sentiments
@@ -1323,6 +1329,15 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
         if _resolved(trace, a, b):
             r.changed = True
         asks, request = roles[k]
+        if targeted and lexicon is not None and _absent_bad(trace, a, b, s, lexicon):
+            r.changed = True  # "not a single unplanned outage", "zero late deliveries"
+        if targeted and announces(s):
+            # News about the brand (hiring, earnings, a release, a new site): its upbeat words
+            # are the news's, not the author's stance. Bad news keeps its weight.
+            for i in range(a, b):
+                if 0 < sent[i] < ANNOUNCEMENT_KEEPS:
+                    sent[i] = 0.0
+                    r.changed = True
         if not marker:
             g = _GRATITUDE.search(s) if targeted and _intent.has_any(s, _GRATITUDE_NEEDS) else None
             if (
@@ -1338,6 +1353,12 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
             # A wish or a courtesy is not praise: "would be great", "happy to test", "thanks!"
             for i in range(a, b):
                 if sent[i] > 0:
+                    sent[i] = 0.0
+                    r.changed = True
+        if targeted and request is not None:
+            # The thing asked for is described, not blamed: "shortcuts for scene breaks".
+            for i in range(a, b):
+                if sent[i] < 0 and abs(sent[i]) < QUESTION_CONTEXT_KEEPS:
                     sent[i] = 0.0
                     r.changed = True
         if asks and targeted and _intent.seeks_information(s):
@@ -1405,6 +1426,73 @@ def _read(lowered: list[str], trace: _Trace, *, targeted: bool) -> _Reading:
                 r.changed = True
         r.complaint_sentence = False
     return r
+
+
+# Negation scope beyond VADER's three words, and "zero": what is absent is a bad thing, so the
+# absence is good ("never had a single missing item", "not a single unplanned outage",
+# "zero late deliveries"). The scope ends at punctuation, a conjunction or a clause word.
+_ABSENCE = re.compile(
+    r"\b(?:zero|never|not|no|none|without|n't)\b((?:\s+(?!and\b|but\b|or\b|so\b|why\b|how\b|"
+    r"what\b|when\b|which\b|that\b|who\b|only\b|just\b|sure\b|idea\b|because\b|even\b|"
+    r"until\b|longer\b|more\b|fix\w*\b|help\w*\b|stop\w*\b|one\s+(?:reply|answer|response)\b)"
+    r"[\w'-]+){1,5})"
+)
+_ABSENCE_NEEDS = ("zero", "never", "not", "no", "none", "without", "n't")
+# "couldn't have been easier", "never been better": a negated comparative is the best there is.
+_BEST_YET = re.compile(
+    r"\b(?:couldn't|could not|couldnt|can't|cannot|cant|never)\s+(?:have\s+)?(?:been|be|felt|"
+    r"looked|worked|run|ran|gone)\s+(?:any\s+|so\s+|much\s+)?(easier|better|happier|smoother|"
+    r"simpler|faster|nicer|quicker|more \w+)\b"
+)
+
+
+def _absent_bad(trace: _Trace, a: int, b: int, sentence: str, lexicon: Mapping[str, float]) -> bool:
+    if not _intent.has_any(sentence, _ABSENCE_NEEDS):
+        return False
+    lowered, sent = trace.lowered, trace.sentiments
+    changed = False
+    best = _BEST_YET.search(sentence)
+    if best is not None:
+        word = best.group(1).split()[-1]
+        for i in range(a, b):
+            if lowered[i] == word and sent[i] < 0:
+                sent[i] = -sent[i]
+                changed = True
+    scoped: set[str] = set()
+    for found in _ABSENCE.finditer(sentence):
+        scoped.update(found.group(1).split())
+    if not scoped:
+        return changed
+    for i in range(a, b):
+        word = lowered[i]
+        if sent[i] < 0 and word in scoped and lexicon.get(word, 0.0) < 0:
+            sent[i] = -sent[i] * 0.5
+            changed = True
+    return changed
+
+
+# Announcements: the brand (or "the company") does something newsworthy, told in the third
+# person. Weak words in them ("new", "improved", "free") are not the author's stance.
+_ANNOUNCES = re.compile(
+    r"^(?:\W*(?:xbrandx|the company|the bank|the firm)\b(?:['\u2019]s)?(?:\s+[\w.-]+){0,3}?\s+"
+    r"(?:is|are|will be)?\s*(?:hiring|hires|hired|reported|reports|announced|announces|acquired|"
+    r"acquires|opens|opened|launches|launched|is out|are out|released|releases|sponsors|"
+    r"sponsoring|expands|expanded|partners|partnered|appoints|appointed|relocates|rolls out|"
+    r"unveils|unveiled|debuts)\b|.*\b(?:the company (?:said|announced|says)|according to|per the notice|"
+    r"press release|earnings|quarterly|analyst|shareholders|#jobs|is hiring|now hiring|"
+    r"scheduled maintenance)\b)"
+)
+_FIRST_PERSON_OR_FEELING = re.compile(
+    r"\b(?:i|we|my|our|me|us|i'm|we're|i've|we've|love|hate|finally|thanks|thank)\b|!"
+)
+ANNOUNCEMENT_KEEPS = 2.6
+
+
+def announces(sentence: str) -> bool:
+    """The sentence is news about the brand, not the author's experience of it."""
+    if _FIRST_PERSON_OR_FEELING.search(sentence):
+        return False
+    return _ANNOUNCES.search(sentence) is not None
 
 
 FACT_PREFIX = "fact: "

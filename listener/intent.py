@@ -81,7 +81,8 @@ _HOLDING = (
 )
 _STAY = (
     r"(?:renew(?:s|ed|ing|al)?|extend(?:s|ed|ing)?|stay(?:s|ed|ing)?|continu(?:e|es|ed|ing)|"
-    r"re-?up|come back|coming back|be back|sign(?:ing)? up again|keep(?:ing)? (?:paying|using))"
+    r"re-?up|come back|coming back|be back|sign(?:ing)? up again|keep(?:ing)? (?:paying|using)|"
+    r"sign(?:ing)?\s+(?:the\s+|a\s+|our\s+|another\s+)?(?:renewal|contract|extension))"
 )
 _PRODUCTS = (
     r"(?:providers?|apps?|tools?|services?|carriers?|banks?|processors?|platforms?|clouds?|"
@@ -134,9 +135,17 @@ _CHURN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             rf"(?:alternatives?|replacements?|other\s+{_PRODUCTS})\b|"
             rf"\b(?:evaluat\w+|consider\w*|test\w*|trial\w*)\s+(?:\w+\s+){{0,1}}?"
             rf"(?:alternatives?|other\s+{_PRODUCTS}|competitors?)\b|"
-            rf"\bany\s+(?:good\s+|decent\s+)?(?:alternatives?|replacements?)\b",
+            rf"\bany\s+(?:good\s+|decent\s+)?(?:alternatives?|replacements?)\b|"
+            rf"\b(?:looking|searching|shopping)\s+(?:around\s+)?for\b[^.?!]{{0,40}}?"
+            rf"\b(?:that|which|who)\s+(?:isn't|is not|aren't|are not)\s+{_YOU}|"
+            rf"\b(?:booked|went|gone|going|signed up|bought|ordered|chose|picked|flying|flew)\s+"
+            rf"(?:with\s+|for\s+|to\s+)?(?:a different|a competing|a rival|some other)\s+[\w-]+",
         ),
-        ("done with", rf"\b(?:done|finished|through|fed up)\s+with\s+{_FILL}{_YOU}"),
+        (
+            "done with",
+            rf"\b(?:done|finished|fed up)\s+(?:\w+ing\s+(?:with\s+)?|with\s+){_FILL}{_YOU}|"
+            rf"\bthrough\s+with\s+{_FILL}{_YOU}",
+        ),
         (
             "done with",
             r"\b(?:we're|we are|i'm|i am|were|im)\s+(?:so\s+)?(?:done|out|gone|outta here)\b",
@@ -212,7 +221,18 @@ _CHURN_NEEDS: tuple[tuple[str, ...], ...] = (
     ("elsewhere",),
     ("back to",),
     ("switch", "chang"),
-    ("alternativ", "replacement", "other", "competitor"),
+    (
+        "alternativ",
+        "replacement",
+        "other",
+        "competitor",
+        "isn't",
+        "is not",
+        "aren't",
+        "differ",
+        "rival",
+        "competing",
+    ),
     ("xbrandx", "your "),
     ("done", "out", "gone"),
     ("xbrandx", "your "),
@@ -473,8 +493,15 @@ def arrival_cue(sentence: str) -> Cue | None:
     return None
 
 
+# The author supposes, not decides: "if I cancel my contract in the 14-day window, ...?"
+_SUPPOSING = re.compile(r"\b(?:if|whether|once|when|in case|before)\s+(?:i|we)\s+(?:\w+\s+){0,2}$")
+
+
 def _negated(sentence: str, at: int) -> bool:
-    return _NEGATION.search(sentence[max(0, at - 40) : at]) is not None
+    before = sentence[max(0, at - 40) : at]
+    return _NEGATION.search(before) is not None or (
+        "?" in sentence[at:] and _SUPPOSING.search(before) is not None
+    )
 
 
 def _subject_is_author(sentence: str, at: int) -> bool:

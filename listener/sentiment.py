@@ -1507,6 +1507,8 @@ def _fact(sentence: str) -> tuple[str, float] | None:
         found = pattern.search(sentence)
         if found is not None and name == "waiting" and not _WAITING_FOR.search(sentence):
             continue
+        if found is not None and name == "price up" and not _PRICE_WORDS.search(sentence):
+            continue  # "loads increased 30%" is not a price going up
         if found is None:
             continue
         if name == "rating":
@@ -1559,6 +1561,10 @@ def _rating(found: re.Match[str]) -> float | None:
     )
 
 
+_PRICE_WORDS = re.compile(
+    r"\b(?:pric\w*|premiums?|fees?|bills?|billed|rates?|costs?|subscriptions?|plans?|tariffs?|"
+    r"debits?|charg\w*|renewal|membership)\b"
+)
 _MONEY = re.compile(r"(?<=[$\u00a3\u20ac])\s?(\d[\d,]*(?:\.\d+)?)")
 _WAITING_FOR = re.compile(
     r"\b(?:ticket|support|repl(?:y|ied)|respon\w+|answer\w*|wait\w*|restor\w*|refund\w*|"
@@ -1602,6 +1608,33 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
             r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many)\s+(?:days?|weeks?|months?)\b|\bday \d+ of\b|\bawaiting\b",
             -1.5,
         ),
+        (
+            "price up",
+            r"\b(?:rais(?:e|es|ed|ing)|increas(?:e|es|ed|ing)|hik(?:e|es|ed|ing)|put up|went up|"
+            r"gone up|goes up|jump(?:s|ed)?|doubl(?:e|es|ed)|tripl(?:e|es|ed))\b[^.?!]{0,40}?"
+            r"\d+(?:\.\d+)?\s?%|\b(?:prices?|premiums?|fees?|bills?|rates?|tariffs?|direct debits?)"
+            r"\s+(?:\w+\s+){0,2}?(?:went up|has gone up|have gone up|increased|rose|doubled|tripled)\b",
+            -1.5,
+        ),
+        (
+            "closing",
+            r"\bclos(?:es|ing|ed)\s+(?:its|their|the|our|my)\s+(?:last\s+|local\s+|only\s+|nearest\s+)?"
+            r"(?:[\w-]+\s+)?(?:branch|branches|office|offices|store|stores|shop|site|location|"
+            r"counter|depot)\b",
+            -1.5,
+        ),
+        (
+            "capped",
+            r"\b(?:caps?|capped|capping|throttl\w+)\s+(?:[\w-]+\s+){0,3}?(?:at|to)\s+\d",
+            -1.2,
+        ),
+        (
+            "promise not kept",
+            r"\bthat was\s+(?:over\s+|nearly\s+|almost\s+)?(?:\d+|two|three|four|five|six|seven|"
+            r"eight|nine|ten|several)\s+(?:days?|weeks?|months?)\s+ago\b|"
+            r"\b(?:promised|guaranteed)\b[^.?!]*\b(?:never|didn't|hasn't|haven't|yet to|instead)\b",
+            -1.5,
+        ),
     )
 )
 
@@ -1623,6 +1656,10 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
         "moved",
     ),
     ("day", "week", "month", "awaiting"),
+    ("%", "went up", "gone up", "increased", "rose", "doubled", "tripled"),
+    ("clos",),
+    ("cap", "throttl"),
+    ("ago", "promised", "guaranteed"),
 )
 QUESTION_KEEPS = 3.0
 QUESTION_CONTEXT_KEEPS = 2.5

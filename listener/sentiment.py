@@ -1366,6 +1366,8 @@ def _read(
             # keep their weight there.
             quiet(a, b, QUESTION_KEEPS)
             asking_post = True
+        elif targeted and request is not None and not _intent.has_any(s, _STILL_NEEDS):
+            asking_post = True  # a request's context describes the need, as a question's does
         if targeted and (asks or request is not None):
             for i in range(a, b):
                 if sent[i] and trace.lowered[i] in _OPERATIONS:
@@ -1495,6 +1497,8 @@ def announces(sentence: str) -> bool:
     return _ANNOUNCES.search(sentence) is not None
 
 
+# A request that is also a complaint: "STILL can't ...", "for years", "again".
+_STILL_NEEDS = ("still", "years", "again", "ever", "seriously")
 FACT_PREFIX = "fact: "
 
 

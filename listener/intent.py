@@ -513,6 +513,11 @@ def _subject_is_author(sentence: str, at: int) -> bool:
     return len(before) <= 2
 
 
+def first_person(sentence: str) -> bool:
+    """The author speaks of themselves: I, we, my, our, me, us."""
+    return _FIRST_PERSON.search(sentence) is not None
+
+
 def no_fault(text: str) -> bool:
     return _NO_FAULT.search(text) is not None
 

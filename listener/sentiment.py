@@ -1320,7 +1320,7 @@ def _read(
     if marker:
         flip(0, len(sent), marker.group().strip())
     facts: list[tuple[int, str, float]] = []
-    asking_post = False
+    asking_post = asked_info = False
     roles = [(_intent.asks(s), _intent.request_cue(s)) for s in lowered]
     # Courtesy closing a question or a request ("Thanks!", "happy to test") is not praise.
     courteous = any(asks or request is not None for asks, request in roles)
@@ -1365,7 +1365,7 @@ def _read(
             # Asking about the brand is not a stance toward it: only strong evaluative words
             # keep their weight there.
             quiet(a, b, QUESTION_KEEPS)
-            asking_post = True
+            asking_post = asked_info = True
         elif targeted and request is not None and not _intent.has_any(s, _STILL_NEEDS):
             asking_post = True  # a request's context describes the need, as a question's does
         if targeted and (asks or request is not None):
@@ -1398,15 +1398,27 @@ def _read(
             r.praise_sentence = True
     if asking_post and not marker:
         # Around a question, the asker's own circumstances ("panic", "by mistake") are not a
-        # stance toward the brand; customer-voice phrases and strong words still are.
-        for i in range(len(sent)):
-            if (
-                sent[i]
-                and abs(sent[i]) < QUESTION_CONTEXT_KEEPS
-                and not trace.lowered[i].startswith("xphr")
-            ):
-                sent[i] = 0.0
-                r.changed = True
+        # stance toward the brand; customer-voice phrases and strong words still are. A
+        # sentence of the asker's that does not name the brand ("the deadline is brutal",
+        # "merging terrifies me") is circumstance however strong its words.
+        about = [BRAND_PLACEHOLDER in v for v in lowered]
+        for j in range(len(lowered)):
+            own = (
+                asked_info
+                and any(about)
+                and not about[j]
+                and not roles[j][0]
+                and _intent.first_person(lowered[j])
+            )
+            for i in range(bounds[j], bounds[j + 1]):
+                v = sent[i]
+                if not v:
+                    continue
+                if (own and -ASKER_CONTEXT_KEEPS < v < 0) or (
+                    abs(v) < QUESTION_CONTEXT_KEEPS and not trace.lowered[i].startswith("xphr")
+                ):
+                    sent[i] = 0.0
+                    r.changed = True
     for k, words, valence in facts:
         # A stated fact scores as one more token of its sentence, named in the explanation.
         trace.tokens.append(words)
@@ -1667,6 +1679,7 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
 )
 QUESTION_KEEPS = 3.0
 QUESTION_CONTEXT_KEEPS = 2.5
+ASKER_CONTEXT_KEEPS = 3.5
 # What technical questions and requests do to things, not feelings: "how do I kill a volume?"
 _OPERATIONS = frozenset(
     [

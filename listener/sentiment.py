@@ -1317,9 +1317,20 @@ def _read(
                 sent[i] = 0.0
                 r.changed = True
 
+    ironic = marker is not None
     if marker:
         flip(0, len(sent), marker.group().strip())
+    elif targeted and lexicon is not None and ('"' in full or "'" in full or "\u201c" in full):
+        scare, quieted = _quoted(trace, full, lexicon)
+        r.changed = r.changed or quieted
+        if scare:
+            # A claim in scare quotes ('the new "simplified" pricing'): the post's praise is
+            # meant the other way round.
+            flip(0, len(sent), f'"{scare}"')
+            ironic = True
     facts: list[tuple[int, str, float]] = []
+    if ironic and marker is None:
+        facts.append((0, f"{FACT_PREFIX}scare quotes: {_shown(_clip(scare or '', 40))}", -1.5))
     asking_post = asked_info = False
     roles = [(_intent.asks(s), _intent.request_cue(s)) for s in lowered]
     # Courtesy closing a question or a request ("Thanks!", "happy to test") is not praise.
@@ -1338,7 +1349,7 @@ def _read(
                 if 0 < sent[i] < ANNOUNCEMENT_KEEPS:
                     sent[i] = 0.0
                     r.changed = True
-        if not marker:
+        if not ironic:
             g = _GRATITUDE.search(s) if targeted and _intent.has_any(s, _GRATITUDE_NEEDS) else None
             if (
                 g
@@ -1396,7 +1407,7 @@ def _read(
             r.complaint_sentence = True
         if total >= PRAISE_SENTENCE and k not in flipped and not asks and request is None:
             r.praise_sentence = True
-    if asking_post and not marker:
+    if asking_post and not ironic:
         # Around a question, the asker's own circumstances ("panic", "by mistake") are not a
         # stance toward the brand; customer-voice phrases and strong words still are. A
         # sentence of the asker's that does not name the brand ("the deadline is brutal",
@@ -1483,6 +1494,64 @@ def _absent_bad(trace: _Trace, a: int, b: int, sentence: str, lexicon: Mapping[s
             sent[i] = -sent[i] * 0.5
             changed = True
     return changed
+
+
+# Quoted words are someone else's: release notes, a support macro, a brand's claim.
+_QUOTED = re.compile(
+    r'["\u201c\u201d]([^"\u201c\u201d]{2,120})["\u201c\u201d]|(?<![\w])\'([a-z][\w -]{1,30}[a-z])\'(?![\w])'
+)
+# Claims a brand makes of a change, which scare quotes turn round.
+_CLAIMS = frozenset(
+    [
+        "simplified",
+        "improved",
+        "unlimited",
+        "fixed",
+        "seamless",
+        "smart",
+        "streamlined",
+        "upgraded",
+        "enhanced",
+        "optimized",
+        "optimised",
+        "faster",
+        "easier",
+        "better",
+        "next-day",
+        "same-day",
+        "instant",
+        "premium",
+        "priority",
+        "express",
+        "resolved",
+        "modern",
+        "intuitive",
+    ]
+)
+
+
+def _quoted(trace: _Trace, full: str, lexicon: Mapping[str, float]) -> tuple[str | None, bool]:
+    """Quiet the praise words inside quotation marks (they are not the author's); return a
+    scare-quoted claim (one or two words, a claim or a praise word), if the post has one."""
+    scare = None
+    words: set[str] = set()
+    for found in _QUOTED.finditer(full):
+        quote = (found.group(1) or found.group(2) or "").strip()
+        parts = quote.split()
+        if not parts:
+            continue
+        if len(parts) <= 2 and (
+            any(w.strip(".,!?") in _CLAIMS or lexicon.get(w.strip(".,!?"), 0.0) > 0 for w in parts)
+        ):
+            scare = quote
+        words.update(w.strip(".,!?;:") for w in parts)
+    sent = trace.sentiments
+    quieted = False
+    for i, word in enumerate(trace.lowered):
+        if sent[i] > 0 and word in words:
+            sent[i] = 0.0
+            quieted = True
+    return scare, quieted
 
 
 # Announcements: the brand (or "the company") does something newsworthy, told in the third

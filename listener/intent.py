@@ -159,6 +159,41 @@ _CHURN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:take|taking|took|want|wanted|requested|request|demand\w*|asked for)\s+(?:a\s+|the\s+|my\s+|our\s+|full\s+)*refund",
         ),
         (
+            "not staying",
+            rf"\b(?:never|won't|wont|will not|not going to|no more|last time (?:i|we)(?:'ll)?)\s+"
+            r"(?:be\s+|ever\s+)?(?:us(?:e|ing)|buy(?:ing)?|order(?:ing)?|fly(?:ing)?|shop(?:ping)?|"
+            r"book(?:ing)?|pay(?:ing)?|recommend(?:ing)?|trust(?:ing)?|bank(?:ing)?)\b"
+            r"(?:(?!\b(?:else|but|other|than|after|besides|without|instead)\b)[^.?!]){0,30}?"
+            rf"(?:{BRAND}|\bagain\b)|{BRAND}\s+(?:won't|will not|will never)\s+(?:see|get)\s+"
+            r"(?:another|one more|a single)\s+(?:cent|penny|dime|pound|dollar)",
+        ),
+        (
+            "moving elsewhere",
+            r"\b(?:business|money|custom|look(?:ing)?|shop(?:ping)?|go(?:ing)?)\s+elsewhere\b|"
+            r"\b(?:gave|giving|give|handed in|hand in)\s+(?:xbrandx\s+)?(?:our|my|their)?\s*notice\b|"
+            r"\bwant(?:s|ed)?\s+out\s+of\b",
+        ),
+        (
+            "lost a customer",
+            r"\b(?:lost|losing|lose)\s+(?:a|another|one|this|a loyal)\s+(?:customer|client|subscriber|"
+            r"user|member)\b|\b(?:you've|you have|xbrandx has|xbrandx just|just|officially)\s+lost\s+"
+            r"(?:me|us|my business|our business)\b|\blost (?:my|our) business\b|"
+            rf"{BRAND}\s+is\s+(?:dead to (?:me|us)|history to (?:me|us))\b",
+        ),
+        (
+            "alternatives",
+            rf"(?:^|\b(?:i|we|i'm|we're|i've|we've|i'll|we'll|to|are|am)\s+(?:\w+\s+)?)"
+            rf"replac(?:e|ed|ing)\s+{_FILL}{BRAND}\b|"
+            rf"\b(?:something|anything|one|options?|tools?|apps?)\s+other than\s+{_FILL}{BRAND}|"
+            rf"\b(?:find|finding|found|need)\s+(?:a\s+|an\s+)?(?:new|different|another|better)\s+"
+            rf"(?:[\w-]+\s+)?{_PRODUCTS}\b(?![^?]*\?)",
+        ),
+        (
+            "done with",
+            r"\b(?:i'm|we're|i am|we are|i'll be|we'll be)\s+(?:so\s+)?leaving"
+            r"(?!\s+(?:for|on|at|to|the|a|my|our|work|home|feedback|comments?|reviews?)\b)",
+        ),
+        (
             "refund or gone",
             rf"\b(?:return(?:ed|ing)?|sen[dt](?:ing)? back)\s+(?:the|my|our|it|{BRAND})\b"
             rf"|{BRAND}(?:\s+[\w#-]+){{0,2}}\s+(?:returned|went back)\b",
@@ -237,6 +272,11 @@ _CHURN_NEEDS: tuple[tuple[str, ...], ...] = (
     ("done", "out", "gone"),
     ("xbrandx", "your "),
     ("refund",),
+    ("never", "won't", "wont", "will not", "not going", "no more", "last time", "xbrandx won"),
+    ("elsewhere", "notice", "want out", "wants out", "wanted out"),
+    ("lost", "losing", "lose", " is "),
+    ("replac", "other than", "new", "different", "another", "better"),
+    ("leaving",),
     ("return", "back"),
 )
 assert len(_CHURN_NEEDS) == len(_CHURN_RULES)

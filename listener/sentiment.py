@@ -745,7 +745,13 @@ class Scorer:
                 sentence = _substitute(pattern, sentence, self._phrase_placeholder)
             substituted.append(sentence)
         trace = self._analyzer.trace(substituted)
-        reading = _read(lowered, trace, targeted=bool(neutralise), lexicon=self._analyzer.lexicon)
+        reading = _read(
+            lowered,
+            trace,
+            targeted=bool(neutralise),
+            lexicon=self._analyzer.lexicon,
+            phrases=self._token_phrase,
+        )
         compound = trace.polarity["compound"]
         polarity = trace.polarity
         if reading.changed:
@@ -1292,6 +1298,7 @@ def _read(
     *,
     targeted: bool,
     lexicon: Mapping[str, float] | None = None,
+    phrases: Mapping[str, tuple[str, str]] | None = None,
 ) -> _Reading:
     """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place."""
     r = _Reading()
@@ -1340,7 +1347,7 @@ def _read(
         if _resolved(trace, a, b):
             r.changed = True
         asks, request = roles[k]
-        if targeted and lexicon is not None and _absent_bad(trace, a, b, s, lexicon):
+        if targeted and lexicon is not None and _absent_bad(trace, a, b, s, lexicon, phrases):
             r.changed = True  # "not a single unplanned outage", "zero late deliveries"
         if targeted and announces(s):
             # News about the brand (hiring, earnings, a release, a new site): its upbeat words
@@ -1471,7 +1478,14 @@ _BEST_YET = re.compile(
 )
 
 
-def _absent_bad(trace: _Trace, a: int, b: int, sentence: str, lexicon: Mapping[str, float]) -> bool:
+def _absent_bad(
+    trace: _Trace,
+    a: int,
+    b: int,
+    sentence: str,
+    lexicon: Mapping[str, float],
+    phrases: Mapping[str, tuple[str, str]] | None = None,
+) -> bool:
     if not _intent.has_any(sentence, _ABSENCE_NEEDS):
         return False
     lowered, sent = trace.lowered, trace.sentiments
@@ -1490,7 +1504,12 @@ def _absent_bad(trace: _Trace, a: int, b: int, sentence: str, lexicon: Mapping[s
         return changed
     for i in range(a, b):
         word = lowered[i]
-        if sent[i] < 0 and word in scoped and lexicon.get(word, 0.0) < 0:
+        if sent[i] >= 0:
+            continue
+        phrase = phrases.get(word) if phrases and word.startswith("xphr") else None
+        if (phrase is not None and all(w in scoped for w in phrase[0].split())) or (
+            word in scoped and lexicon.get(word, 0.0) < 0
+        ):
             sent[i] = -sent[i] * 0.5
             changed = True
     return changed

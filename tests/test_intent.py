@@ -102,6 +102,84 @@ def test_negated_or_unrelated_leaving_words_are_not_churn(scorer, text: str) -> 
     assert "churn" not in toward(scorer, text, "Acme").intents
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We told the Acme rep we won't be signing the renewal.",
+        "Done flying Acme. Two lost bags in a year.",
+        "Looking for a courier near Leeds that isn't Acme.",
+        "Booked with a different airline this summer, Acme's delays put us off.",
+        "Never buying Acme again.",
+        "Acme won't see another cent from me.",
+        "I'll be taking my business elsewhere, Acme.",
+        "We gave Acme notice today.",
+        "Acme, you've lost me.",
+        "Trialling Globex to replace Acme across all 30 stores.",
+        "Recommend me something other than Acme for payroll?",
+        "Third outage this month. Time to find a new host.",
+    ],
+)
+def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
+    score = toward(scorer, text, "Acme", "Globex")
+    assert score.intents[0] == "churn", score.explanation
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If I cancel my Acme plan in the trial window, do I get charged anything?",
+        "What happens to my files if we close our Acme account mid-year?",
+        "They replaced my Acme phone for free.",
+        "Acme is out of stock everywhere.",
+        "I'd never use anything but Acme.",
+        "We need a new app for expenses, does Acme do that?",
+        "I'm leaving a five star review for Acme.",
+    ],
+)
+def test_supposing_and_praising_are_not_churn(scorer, text: str) -> None:
+    # Guards on the churn rules' limits: each fails if its rule is loosened (no "?" check on
+    # supposing, no subject on "replace", "is out", "anything but", a question, "leaving a").
+    assert "churn" not in toward(scorer, text, "Acme", "Globex").intents
+
+
+# Each kind of error the issue lists, in posts written for this test.
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        # praise told as the absence of something bad, past VADER's three words, or "zero"
+        ("Two years on Acme and I've never had a single billing problem.", "positive"),
+        ("Not a single unplanned outage on Acme since we moved in March.", "positive"),
+        ("Zero failed deliveries from Acme this quarter.", "positive"),
+        ("Setting up Acme on my dad's phone couldn't have been easier.", "positive"),
+        # news about the brand is not a stance
+        ("Acme launched an improved free tier for students on Monday.", "neutral"),
+        ("Acme reported record quarterly profit, ahead of analyst estimates.", "neutral"),
+        ("Acme 5.0 is out today with an improved search and a free tier.", "neutral"),
+        # bad facts without a negative word
+        ("Acme raised my premium by 30% at renewal.", "negative"),
+        ("Acme closes its last branch in our town next month.", "negative"),
+        ("Acme caps uploads at 10 Mbps on the basic plan.", "negative"),
+        (
+            "Acme promised the new card would arrive by Friday. That was three weeks ago.",
+            "negative",
+        ),
+        # a claim in scare quotes; someone else's praise in quotes
+        ('Acme\'s new "streamlined" checkout takes six screens now.', "negative"),
+        ('Acme removed the offline mode. Their blog: "a better, simpler experience".', "negative"),
+        # the asker's own circumstances around a how-to question
+        (
+            "How do I export every Acme invoice at once? The audit deadline is brutal and "
+            "I'm terrified of missing one.",
+            "neutral",
+        ),
+        # what a request asks for is described, not blamed
+        ("It would be great if Acme let us restore a deleted folder from the trash.", "neutral"),
+    ],
+)
+def test_sentiment_generalises_across_the_issues_error_kinds(scorer, text: str, label) -> None:
+    assert toward(scorer, text, "Acme").label == label
+
+
 def test_churn_without_blame_is_not_negative(scorer) -> None:
     score = toward(
         scorer, "Cancelled Acme today. Nothing wrong with it, I just don't need it.", "Acme"
@@ -170,7 +248,7 @@ def test_fresh_posts_churn_and_questions(scorer) -> None:
     m = _measure(scorer, _rows(FRESH))
     assert m["churn_precision"] >= 0.85 and m["churn_recall"] >= 0.80
     assert m["question_recall"] >= 0.85
-    assert m["accuracy"] >= 0.75  # plain VADER: 0.33
+    assert m["accuracy"] >= 0.85  # the target; plain VADER: 0.33
 
 
 @pytest.mark.skipif(not SHARED.is_file(), reason="shared customer-voice data not present")

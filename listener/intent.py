@@ -274,7 +274,7 @@ _CHURN_NEEDS: tuple[tuple[str, ...], ...] = (
     ("refund",),
     ("never", "won't", "wont", "will not", "not going", "no more", "last time", "xbrandx won"),
     ("elsewhere", "notice", "want out", "wants out", "wanted out"),
-    ("lost", "losing", "lose", " is "),
+    ("lost", "losing", "lose", "dead to", "history to"),
     ("replac", "other than", "new", "different", "another", "better"),
     ("leaving",),
     ("return", "back"),

@@ -1327,7 +1327,7 @@ def _read(
     ironic = marker is not None
     if marker:
         flip(0, len(sent), marker.group().strip())
-    elif targeted and lexicon is not None and ('"' in full or "'" in full or "\u201c" in full):
+    elif targeted and lexicon is not None and ('"' in full or " '" in full or "\u201c" in full):
         scare, quieted = _quoted(trace, full, lexicon)
         r.changed = r.changed or quieted
         if scare:
@@ -1469,7 +1469,7 @@ _ABSENCE = re.compile(
     r"until\b|longer\b|more\b|fix\w*\b|help\w*\b|stop\w*\b|one\s+(?:reply|answer|response)\b)"
     r"[\w'-]+){1,5})"
 )
-_ABSENCE_NEEDS = ("zero", "never", "not", "no", "none", "without", "n't")
+_ABSENCE_NEEDS = ("zero", "never", "not ", "no ", "none", "without", "n't")
 # "couldn't have been easier", "never been better": a negated comparative is the best there is.
 _BEST_YET = re.compile(
     r"\b(?:couldn't|could not|couldnt|can't|cannot|cant|never)\s+(?:have\s+)?(?:been|be|felt|"
@@ -1580,9 +1580,11 @@ _ANNOUNCES = re.compile(
     r"(?:is|are|will be)?\s*(?:hiring|hires|hired|reported|reports|announced|announces|acquired|"
     r"acquires|opens|opened|launches|launched|is out|are out|released|releases|sponsors|"
     r"sponsoring|expands|expanded|partners|partnered|appoints|appointed|relocates|rolls out|"
-    r"unveils|unveiled|debuts)\b|.*\b(?:the company (?:said|announced|says)|according to|per the notice|"
-    r"press release|earnings|quarterly|analyst|shareholders|#jobs|is hiring|now hiring|"
-    r"scheduled maintenance)\b)"
+    r"unveils|unveiled|debuts)\b)"
+)
+_NEWS_WORDS = re.compile(
+    r"\b(?:the company (?:said|announced|says)|according to|per the notice|press release|earnings|"
+    r"quarterly|analyst|shareholders|#jobs|is hiring|now hiring|scheduled maintenance)\b"
 )
 _FIRST_PERSON_OR_FEELING = re.compile(
     r"\b(?:i|we|my|our|me|us|i'm|we're|i've|we've|love|hate|finally|thanks|thank)\b|!"
@@ -1594,7 +1596,7 @@ def announces(sentence: str) -> bool:
     """The sentence is news about the brand, not the author's experience of it."""
     if _FIRST_PERSON_OR_FEELING.search(sentence):
         return False
-    return _ANNOUNCES.search(sentence) is not None
+    return _ANNOUNCES.match(sentence) is not None or _NEWS_WORDS.search(sentence) is not None
 
 
 # A request that is also a complaint: "STILL can't ...", "for years", "again".

@@ -517,8 +517,19 @@ def churn_cue(sentence: str) -> Cue | None:
                 sentence, found.start()
             ):
                 continue
+            if (
+                rule == "leaving"
+                and found.group().startswith("drop")
+                and _FELL.match(sentence, found.end())
+            ):
+                continue  # "dropped my <brand> phone down the stairs": a fall, not a farewell
             return Cue("churn", rule, found.group().strip())
     return None
+
+
+_FELL = re.compile(
+    r"(?:\s+[\w'-]+){0,2}?\s+(?:down|onto|into|in the|on the|off the|off a|from|in a)\b"
+)
 
 
 def arrival_cue(sentence: str) -> Cue | None:

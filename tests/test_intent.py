@@ -134,6 +134,7 @@ def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
         "I'd never use anything but Acme.",
         "We need a new app for expenses, does Acme do that?",
         "I'm leaving a five star review for Acme.",
+        "Dropped my Acme phone down the stairs. Not a scratch.",
     ],
 )
 def test_supposing_and_praising_are_not_churn(scorer, text: str) -> None:

@@ -295,6 +295,9 @@ _CHURN_TRIES = tuple(
     for (rule, pattern), needs in zip(_CHURN_RULES, _CHURN_NEEDS, strict=True)
 )
 
+# Every word some churn rule needs, in one pattern: one C-speed scan rules most sentences out.
+_CHURN_ANY = re.compile("|".join(sorted({re.escape(w) for ws in _CHURN_NEEDS for w in ws})))
+
 # It is not the brand's fault: churn without blame ("nothing wrong with it, I just don't need it").
 _NO_FAULT = re.compile(
     r"\b(?:nothing wrong|no complaints?|not (?:their|its|your|xbrandx's) fault|"
@@ -507,6 +510,8 @@ def request_cue(sentence: str) -> Cue | None:
 
 def churn_cue(sentence: str) -> Cue | None:
     """Leaving, toward the brand: the first rule that fires and is not negated."""
+    if _CHURN_ANY.search(sentence) is None:
+        return None  # none of the words any churn rule needs: most sentences
     for rule, pattern, needs in _CHURN_TRIES:
         if not has_any(sentence, needs):
             continue

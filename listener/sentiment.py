@@ -1594,9 +1594,9 @@ ANNOUNCEMENT_KEEPS = 2.6
 
 def announces(sentence: str) -> bool:
     """The sentence is news about the brand, not the author's experience of it."""
-    if _FIRST_PERSON_OR_FEELING.search(sentence):
+    if _ANNOUNCES.match(sentence) is None and _NEWS_WORDS.search(sentence) is None:
         return False
-    return _ANNOUNCES.match(sentence) is not None or _NEWS_WORDS.search(sentence) is not None
+    return _FIRST_PERSON_OR_FEELING.search(sentence) is None
 
 
 # A request that is also a complaint: "STILL can't ...", "for years", "again".

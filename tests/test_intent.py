@@ -440,6 +440,51 @@ def test_posts_by_the_brands_own_account_carry_no_customer_intent(tmp_path, http
     assert churners == ["rosa"]
 
 
+def test_an_account_added_later_takes_the_intent_off_its_posts_and_rescore_keeps_it_off(
+    tmp_path, httpd
+) -> None:
+    topic = "https://forum.example.com/t/acme-billing/78"
+    httpd.add(
+        "/forum",
+        _authored_rss([("Acme billing", f"{topic}/1", "Acme Support", BRAND_REPLY)]),
+    )
+    cfg = write_config(tmp_path, [("forum", httpd.url("/forum"))])
+    assert CliRunner().invoke(cli, ["-c", str(cfg), "poll"]).exit_code == 0
+
+    def stored() -> tuple[list[str], int]:
+        conn = sqlite3.connect(tmp_path / "mentions.db")
+        try:
+            intents, by_brand = conn.execute(
+                "SELECT intents, by_brand FROM mentions WHERE brand = 'Acme'"
+            ).fetchone()
+        finally:
+            conn.close()
+        return json.loads(intents), by_brand
+
+    assert stored()[0][0] == "churn"  # nobody said whose account it is yet
+    # The user adds the support account to the brand; the next poll sees the same post again.
+    text = cfg.read_text().replace(
+        'terms: [Acme, "Acme Corp", "@acme"]',
+        'terms: [Acme, "Acme Corp", "@acme"]\n    accounts: ["Acme Support"]',
+    )
+    assert "accounts:" in text
+    cfg.write_text(text)
+    httpd.add(  # the topic goes on: the feed is read again, the old post seen again
+        "/forum",
+        _authored_rss(
+            [
+                ("Acme billing", f"{topic}/1", "Acme Support", BRAND_REPLY),
+                ("Acme billing", f"{topic}/2", "kim", "Thanks, Acme, found it."),
+            ]
+        ),
+    )
+    assert CliRunner().invoke(cli, ["-c", str(cfg), "poll"]).exit_code == 0
+    assert stored() == ([], 1)
+    out = CliRunner().invoke(cli, ["-c", str(cfg), "rescore", "--all"])
+    assert out.exit_code == 0, out.output
+    assert stored() == ([], 1)  # re-scoring does not bring a customer intent back
+
+
 # --- churn_risk through `listener run` ---------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .lang import item_language
 from .match import Matcher, snippet_around
@@ -119,6 +119,17 @@ def author_brand(author: str | None, accounts: Mapping[str, str]) -> str | None:
         if brand is not None:
             return brand
     return None
+
+
+def brand_voice(score: Score) -> Score:
+    """A score as the brand's own account's post carries it: the same sentiment, no customer
+    intent (a brand announcing a price change or answering "how do I cancel?" is not churn,
+    a complaint or a question of a customer), and no intent words in its explanation."""
+    if not score.intents and not any(e.get("rule") == "intent" for e in score.explanation):
+        return score
+    explanation = tuple(e for e in score.explanation if e.get("rule") != "intent")
+    note = {"rule": "brand voice", "effect": "the brand's own account: no customer intent"}
+    return replace(score, intents=(), explanation=(*explanation, note))
 
 
 def score_matches(

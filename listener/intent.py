@@ -81,7 +81,8 @@ _HOLDING = (
 )
 _STAY = (
     r"(?:renew(?:s|ed|ing|al)?|extend(?:s|ed|ing)?|stay(?:s|ed|ing)?|continu(?:e|es|ed|ing)|"
-    r"re-?up|come back|coming back|be back|sign(?:ing)? up again|keep(?:ing)? (?:paying|using))"
+    r"re-?up|come back|coming back|be back|sign(?:ing)? up again|keep(?:ing)? (?:paying|using)|"
+    r"sign(?:ing)?\s+(?:the\s+|a\s+|our\s+|another\s+)?(?:renewal|contract|extension))"
 )
 _PRODUCTS = (
     r"(?:providers?|apps?|tools?|services?|carriers?|banks?|processors?|platforms?|clouds?|"
@@ -134,9 +135,17 @@ _CHURN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             rf"(?:alternatives?|replacements?|other\s+{_PRODUCTS})\b|"
             rf"\b(?:evaluat\w+|consider\w*|test\w*|trial\w*)\s+(?:\w+\s+){{0,1}}?"
             rf"(?:alternatives?|other\s+{_PRODUCTS}|competitors?)\b|"
-            rf"\bany\s+(?:good\s+|decent\s+)?(?:alternatives?|replacements?)\b",
+            rf"\bany\s+(?:good\s+|decent\s+)?(?:alternatives?|replacements?)\b|"
+            rf"\b(?:looking|searching|shopping)\s+(?:around\s+)?for\b[^.?!]{{0,40}}?"
+            rf"\b(?:that|which|who)\s+(?:isn't|is not|aren't|are not)\s+{_YOU}|"
+            rf"\b(?:booked|went|gone|going|signed up|bought|ordered|chose|picked|flying|flew)\s+"
+            rf"(?:with\s+|for\s+|to\s+)?(?:a different|a competing|a rival|some other)\s+[\w-]+",
         ),
-        ("done with", rf"\b(?:done|finished|through|fed up)\s+with\s+{_FILL}{_YOU}"),
+        (
+            "done with",
+            rf"\b(?:done|finished|fed up)\s+(?:\w+ing\s+(?:with\s+)?|with\s+){_FILL}{_YOU}|"
+            rf"\bthrough\s+with\s+{_FILL}{_YOU}",
+        ),
         (
             "done with",
             r"\b(?:we're|we are|i'm|i am|were|im)\s+(?:so\s+)?(?:done|out|gone|outta here)\b",
@@ -148,6 +157,41 @@ _CHURN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "refund or gone",
             r"\b(?:take|taking|took|want|wanted|requested|request|demand\w*|asked for)\s+(?:a\s+|the\s+|my\s+|our\s+|full\s+)*refund",
+        ),
+        (
+            "not staying",
+            rf"\b(?:never|won't|wont|will not|not going to|no more|last time (?:i|we)(?:'ll)?)\s+"
+            r"(?:be\s+|ever\s+)?(?:us(?:e|ing)|buy(?:ing)?|order(?:ing)?|fly(?:ing)?|shop(?:ping)?|"
+            r"book(?:ing)?|pay(?:ing)?|recommend(?:ing)?|trust(?:ing)?|bank(?:ing)?)\b"
+            r"(?:(?!\b(?:else|but|other|than|after|besides|without|instead)\b)[^.?!]){0,30}?"
+            rf"(?:{BRAND}|\bagain\b)|{BRAND}\s+(?:won't|will not|will never)\s+(?:see|get)\s+"
+            r"(?:another|one more|a single)\s+(?:cent|penny|dime|pound|dollar)",
+        ),
+        (
+            "moving elsewhere",
+            r"\b(?:business|money|custom|look(?:ing)?|shop(?:ping)?|go(?:ing)?)\s+elsewhere\b|"
+            r"\b(?:gave|giving|give|handed in|hand in)\s+(?:xbrandx\s+)?(?:our|my|their)?\s*notice\b|"
+            r"\bwant(?:s|ed)?\s+out\s+of\b",
+        ),
+        (
+            "lost a customer",
+            r"\b(?:lost|losing|lose)\s+(?:a|another|one|this|a loyal)\s+(?:customer|client|subscriber|"
+            r"user|member)\b|\b(?:you've|you have|xbrandx has|xbrandx just|just|officially)\s+lost\s+"
+            r"(?:me|us|my business|our business)\b|\blost (?:my|our) business\b|"
+            rf"{BRAND}\s+is\s+(?:dead to (?:me|us)|history to (?:me|us))\b",
+        ),
+        (
+            "alternatives",
+            rf"(?:^|\b(?:i|we|i'm|we're|i've|we've|i'll|we'll|to|are|am)\s+(?:\w+\s+)?)"
+            rf"replac(?:e|ed|ing)\s+{_FILL}{BRAND}\b|"
+            rf"\b(?:something|anything|one|options?|tools?|apps?)\s+other than\s+{_FILL}{BRAND}|"
+            rf"\b(?:find|finding|found|need)\s+(?:a\s+|an\s+)?(?:new|different|another|better)\s+"
+            rf"(?:[\w-]+\s+)?{_PRODUCTS}\b(?![^?]*\?)",
+        ),
+        (
+            "done with",
+            r"\b(?:i'm|we're|i am|we are|i'll be|we'll be)\s+(?:so\s+)?leaving"
+            r"(?!\s+(?:for|on|at|to|the|a|my|our|work|home|feedback|comments?|reviews?)\b)",
         ),
         (
             "refund or gone",
@@ -212,11 +256,27 @@ _CHURN_NEEDS: tuple[tuple[str, ...], ...] = (
     ("elsewhere",),
     ("back to",),
     ("switch", "chang"),
-    ("alternativ", "replacement", "other", "competitor"),
+    (
+        "alternativ",
+        "replacement",
+        "other",
+        "competitor",
+        "isn't",
+        "is not",
+        "aren't",
+        "differ",
+        "rival",
+        "competing",
+    ),
     ("xbrandx", "your "),
     ("done", "out", "gone"),
     ("xbrandx", "your "),
     ("refund",),
+    ("never", "won't", "wont", "will not", "not going", "no more", "last time", "xbrandx won"),
+    ("elsewhere", "notice", "want out", "wants out", "wanted out"),
+    ("lost", "losing", "lose", "dead to", "history to"),
+    ("replac", "other than", "new", "different", "another", "better"),
+    ("leaving",),
     ("return", "back"),
 )
 assert len(_CHURN_NEEDS) == len(_CHURN_RULES)
@@ -234,6 +294,9 @@ _CHURN_TRIES = tuple(
     (rule, pattern, needs)
     for (rule, pattern), needs in zip(_CHURN_RULES, _CHURN_NEEDS, strict=True)
 )
+
+# Every word some churn rule needs, in one pattern: one C-speed scan rules most sentences out.
+_CHURN_ANY = re.compile("|".join(sorted({re.escape(w) for ws in _CHURN_NEEDS for w in ws})))
 
 # It is not the brand's fault: churn without blame ("nothing wrong with it, I just don't need it").
 _NO_FAULT = re.compile(
@@ -447,6 +510,8 @@ def request_cue(sentence: str) -> Cue | None:
 
 def churn_cue(sentence: str) -> Cue | None:
     """Leaving, toward the brand: the first rule that fires and is not negated."""
+    if _CHURN_ANY.search(sentence) is None:
+        return None  # none of the words any churn rule needs: most sentences
     for rule, pattern, needs in _CHURN_TRIES:
         if not has_any(sentence, needs):
             continue
@@ -457,8 +522,19 @@ def churn_cue(sentence: str) -> Cue | None:
                 sentence, found.start()
             ):
                 continue
+            if (
+                rule == "leaving"
+                and found.group().startswith("drop")
+                and _FELL.match(sentence, found.end())
+            ):
+                continue  # "dropped my <brand> phone down the stairs": a fall, not a farewell
             return Cue("churn", rule, found.group().strip())
     return None
+
+
+_FELL = re.compile(
+    r"(?:\s+[\w'-]+){0,2}?\s+(?:down|onto|into|in the|on the|off the|off a|from|in a)\b"
+)
 
 
 def arrival_cue(sentence: str) -> Cue | None:
@@ -473,8 +549,15 @@ def arrival_cue(sentence: str) -> Cue | None:
     return None
 
 
+# The author supposes, not decides: "if I cancel my contract in the 14-day window, ...?"
+_SUPPOSING = re.compile(r"\b(?:if|whether|once|when|in case|before)\s+(?:i|we)\s+(?:\w+\s+){0,2}$")
+
+
 def _negated(sentence: str, at: int) -> bool:
-    return _NEGATION.search(sentence[max(0, at - 40) : at]) is not None
+    before = sentence[max(0, at - 40) : at]
+    return _NEGATION.search(before) is not None or (
+        "?" in sentence[at:] and _SUPPOSING.search(before) is not None
+    )
 
 
 def _subject_is_author(sentence: str, at: int) -> bool:
@@ -484,6 +567,11 @@ def _subject_is_author(sentence: str, at: int) -> bool:
         return True
     before = sentence[:at].split()
     return len(before) <= 2
+
+
+def first_person(sentence: str) -> bool:
+    """The author speaks of themselves: I, we, my, our, me, us."""
+    return _FIRST_PERSON.search(sentence) is not None
 
 
 def no_fault(text: str) -> bool:

@@ -178,7 +178,7 @@ def process_items(
     """
     if not items:
         return []
-    from .analyse import analyse_items, author_brand, identify, score_matches
+    from .analyse import analyse_items, author_brand, brand_voice, identify, score_matches
 
     identities = [a[0] for a in analysed] if analysed else [identify(it) for it in items]
     analyses: list[Analysis | None] = [a[1] for a in analysed] if analysed else [None] * len(items)
@@ -242,6 +242,7 @@ def process_items(
             item = replace(item, extra={**item.extra, "lexicon_version": rt.lexicon_version})
         if analysis.lang:
             item = replace(item, extra={**item.extra, "lang": analysis.lang})
+        voice = author_brand(item.author, rt.accounts)
         mentions = tuple(
             Mention(
                 item=item,
@@ -249,7 +250,8 @@ def process_items(
                 product=ms.match.product,
                 terms=ms.match.terms,
                 snippet=ms.snippet,
-                score=ms.score,
+                # The brand's own account: its replies carry no customer intent.
+                score=ms.score if voice is None else brand_voice(ms.score),
                 item_score=analysis.item_score,
             )
             for ms in analysis.mentions
@@ -265,7 +267,7 @@ def process_items(
             relevant,
             analysis.item_score,
             mentions,
-            by_brand=author_brand(item.author, rt.accounts),
+            by_brand=voice,
         )
     return [p for p in out if p is not None]
 

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .analyse import score_matches
+from .analyse import brand_voice, score_matches
 from .match import Matcher
 from .models import Item
 from .sentiment import Scorer
@@ -60,11 +60,11 @@ def rescore_mentions(
                 extra={"lang": lang} if lang else {},  # the source's, or detected before
             )
             mentions = store.conn.execute(
-                "SELECT id, brand, label, label_override FROM mentions WHERE item_id = ?",
+                "SELECT id, brand, label, label_override, by_brand FROM mentions WHERE item_id = ?",
                 (item_id,),
             ).fetchall()
             matches = matcher.match_item(item)
-            stored_brands = {brand for _, brand, _, _ in mentions}
+            stored_brands = {brand for _, brand, _, _, _ in mentions}
             analysis = score_matches(
                 item,
                 [m for m in matches if m.brand in stored_brands],
@@ -73,10 +73,12 @@ def rescore_mentions(
                 in_brand_thread=True,
             )
             by_brand = {ms.match.brand: ms.score for ms in analysis.mentions}
-            for mid, brand, old_label, override in mentions:
+            for mid, brand, old_label, override, voice in mentions:
                 score = by_brand.get(brand, analysis.item_score)  # a brand no longer matched
                 if score is None:
                     continue
+                if voice:  # the brand's own account: no customer intent
+                    score = brand_voice(score)
                 new_label = override or score.label
                 store.conn.execute(
                     "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, "

@@ -43,7 +43,7 @@ from listener.models import Label, Score
 log = logging.getLogger(__name__)
 
 # Bump when the scoring rules in this module change, so stored scores are known to be stale.
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
@@ -801,7 +801,14 @@ class Scorer:
                     memo[sentence] = done
             substituted.append(done)
         trace = self._analyzer.trace(substituted)
-        reading = _read(lowered, trace, targeted=bool(neutralise), memo=self._cues)
+        reading = _read(
+            lowered,
+            trace,
+            targeted=bool(neutralise),
+            memo=self._cues,
+            lexicon=self._analyzer.lexicon,
+            phrases=self._token_phrase,
+        )
         compound = trace.polarity["compound"]
         polarity = trace.polarity
         if reading.changed:
@@ -1376,6 +1383,8 @@ def _read(
     *,
     targeted: bool,
     memo: dict[str, _SentenceCues] | None = None,
+    lexicon: Mapping[str, float] | None = None,
+    phrases: Mapping[str, tuple[str, str]] | None = None,
 ) -> _Reading:
     """Sentence roles, intents, irony and stated facts; adjusts `trace.sentiments` in place.
     `memo`: what each sentence says, shared by the snippets of one text (`Scorer.sharing`)."""
@@ -1402,10 +1411,21 @@ def _read(
                 sent[i] = 0.0
                 r.changed = True
 
+    ironic = marker is not None
     if marker:
         flip(0, len(sent), marker.group().strip())
+    elif targeted and lexicon is not None and ('"' in full or " '" in full or "\u201c" in full):
+        scare, quieted = _quoted(trace, full, lexicon)
+        r.changed = r.changed or quieted
+        if scare:
+            # A claim in scare quotes ('the new "simplified" pricing'): the post's praise is
+            # meant the other way round.
+            flip(0, len(sent), f'"{scare}"')
+            ironic = True
     facts: list[tuple[int, str, float]] = []
-    asking_post = False
+    if ironic and marker is None:
+        facts.append((0, f"{FACT_PREFIX}scare quotes: {_shown(_clip(scare or '', 40))}", -1.5))
+    asking_post = asked_info = False
     if memo is None:
         read = [_sentence_cues(s) for s in lowered]
     else:
@@ -1418,7 +1438,16 @@ def _read(
         if _resolved(trace, a, b):
             r.changed = True
         asks, request = roles[k]
-        if not marker:
+        if targeted and lexicon is not None and _absent_bad(trace, a, b, s, lexicon, phrases):
+            r.changed = True  # "not a single unplanned outage", "zero late deliveries"
+        if targeted and announces(s):
+            # News about the brand (hiring, earnings, a release, a new site): its upbeat words
+            # are the news's, not the author's stance. Bad news keeps its weight.
+            for i in range(a, b):
+                if 0 < sent[i] < ANNOUNCEMENT_KEEPS:
+                    sent[i] = 0.0
+                    r.changed = True
+        if not ironic:
             g = _GRATITUDE.search(s) if targeted and _intent.has_any(s, _GRATITUDE_NEEDS) else None
             if (
                 g
@@ -1435,12 +1464,20 @@ def _read(
                 if sent[i] > 0:
                     sent[i] = 0.0
                     r.changed = True
+        if targeted and request is not None:
+            # The thing asked for is described, not blamed: "shortcuts for scene breaks".
+            for i in range(a, b):
+                if sent[i] < 0 and abs(sent[i]) < QUESTION_CONTEXT_KEEPS:
+                    sent[i] = 0.0
+                    r.changed = True
         _, _, seeks, fact, arrival, churn, question_only = read[k]
         if asks and targeted and seeks:
             # Asking about the brand is not a stance toward it: only strong evaluative words
             # keep their weight there.
             quiet(a, b, QUESTION_KEEPS)
-            asking_post = True
+            asking_post = asked_info = True
+        elif targeted and request is not None and not _intent.has_any(s, _STILL_NEEDS):
+            asking_post = True  # a request's context describes the need, as a question's does
         if targeted and (asks or request is not None):
             for i in range(a, b):
                 if sent[i] and trace.lowered[i] in _OPERATIONS:
@@ -1466,17 +1503,29 @@ def _read(
             r.complaint_sentence = True
         if total >= PRAISE_SENTENCE and k not in flipped and not asks and request is None:
             r.praise_sentence = True
-    if asking_post and not marker:
+    if asking_post and not ironic:
         # Around a question, the asker's own circumstances ("panic", "by mistake") are not a
-        # stance toward the brand; customer-voice phrases and strong words still are.
-        for i in range(len(sent)):
-            if (
-                sent[i]
-                and abs(sent[i]) < QUESTION_CONTEXT_KEEPS
-                and not trace.lowered[i].startswith("xphr")
-            ):
-                sent[i] = 0.0
-                r.changed = True
+        # stance toward the brand; customer-voice phrases and strong words still are. A
+        # sentence of the asker's that does not name the brand ("the deadline is brutal",
+        # "merging terrifies me") is circumstance however strong its words.
+        about = [BRAND_PLACEHOLDER in v for v in lowered]
+        for j in range(len(lowered)):
+            own = (
+                asked_info
+                and any(about)
+                and not about[j]
+                and not roles[j][0]
+                and _intent.first_person(lowered[j])
+            )
+            for i in range(bounds[j], bounds[j + 1]):
+                v = sent[i]
+                if not v:
+                    continue
+                if (own and -ASKER_CONTEXT_KEEPS < v < 0) or (
+                    abs(v) < QUESTION_CONTEXT_KEEPS and not trace.lowered[i].startswith("xphr")
+                ):
+                    sent[i] = 0.0
+                    r.changed = True
     for k, words, valence in facts:
         # A stated fact scores as one more token of its sentence, named in the explanation.
         trace.tokens.append(words)
@@ -1500,6 +1549,147 @@ def _read(
     return r
 
 
+# Negation scope beyond VADER's three words, and "zero": what is absent is a bad thing, so the
+# absence is good ("never had a single missing item", "not a single unplanned outage",
+# "zero late deliveries"). The scope ends at punctuation, a conjunction or a clause word.
+_ABSENCE = re.compile(
+    r"\b(?:zero|never|not|no|none|without|n't)\b((?:\s+(?!and\b|but\b|or\b|so\b|why\b|how\b|"
+    r"what\b|when\b|which\b|that\b|who\b|only\b|just\b|sure\b|idea\b|because\b|even\b|"
+    r"until\b|longer\b|more\b|fix\w*\b|help\w*\b|stop\w*\b|one\s+(?:reply|answer|response)\b)"
+    r"[\w'-]+){1,5})"
+)
+_ABSENCE_NEEDS = ("zero", "never", "not ", "no ", "none", "without", "n't")
+# "couldn't have been easier", "never been better": a negated comparative is the best there is.
+_BEST_YET = re.compile(
+    r"\b(?:couldn't|could not|couldnt|can't|cannot|cant|never)\s+(?:have\s+)?(?:been|be|felt|"
+    r"looked|worked|run|ran|gone)\s+(?:any\s+|so\s+|much\s+)?(easier|better|happier|smoother|"
+    r"simpler|faster|nicer|quicker|more \w+)\b"
+)
+
+
+def _absent_bad(
+    trace: _Trace,
+    a: int,
+    b: int,
+    sentence: str,
+    lexicon: Mapping[str, float],
+    phrases: Mapping[str, tuple[str, str]] | None = None,
+) -> bool:
+    if not _intent.has_any(sentence, _ABSENCE_NEEDS):
+        return False
+    lowered, sent = trace.lowered, trace.sentiments
+    changed = False
+    best = _BEST_YET.search(sentence)
+    if best is not None:
+        word = best.group(1).split()[-1]
+        for i in range(a, b):
+            if lowered[i] == word and sent[i] < 0:
+                sent[i] = -sent[i]
+                changed = True
+    scoped: set[str] = set()
+    for found in _ABSENCE.finditer(sentence):
+        scoped.update(found.group(1).split())
+    if not scoped:
+        return changed
+    for i in range(a, b):
+        word = lowered[i]
+        if sent[i] >= 0:
+            continue
+        phrase = phrases.get(word) if phrases and word.startswith("xphr") else None
+        if (phrase is not None and all(w in scoped for w in phrase[0].split())) or (
+            word in scoped and lexicon.get(word, 0.0) < 0
+        ):
+            sent[i] = -sent[i] * 0.5
+            changed = True
+    return changed
+
+
+# Quoted words are someone else's: release notes, a support macro, a brand's claim.
+_QUOTED = re.compile(
+    r'["\u201c\u201d]([^"\u201c\u201d]{2,120})["\u201c\u201d]|(?<![\w])\'([a-z][\w -]{1,30}[a-z])\'(?![\w])'
+)
+# Claims a brand makes of a change, which scare quotes turn round.
+_CLAIMS = frozenset(
+    [
+        "simplified",
+        "improved",
+        "unlimited",
+        "fixed",
+        "seamless",
+        "smart",
+        "streamlined",
+        "upgraded",
+        "enhanced",
+        "optimized",
+        "optimised",
+        "faster",
+        "easier",
+        "better",
+        "next-day",
+        "same-day",
+        "instant",
+        "premium",
+        "priority",
+        "express",
+        "resolved",
+        "modern",
+        "intuitive",
+    ]
+)
+
+
+def _quoted(trace: _Trace, full: str, lexicon: Mapping[str, float]) -> tuple[str | None, bool]:
+    """Quiet the praise words inside quotation marks (they are not the author's); return a
+    scare-quoted claim (one or two words, a claim or a praise word), if the post has one."""
+    scare = None
+    words: set[str] = set()
+    for found in _QUOTED.finditer(full):
+        quote = (found.group(1) or found.group(2) or "").strip()
+        parts = quote.split()
+        if not parts:
+            continue
+        if len(parts) <= 2 and (
+            any(w.strip(".,!?") in _CLAIMS or lexicon.get(w.strip(".,!?"), 0.0) > 0 for w in parts)
+        ):
+            scare = quote
+        words.update(w.strip(".,!?;:") for w in parts)
+    sent = trace.sentiments
+    quieted = False
+    for i, word in enumerate(trace.lowered):
+        if sent[i] > 0 and word in words:
+            sent[i] = 0.0
+            quieted = True
+    return scare, quieted
+
+
+# Announcements: the brand (or "the company") does something newsworthy, told in the third
+# person. Weak words in them ("new", "improved", "free") are not the author's stance.
+_ANNOUNCES = re.compile(
+    r"^(?:\W*(?:xbrandx|the company|the bank|the firm)\b(?:['\u2019]s)?(?:\s+[\w.-]+){0,3}?\s+"
+    r"(?:is|are|will be)?\s*(?:hiring|hires|hired|reported|reports|announced|announces|acquired|"
+    r"acquires|opens|opened|launches|launched|is out|are out|released|releases|sponsors|"
+    r"sponsoring|expands|expanded|partners|partnered|appoints|appointed|relocates|rolls out|"
+    r"unveils|unveiled|debuts)\b)"
+)
+_NEWS_WORDS = re.compile(
+    r"\b(?:the company (?:said|announced|says)|according to|per the notice|press release|earnings|"
+    r"quarterly|analyst|shareholders|#jobs|is hiring|now hiring|scheduled maintenance)\b"
+)
+_FIRST_PERSON_OR_FEELING = re.compile(
+    r"\b(?:i|we|my|our|me|us|i'm|we're|i've|we've|love|hate|finally|thanks|thank)\b|!"
+)
+ANNOUNCEMENT_KEEPS = 2.6
+
+
+def announces(sentence: str) -> bool:
+    """The sentence is news about the brand, not the author's experience of it."""
+    if _ANNOUNCES.match(sentence) is None and _NEWS_WORDS.search(sentence) is None:
+        return False
+    return _FIRST_PERSON_OR_FEELING.search(sentence) is None
+
+
+# A request that is also a complaint: "STILL can't ...", "for years", "again".
+_STILL_NEEDS = ("still", "years", "again", "ever", "seriously")
 FACT_PREFIX = "fact: "
 
 
@@ -1512,6 +1702,8 @@ def _fact(sentence: str) -> tuple[str, float] | None:
         found = pattern.search(sentence)
         if found is not None and name == "waiting" and not _WAITING_FOR.search(sentence):
             continue
+        if found is not None and name == "price up" and not _PRICE_WORDS.search(sentence):
+            continue  # "loads increased 30%" is not a price going up
         if found is None:
             continue
         if name == "rating":
@@ -1564,6 +1756,10 @@ def _rating(found: re.Match[str]) -> float | None:
     )
 
 
+_PRICE_WORDS = re.compile(
+    r"\b(?:pric\w*|premiums?|fees?|bills?|billed|rates?|costs?|subscriptions?|plans?|tariffs?|"
+    r"debits?|charg\w*|renewal|membership)\b"
+)
 _MONEY = re.compile(r"(?<=[$\u00a3\u20ac])\s?(\d[\d,]*(?:\.\d+)?)")
 _WAITING_FOR = re.compile(
     r"\b(?:ticket|support|repl(?:y|ied)|respon\w+|answer\w*|wait\w*|restor\w*|refund\w*|"
@@ -1607,6 +1803,33 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
             r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many)\s+(?:days?|weeks?|months?)\b|\bday \d+ of\b|\bawaiting\b",
             -1.5,
         ),
+        (
+            "price up",
+            r"\b(?:rais(?:e|es|ed|ing)|increas(?:e|es|ed|ing)|hik(?:e|es|ed|ing)|put up|went up|"
+            r"gone up|goes up|jump(?:s|ed)?|doubl(?:e|es|ed)|tripl(?:e|es|ed))\b[^.?!]{0,40}?"
+            r"\d+(?:\.\d+)?\s?%|\b(?:prices?|premiums?|fees?|bills?|rates?|tariffs?|direct debits?)"
+            r"\s+(?:\w+\s+){0,2}?(?:went up|has gone up|have gone up|increased|rose|doubled|tripled)\b",
+            -1.5,
+        ),
+        (
+            "closing",
+            r"\bclos(?:es|ing|ed)\s+(?:its|their|the|our|my)\s+(?:last\s+|local\s+|only\s+|nearest\s+)?"
+            r"(?:[\w-]+\s+)?(?:branch|branches|office|offices|store|stores|shop|site|location|"
+            r"counter|depot)\b",
+            -1.5,
+        ),
+        (
+            "capped",
+            r"\b(?:caps?|capped|capping|throttl\w+)\s+(?:[\w-]+\s+){0,3}?(?:at|to)\s+\d",
+            -1.2,
+        ),
+        (
+            "promise not kept",
+            r"\bthat was\s+(?:over\s+|nearly\s+|almost\s+)?(?:\d+|two|three|four|five|six|seven|"
+            r"eight|nine|ten|several)\s+(?:days?|weeks?|months?)\s+ago\b|"
+            r"\b(?:promised|guaranteed)\b[^.?!]*\b(?:never|didn't|hasn't|haven't|yet to|instead)\b",
+            -1.5,
+        ),
     )
 )
 
@@ -1628,9 +1851,14 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
         "moved",
     ),
     ("day", "week", "month", "awaiting"),
+    ("%", "went up", "gone up", "increased", "rose", "doubled", "tripled"),
+    ("clos",),
+    ("cap", "throttl"),
+    ("ago", "promised", "guaranteed"),
 )
 QUESTION_KEEPS = 3.0
 QUESTION_CONTEXT_KEEPS = 2.5
+ASKER_CONTEXT_KEEPS = 3.5
 # What technical questions and requests do to things, not feelings: "how do I kill a volume?"
 _OPERATIONS = frozenset(
     [

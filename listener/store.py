@@ -1025,7 +1025,8 @@ class Store:
             # An account added to `accounts:` later marks the posts seen again.
             c.executemany("UPDATE items SET by_brand = 1 WHERE id = ? AND by_brand = 0", voices)
             c.executemany(
-                "UPDATE mentions SET by_brand = 1 WHERE item_id = ? AND by_brand = 0", voices
+                "UPDATE mentions SET by_brand = 1, intents = '[]' WHERE item_id = ? AND by_brand = 0",
+                voices,
             )
         if seen_again:
             c.executemany(

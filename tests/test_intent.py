@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
+import subprocess
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from html import escape
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from helpers import rss, write_config
+from helpers import BASE_TIME, rss, write_config
 from httpd import RequestInfo
 
 from listener.alerts.outbox import Backoff, build_channels, deliver_pending
@@ -97,6 +102,85 @@ def test_negated_or_unrelated_leaving_words_are_not_churn(scorer, text: str) -> 
     assert "churn" not in toward(scorer, text, "Acme").intents
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We told the Acme rep we won't be signing the renewal.",
+        "Done flying Acme. Two lost bags in a year.",
+        "Looking for a courier near Leeds that isn't Acme.",
+        "Booked with a different airline this summer, Acme's delays put us off.",
+        "Never buying Acme again.",
+        "Acme won't see another cent from me.",
+        "I'll be taking my business elsewhere, Acme.",
+        "We gave Acme notice today.",
+        "Acme, you've lost me.",
+        "Trialling Globex to replace Acme across all 30 stores.",
+        "Recommend me something other than Acme for payroll?",
+        "Third outage this month. Time to find a new host.",
+    ],
+)
+def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
+    score = toward(scorer, text, "Acme", "Globex")
+    assert score.intents[0] == "churn", score.explanation
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If I cancel my Acme plan in the trial window, do I get charged anything?",
+        "What happens to my files if we close our Acme account mid-year?",
+        "They replaced my Acme phone for free.",
+        "Acme is out of stock everywhere.",
+        "I'd never use anything but Acme.",
+        "We need a new app for expenses, does Acme do that?",
+        "I'm leaving a five star review for Acme.",
+        "Dropped my Acme phone down the stairs. Not a scratch.",
+    ],
+)
+def test_supposing_and_praising_are_not_churn(scorer, text: str) -> None:
+    # Guards on the churn rules' limits: each fails if its rule is loosened (no "?" check on
+    # supposing, no subject on "replace", "is out", "anything but", a question, "leaving a").
+    assert "churn" not in toward(scorer, text, "Acme", "Globex").intents
+
+
+# Each kind of error the issue lists, in posts written for this test.
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        # praise told as the absence of something bad, past VADER's three words, or "zero"
+        ("Two years on Acme and I've never had a single billing problem.", "positive"),
+        ("Not a single unplanned outage on Acme since we moved in March.", "positive"),
+        ("Zero failed deliveries from Acme this quarter.", "positive"),
+        ("Setting up Acme on my dad's phone couldn't have been easier.", "positive"),
+        # news about the brand is not a stance
+        ("Acme launched an improved free tier for students on Monday.", "neutral"),
+        ("Acme reported record quarterly profit, ahead of analyst estimates.", "neutral"),
+        ("Acme 5.0 is out today with an improved search and a free tier.", "neutral"),
+        # bad facts without a negative word
+        ("Acme raised my premium by 30% at renewal.", "negative"),
+        ("Acme closes its last branch in our town next month.", "negative"),
+        ("Acme caps uploads at 10 Mbps on the basic plan.", "negative"),
+        (
+            "Acme promised the new card would arrive by Friday. That was three weeks ago.",
+            "negative",
+        ),
+        # a claim in scare quotes; someone else's praise in quotes
+        ('Acme\'s new "streamlined" checkout takes six screens now.', "negative"),
+        ('Acme removed the offline mode. Their blog: "a better, simpler experience".', "negative"),
+        # the asker's own circumstances around a how-to question
+        (
+            "How do I export every Acme invoice at once? The audit deadline is brutal and "
+            "I'm terrified of missing one.",
+            "neutral",
+        ),
+        # what a request asks for is described, not blamed
+        ("It would be great if Acme let us restore a deleted folder from the trash.", "neutral"),
+    ],
+)
+def test_sentiment_generalises_across_the_issues_error_kinds(scorer, text: str, label) -> None:
+    assert toward(scorer, text, "Acme").label == label
+
+
 def test_churn_without_blame_is_not_negative(scorer) -> None:
     score = toward(
         scorer, "Cancelled Acme today. Nothing wrong with it, I just don't need it.", "Acme"
@@ -165,7 +249,7 @@ def test_fresh_posts_churn_and_questions(scorer) -> None:
     m = _measure(scorer, _rows(FRESH))
     assert m["churn_precision"] >= 0.85 and m["churn_recall"] >= 0.80
     assert m["question_recall"] >= 0.85
-    assert m["accuracy"] >= 0.75  # plain VADER: 0.33
+    assert m["accuracy"] >= 0.85  # the target; plain VADER: 0.33
 
 
 @pytest.mark.skipif(not SHARED.is_file(), reason="shared customer-voice data not present")
@@ -286,3 +370,210 @@ def test_churn_risk_channels_must_exist(tmp_path) -> None:
         ConfigError, match=r"churn_risk\.channels.*no alert channel named 'success'"
     ):
         load_config(cfg, env={})
+
+
+# --- the brand's own voice ---------------------------------------------------------------------
+
+# What a brand's support account writes: a question, cancel and refund words, an apology.
+# Scored as a customer's post it would be churn, complaint and question.
+BRAND_REPLY = (
+    "Sorry to hear that! If you want to leave, you can cancel your Acme subscription under "
+    "Settings > Billing and we will refund the last month. Why not try the new sync first?"
+)
+CUSTOMER_CHURN = "We're cancelling our Acme seats and moving to Globex. Sync broke twice."
+
+
+def _authored_rss(entries: list[tuple[str, str, str, str]]) -> str:
+    """RSS 2.0 with dc:creator authors: (title, link, author, body) each, newest last."""
+    items = "".join(
+        f"<item><title>{escape(title)}</title><link>{escape(link)}</link>"
+        f"<guid isPermaLink='false'>{escape(link)}</guid><dc:creator>{escape(author)}</dc:creator>"
+        f"<pubDate>{format_datetime(BASE_TIME - timedelta(hours=len(entries) - i))}</pubDate>"
+        f"<description>{escape(body)}</description></item>"
+        for i, (title, link, author, body) in enumerate(entries)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Forum</title>'
+        f"<link>https://forum.example.com/</link><description>d</description>{items}</channel></rss>"
+    )
+
+
+def test_posts_by_the_brands_own_account_carry_no_customer_intent(tmp_path, httpd) -> None:
+    topic = "https://forum.example.com/t/acme-sync-broke/77"
+    httpd.add(
+        "/forum",
+        _authored_rss(
+            [
+                ("Acme sync broke", f"{topic}/1", "rosa", CUSTOMER_CHURN),
+                ("Acme sync broke", f"{topic}/2", "Acme Support", BRAND_REPLY),
+            ]
+        ),
+    )
+    brands = """\
+      - name: Acme
+        terms: [Acme]
+        accounts: ["Acme Support"]
+      - name: Globex
+        terms: [Globex]
+    """
+    cfg = write_config(tmp_path, [("forum", httpd.url("/forum"))], brands=brands)
+    out = CliRunner().invoke(cli, ["-c", str(cfg), "poll"])
+    assert out.exit_code == 0, out.output
+    got = {
+        author: (json.loads(intents), by_brand, explanation)
+        for author, intents, by_brand, explanation in sqlite3.connect(tmp_path / "mentions.db")
+        .execute("SELECT author, intents, by_brand, explanation FROM mentions WHERE brand = 'Acme'")
+        .fetchall()
+    }
+    intents, by_brand, explanation = got["Acme Support"]
+    assert by_brand == 1 and intents == []  # not churn, complaint or question
+    assert '"intent"' not in explanation  # nor explained as if it were
+    assert got["rosa"][0][0] == "churn"  # the customer in the same thread still is
+    # The dashboard's churn list shows the customer only.
+    churners = [
+        r[0]
+        for r in sqlite3.connect(tmp_path / "mentions.db").execute(
+            "SELECT author FROM mentions WHERE intents LIKE '%\"churn\"%'"
+        )
+    ]
+    assert churners == ["rosa"]
+
+
+def test_an_account_added_later_takes_the_intent_off_its_posts_and_rescore_keeps_it_off(
+    tmp_path, httpd
+) -> None:
+    topic = "https://forum.example.com/t/acme-billing/78"
+    httpd.add(
+        "/forum",
+        _authored_rss([("Acme billing", f"{topic}/1", "Acme Support", BRAND_REPLY)]),
+    )
+    cfg = write_config(tmp_path, [("forum", httpd.url("/forum"))])
+    assert CliRunner().invoke(cli, ["-c", str(cfg), "poll"]).exit_code == 0
+
+    def stored() -> tuple[list[str], int]:
+        conn = sqlite3.connect(tmp_path / "mentions.db")
+        try:
+            intents, by_brand = conn.execute(
+                "SELECT intents, by_brand FROM mentions WHERE brand = 'Acme'"
+            ).fetchone()
+        finally:
+            conn.close()
+        return json.loads(intents), by_brand
+
+    assert stored()[0][0] == "churn"  # nobody said whose account it is yet
+    # The user adds the support account to the brand; the next poll sees the same post again.
+    text = cfg.read_text().replace(
+        'terms: [Acme, "Acme Corp", "@acme"]',
+        'terms: [Acme, "Acme Corp", "@acme"]\n    accounts: ["Acme Support"]',
+    )
+    assert "accounts:" in text
+    cfg.write_text(text)
+    httpd.add(  # the topic goes on: the feed is read again, the old post seen again
+        "/forum",
+        _authored_rss(
+            [
+                ("Acme billing", f"{topic}/1", "Acme Support", BRAND_REPLY),
+                ("Acme billing", f"{topic}/2", "kim", "Thanks, Acme, found it."),
+            ]
+        ),
+    )
+    assert CliRunner().invoke(cli, ["-c", str(cfg), "poll"]).exit_code == 0
+    assert stored() == ([], 1)
+    out = CliRunner().invoke(cli, ["-c", str(cfg), "rescore", "--all"])
+    assert out.exit_code == 0, out.output
+    assert stored() == ([], 1)  # re-scoring does not bring a customer intent back
+
+
+# --- churn_risk through `listener run` ---------------------------------------------------------
+
+
+def _wait(check, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_listener_run_raises_one_churn_risk_alert_on_the_churn_channel_only(
+    tmp_path, httpd
+) -> None:
+    success, marketing = Hook(), Hook()
+    httpd.add("/success", handler=success)
+    httpd.add("/marketing", handler=marketing)
+    topic = "https://forum.example.com/t/acme-for-agencies/501"
+    first = [
+        ("Acme for agencies?", f"{topic}/1", "kim", "Is Acme any good for a 12-person agency?"),
+        (
+            "Re: Acme for agencies?",
+            f"{topic}/2",
+            "rosa",
+            "Honestly? We're not renewing Acme in March, the exports keep failing.",
+        ),
+    ]
+    httpd.add("/forum", _authored_rss(first), etag='"v1"')
+    extra = (
+        "alerts:\n  channels:\n"
+        f"    - name: success\n      kind: webhook\n      url: {httpd.url('/success')}\n"
+        f"    - name: marketing\n      kind: webhook\n      url: {httpd.url('/marketing')}\n"
+        "  rules:\n    churn_risk: {channels: [success]}\n"
+        "    negative_thread: {min_negative: 3}\n    very_negative_mention: {enabled: false}\n"
+        "  flush_every: 0.5s\n  retry_first: 0.5s\n"
+    )
+    cfg = write_config(tmp_path, [("forum", httpd.url("/forum"))], extra=extra)
+    cfg.write_text(cfg.read_text().replace("every: 15m", "every: 1s"))
+    db = tmp_path / "mentions.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "listener", "-c", str(cfg), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait(lambda: success.got, "the churn alert")
+        alert = success.got[0]
+        assert alert["rule"] == "churn_risk" and alert["brand"] == "Acme"
+        assert 'churn: "not renewing"' in alert["why"]  # the words that showed it
+        # A second customer of the same conversation leaves too, in a later poll.
+        later = [
+            *first,
+            ("Re: Acme for agencies?", f"{topic}/3", "li", "Same, switching to Globex."),
+        ]
+        httpd.add("/forum", _authored_rss(later), etag='"v2"')
+        _wait(
+            lambda: (
+                _count(db, "SELECT count(*) FROM mentions WHERE intents LIKE '%\"churn\"%'") == 2
+            ),
+            "the second leaving customer",
+        )
+        _wait(
+            lambda: (
+                _count(db, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0
+                and _count(db, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL")
+            ),
+            "the outbox flushed",
+        )
+        time.sleep(1.5)  # further polls and flushes: nothing more may be sent
+        assert len(success.got) == 1, success.got  # one conversation: one churn alert
+        assert marketing.got == []  # churn goes to its own channel only
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -140,12 +140,6 @@ def known_code(value: Any, vocabulary: Collection[str]) -> str | None:
     return value if isinstance(value, str) and value in vocabulary else None
 
 
-def refused(service: str, response: Response, code: str | None = None) -> str:
-    """`<service> refused the request (HTTP n[, code])`: our words for an unknown API error."""
-    detail = f"HTTP {response.status}, {code}" if code else f"HTTP {response.status}"
-    return f"{service} refused the request ({detail})"
-
-
 def http_problem(response: Response, what: str) -> str:
     """`what: <network error or HTTP status>` for a failed request."""
     return f"{what}: {response.error or f'HTTP {response.status}'}"

@@ -216,6 +216,9 @@ def test_smtp_recipient_refusal_5xx_is_permanent_4xx_is_not(smtp_server, reply, 
     assert not result.ok
     assert result.permanent is permanent
     assert result.error is not None and reply.split()[0] in result.error
+    # The codes are named (a fixed vocabulary); the server's own words are never quoted.
+    code, enhanced, words = reply.split(maxsplit=2)
+    assert f"{code} {enhanced}" in result.error and words not in result.error
     assert recorder.envelopes == []
 
 

@@ -183,7 +183,7 @@ def test_bad_token_is_a_clear_error_with_the_remedy(tmp_path, httpd):
     cfg = config(tmp_path, httpd.base_url, "    token: ${GITHUB_TOKEN}\n")
     report = run_poll(cfg, env={"GITHUB_TOKEN": "ghp_expired"}).reports[0]
     assert not report.ok
-    assert "rejected the token (401 Bad credentials)" in report.error
+    assert "rejected the token (HTTP 401, bad credentials)" in report.error
     assert "GITHUB_TOKEN" in report.error and "ghp_expired" not in report.error
     assert len(httpd.requests_for(SEARCH)) == 1  # a 401 is not retried
     assert rows(tmp_path, "SELECT consecutive_failures FROM sources") == [(1,)]
@@ -245,7 +245,9 @@ def test_rejected_query_names_the_query(tmp_path, httpd):
     )
     report = run_poll(config(tmp_path, httpd.base_url)).reports[0]
     assert not report.ok and "check `query:`" in report.error
-    assert "cannot be searched" in report.error
+    # In our words, not GitHub's ("cannot be searched either because ...").
+    assert "does not exist or is not visible to the token" in report.error
+    assert "cannot be searched" not in report.error
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import smtplib
 import ssl
 import time
@@ -234,9 +235,11 @@ def _http_outcome(kind: str, channel_name: str, response: httpx.Response) -> Del
     status = response.status_code
     if 200 <= status < 300:
         return Delivery(ok=True)
+    # The receiver's reply is never quoted (it is the server's text, and the error is stored and
+    # shown): only a Slack error code we know is named, the rest is said in our words.
     body = _short(response.text)
-    detail = f": {body}" if body else ""
-    where = f"{kind} {channel_name}: HTTP {status}{detail}"
+    code = body if kind == "Slack" and body in _SLACK_HINTS else None
+    where = f"{kind} {channel_name}: HTTP {status}" + (f", {code}" if code else "")
     if status == 429:
         retry_after = retry_after_of(response)
         wait = f" (retry after {retry_after:g} s)" if retry_after is not None else ""
@@ -245,11 +248,13 @@ def _http_outcome(kind: str, channel_name: str, response: httpx.Response) -> Del
         return Delivery(False, where + " (server side, will retry)", retry_after_of(response))
     if 300 <= status < 400:
         return Delivery(False, where + " (redirect: update the URL to its new home)", None, True)
-    hint = _SLACK_HINTS.get(body) if kind == "Slack" else None
+    hint = _SLACK_HINTS.get(code) if code else None
     if hint is None and status in (401, 403):
         hint = "authentication failed: check the URL's token / the configured headers"
     if hint is None and status in (404, 410):
         hint = "the receiver does not exist (any more): check the URL"
+    if hint is None:
+        hint = "the receiver refused the message"
     return Delivery(False, where + (f" — {hint}" if hint else ""), None, True)
 
 
@@ -339,8 +344,16 @@ async def _send_webhook(
 # -------------------------------------------------------------------------------------- email
 
 
+# An RFC 3463 enhanced status code at the start of a reply ("5.1.1"): a fixed format, ours to show.
+_ENHANCED_CODE = re.compile(rb"\s*([245]\.\d{1,3}\.\d{1,3})(?!\S)")
+
+
 def _smtp_text(message: bytes | str) -> str:
-    return _short(message, ERROR_BODY_MAX)
+    """What of an SMTP reply's text may be shown: its enhanced status code, if any. The rest is
+    the server's own words, never quoted (errors are stored and shown)."""
+    raw = message.encode("utf-8", "replace") if isinstance(message, str) else message
+    match = _ENHANCED_CODE.match(raw or b"")
+    return match.group(1).decode("ascii") if match else ""
 
 
 def _smtp_reply(where: str, what: str, code: int, text: bytes | str) -> Delivery:
@@ -378,7 +391,7 @@ def _send_email(channel: EmailChannel, msg: EmailMessage) -> Delivery:
         )
         return Delivery(False, f"{where}: {hint}", permanent=True)
     except smtplib.SMTPAuthenticationError as exc:
-        reply = f"{exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+        reply = f"{exc.smtp_code} {_smtp_text(exc.smtp_error)}".rstrip()
         if 400 <= exc.smtp_code < 500:
             return Delivery(False, f"{where}: authentication temporarily failed: {reply}")
         return Delivery(
@@ -390,7 +403,7 @@ def _send_email(channel: EmailChannel, msg: EmailMessage) -> Delivery:
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         listed = "; ".join(
-            f"{_short(rcpt, 80)}: {code} {_smtp_text(text)}"
+            f"{_short(rcpt, 80)}: {code} {_smtp_text(text)}".rstrip()
             for rcpt, (code, text) in exc.recipients.items()
         )
         permanent = all(500 <= code < 600 for code in codes)
@@ -426,7 +439,9 @@ def _send_email(channel: EmailChannel, msg: EmailMessage) -> Delivery:
             _end_session(smtp, polite=sent)
     if refused:
         # The others have it: retrying would send them a second copy.
-        listed = "; ".join(f"{_short(r, 80)}: {c} {_smtp_text(t)}" for r, (c, t) in refused.items())
+        listed = "; ".join(
+            f"{_short(r, 80)}: {c} {_smtp_text(t)}".rstrip() for r, (c, t) in refused.items()
+        )
         log.warning("%s: some recipients refused: %s", where, listed)
         return Delivery(True, f"some recipients refused ({listed})")
     return Delivery(ok=True)

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -129,6 +129,15 @@ def decode_json(
     if not_object is not None and not isinstance(data, dict):
         return None, f"{service} answered with JSON that is not {not_object}"
     return data, None
+
+
+def known_code(value: Any, vocabulary: Collection[str]) -> str | None:
+    """`value` when it is one of `vocabulary`, else None.
+
+    An error message never quotes text a remote server chose: an API's error code may be
+    named only when it is one we know (the text is then ours), never its free-text message.
+    """
+    return value if isinstance(value, str) and value in vocabulary else None
 
 
 def http_problem(response: Response, what: str) -> str:

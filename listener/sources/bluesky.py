@@ -44,6 +44,7 @@ from ._api import (
     decode_json,
     held_back,
     json_dict,
+    known_code,
     load_options,
     load_session,
     pace,
@@ -58,6 +59,20 @@ DEFAULT_BASE_URL = "https://bsky.social/xrpc"
 # Replies read below a brand post when following its thread.
 THREAD_DEPTH = 10
 _TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
+# XRPC error names an error message may name (any other is the server's text, not quoted).
+_XRPC_ERRORS = _TOKEN_ERRORS | {
+    "AuthenticationRequired",
+    "AuthFactorTokenRequired",
+    "AccountTakedown",
+    "AccountDeactivated",
+    "InvalidRequest",
+    "BadQueryString",
+    "RateLimitExceeded",
+    "InternalServerError",
+    "MethodNotImplemented",
+    "UpstreamFailure",
+    "NotEnoughResources",
+}
 _POST_URI = re.compile(r"^at://([^/]+)/app\.bsky\.feed\.post/([^/]+)$")
 
 CREDENTIALS_HELP = (
@@ -179,9 +194,10 @@ def _decode(response: Response) -> tuple[Any, str | None, str | None]:
             return None, None, "Bluesky answered with JSON that is not an XRPC response"
         return data, None, None
     name = str(data.get("error") or "") if isinstance(data, dict) else ""
-    message = str(data.get("message") or "") if isinstance(data, dict) else ""
-    what = ": ".join(p for p in (name, message) if p) or "no details"
-    return data, name or None, f"Bluesky answered HTTP {response.status} ({what})"
+    # The XRPC `message` is the server's text and is never quoted; a known error name is ours.
+    known = known_code(name, _XRPC_ERRORS)
+    what = f"HTTP {response.status}, {known}" if known else f"HTTP {response.status}"
+    return data, name or None, f"Bluesky refused the request ({what})"
 
 
 def _rate_limit(response: Response, now: datetime) -> datetime | None:

@@ -240,10 +240,23 @@ def search_url(opts: GdeltOptions, since: datetime) -> str:
     return f"{opts.base_url.rstrip('/')}/doc/doc?{urlencode(params)}"
 
 
-def _text_of(response: Response) -> str:
-    """A plain-text answer on one line, short enough for an error message."""
-    text = " ".join(response.body.decode("utf-8", "replace").split())
-    return text if len(text) <= 300 else text[:297] + "..."
+# GDELT's plain-text refusals we recognise, each put in our own words (its text is never quoted).
+_KNOWN_REFUSALS = (
+    (b"too short or too long", "the query is too short or too long for GDELT: check `query:`"),
+    (b"too short", "a keyword or phrase of the query is too short for GDELT: check `query:`"),
+    (b"too long", "the query is too long for GDELT: check `query:`"),
+    (b"too common", "a keyword of the query is too common for GDELT: check `query:`"),
+    (b"invalid", "GDELT found the query or its options invalid: check `query:`"),
+)
+
+
+def _refusal(response: Response) -> str:
+    """What a plain-text answer means, in our words: GDELT's text itself is never quoted."""
+    head = response.body[:2000].lower()
+    for needle, meaning in _KNOWN_REFUSALS:
+        if needle in head:
+            return meaning
+    return "an answer in plain text instead of results: check `query:`"
 
 
 def _rate_limited(response: Response) -> bool:
@@ -274,8 +287,8 @@ def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
     if body[:1] not in (b"{", b"["):
         # GDELT's errors are plain text, usually with HTTP 200.
         if response.ok:
-            return None, f"GDELT refused the search: {_text_of(response)}"
-        return None, f"GDELT answered {response.error}: {_text_of(response)}"
+            return None, f"GDELT refused the search: {_refusal(response)}"
+        return None, f"GDELT answered HTTP {response.status} with plain text instead of JSON"
     try:
         # strict=False: titles sometimes carry raw control characters.
         data = json.loads(body.decode("utf-8", "replace"), strict=False)
@@ -335,7 +348,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
             items=[],
             responses=[response],
             error=(
-                f"GDELT asks for fewer requests ({_text_of(response)}): another program on this "
+                "GDELT asks for fewer requests (at most one every 5 seconds): another program on this "
                 "IP address may be asking too; next request after "
                 f"{until.isoformat(timespec='seconds')}"
             ),

@@ -142,12 +142,16 @@ def _rate_limited(response: Response, data: Any, now: datetime) -> datetime | No
 def _failure(
     response: Response, data: Any, now: datetime, opts: GitHubOptions
 ) -> tuple[str, datetime | None]:
-    """An error message with the remedy, and the not-before time for rate limits."""
-    message = _message(data) or response.error or f"HTTP {response.status}"
+    """An error message with the remedy, and the not-before time for rate limits.
+
+    GitHub's own `message` is never quoted (it is the server's text): each known case gets
+    words of ours, anything else the status alone.
+    """
+    status = f"HTTP {response.status}" if response.status else (response.error or "no answer")
     if response.status == 401:
         return (
-            f"GitHub rejected the token (401 {message}): the `token:` of this source (e.g. "
-            "token: ${GITHUB_TOKEN}) is wrong, expired or revoked. Create a new token "
+            f"GitHub rejected the token ({status}, bad credentials): the `token:` of this source "
+            "(e.g. token: ${GITHUB_TOKEN}) is wrong, expired or revoked. Create a new token "
             "(a fine-grained token with read access to public repositories is enough) or "
             "remove `token:` to search without one (10 searches a minute)",
             None,
@@ -155,16 +159,20 @@ def _failure(
     until = _rate_limited(response, data, now)
     if until is not None:
         hint = "" if opts.token else "; a token raises the search limit from 10 to 30 a minute"
+        which = "secondary rate limit" if "secondary" in _message(data).lower() else "rate limit"
         return (
-            f"GitHub rate limit reached (HTTP {response.status}: {message}); no requests until "
+            f"GitHub {which} reached ({status}); no requests until "
             f"{until:%Y-%m-%d %H:%M:%S} UTC{hint}",
             until,
         )
     if response.status == 422:
-        return f"GitHub did not accept the search query (422 {message}): check `query:`", None
+        why = ""
+        if "cannot be searched" in _message(data):
+            why = ": a user or repository it names does not exist or is not visible to the token"
+        return f"GitHub did not accept the search query ({status}{why}): check `query:`", None
     if response.status == 403:
-        return f"GitHub refused the request (403 {message}): check the token's permissions", None
-    return f"GitHub API error (HTTP {response.status}: {message})", None
+        return f"GitHub refused the request ({status}): check the token's permissions", None
+    return f"GitHub API error ({status})", None
 
 
 def _markdown_text(body: Any) -> str:

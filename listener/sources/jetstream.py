@@ -60,6 +60,7 @@ from pydantic import Field, field_validator
 from ..models import Item, SourcePoll, SourceSpec
 from ..text import normalise_text, parse_datetime
 from . import PollContext, SourceKind, StreamContext, register
+from ._api import known_code
 from .base import Duration, KindOptions
 
 log = logging.getLogger(__name__)
@@ -502,7 +503,7 @@ async def stream(ctx: StreamContext) -> None:
                         floor = _floor_seq(message)
                         problem = (
                             f"Jetstream refused the stored cursor (seq {wire}) with CursorTooOld, "
-                            f"older than it keeps ({message}): posts in between were missed; "
+                            "older than it keeps: posts in between were missed; "
                             "resuming "
                             + (f"at its oldest, seq {floor}" if floor else "at the live tip")
                         )
@@ -510,8 +511,9 @@ async def stream(ctx: StreamContext) -> None:
                         wire_once = floor
                         recovered = True
                     elif code is not None:
-                        problem = (
-                            f"Jetstream at {opts.base_url} refused the stream: {code}: {message}"
+                        # The server's `message` is never quoted; a known code is ours to name.
+                        problem = f"Jetstream at {opts.base_url} refused the stream: " + (
+                            known_code(code, _ERROR_CODES) or f"HTTP {exc.status}"
                         )
                 log.warning("%s: %s", name, problem)
                 await ctx.deliver(
@@ -628,13 +630,27 @@ def _take_notices(ctx: StreamContext, batch: _Batch, cursor: _Cursor) -> bool:
     return True
 
 
+# Jetstream v2's error codes an error message may name (any other is the server's text).
+_ERROR_CODES = frozenset(
+    {
+        "ConsumerTooSlow",
+        "CursorTooOld",
+        "FutureCursor",
+        "InvalidRequest",
+        "BadRequest",
+        "RateLimitExceeded",
+        "InternalServerError",
+    }
+)
+
+
 def _error_frame_problem(opts: JetstreamOptions, frame: tuple[str, str], cursor: _Cursor) -> str:
     """The source error for a v2 error frame; a `FutureCursor` drops the stored cursor (the
     server will never reach it: resuming from it again would fail again), the rest reconnect
     from it with backoff."""
-    code, message = frame
-    problem = f"Jetstream at {opts.base_url} ended the stream: {code}" + (
-        f": {message}" if message else ""
+    code, _message = frame  # the server's `message` is never quoted, a known code is ours
+    problem = f"Jetstream at {opts.base_url} ended the stream: " + (
+        known_code(code, _ERROR_CODES) or "an error frame"
     )
     if code == "FutureCursor":
         cursor.position = None

@@ -37,6 +37,7 @@ from ._api import (
     JSON_ACCEPT,
     decode_json,
     json_dict,
+    known_code,
     load_options,
     pace,
     parse_iso_time,
@@ -181,6 +182,23 @@ def parse_comment_view(view: Any, *, opts: LemmyOptions, source: str, now: datet
     )
 
 
+# Lemmy's error codes an error message may name (any other is the server's text).
+_ERROR_CODES = frozenset(
+    {
+        "rate_limit_error",
+        "not_logged_in",
+        "incorrect_login",
+        "instance_is_private",
+        "couldnt_find_community",
+        "couldnt_find_post",
+        "couldnt_find_comment",
+        "couldnt_find_person",
+        "no_id_given",
+        "unknown",
+    }
+)
+
+
 def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
     data, problem = decode_json(
         response,
@@ -192,13 +210,16 @@ def _decode(response: Response) -> tuple[dict[str, Any] | None, str | None]:
     if problem is not None:
         return None, problem
     if not 200 <= response.status < 300 or "error" in data:
-        code = str(data.get("error") or f"HTTP {response.status}")
+        code = str(data.get("error") or "")
+        # Lemmy's `error` is matched against codes we know, never quoted as it came.
+        known = known_code(code, _ERROR_CODES)
+        what = f"HTTP {response.status}, {known}" if known else f"HTTP {response.status}"
         if "rate_limit" in code or response.status == 429:
             return None, (
-                f"the Lemmy instance rate-limited this IP ({code}); poll less often or use "
+                f"the Lemmy instance rate-limited this IP ({what}); poll less often or use "
                 "fewer pages (max_pages)"
             )
-        return None, f"the Lemmy instance answered HTTP {response.status}: {code}"
+        return None, f"the Lemmy instance refused the request ({what})"
     return data, None
 
 

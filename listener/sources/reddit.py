@@ -60,6 +60,7 @@ from ._api import (
     JSON_ACCEPT,
     Budget,
     http_problem,
+    known_code,
     load_options,
     make_budget,
     oldest_first,
@@ -330,6 +331,20 @@ def api_comments_url(opts: RedditOptions, post_id: str) -> str:
     return f"{opts.oauth_base_url.rstrip('/')}/comments/{quote(post_id)}?{urlencode(params)}"
 
 
+# OAuth 2 error codes (RFC 6749 5.2) an error message may name; any other is Reddit's text.
+_OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "access_denied",
+    }
+)
+
+
 def _credentials_problem(detail: str) -> str:
     return (
         f"Reddit refused the OAuth credentials ({detail}): check client_id and client_secret, "
@@ -374,7 +389,8 @@ async def _token(
         return None, "Reddit token request answered with something other than a JSON object"
     if doc.get("error"):
         # A wrong password is a 200 with {"error": "invalid_grant"}.
-        return None, _credentials_problem(str(doc["error"]))
+        code = known_code(doc["error"], _OAUTH_ERRORS)  # the server's own text is never quoted
+        return None, _credentials_problem(code or f"HTTP {response.status}, an unknown error")
     token = doc.get("access_token")
     if not isinstance(token, str) or not token:
         return None, "Reddit token request answered without an access_token"

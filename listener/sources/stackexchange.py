@@ -48,6 +48,7 @@ from ._api import (
     decode_json,
     held_back,
     json_dict,
+    known_code,
     load_options,
     pace,
 )
@@ -70,6 +71,24 @@ _OWN_DOMAINS = {
 }
 # "too many requests from this IP, more requests available in 3600 seconds"
 _AVAILABLE_IN = re.compile(r"available in (\d+) seconds?")
+# The API's documented error names (api.stackexchange.com/docs/error-handling): these, and
+# only these, may be named in an error message.
+_ERROR_NAMES = frozenset(
+    {
+        "bad_parameter",
+        "access_token_required",
+        "invalid_access_token",
+        "access_denied",
+        "no_method",
+        "key_required",
+        "access_token_compromised",
+        "write_failed",
+        "duplicate_request",
+        "internal_error",
+        "throttle_violation",
+        "temporarily_unavailable",
+    }
+)
 
 
 class StackExchangeOptions(KindOptions):
@@ -143,8 +162,12 @@ def _api_error(data: dict[str, Any], status: int, now: datetime) -> tuple[str, d
     """A message with the remedy for an `error_id` wrapper, and when to try again if throttled."""
     error_id = data.get("error_id")
     name = str(data.get("error_name") or "error")
+    # Read to choose the remedy, never quoted: the API's own words stay out of the message.
     message = normalise_text(html.unescape(str(data.get("error_message") or "")))
-    what = f"{name} {error_id}: {message}" if message else f"{name} {error_id}"
+    known = known_code(name, _ERROR_NAMES)
+    number = error_id if isinstance(error_id, int) and not isinstance(error_id, bool) else None
+    what = " ".join(p for p in (known, str(number) if known and number else None) if p)
+    what = f"HTTP {status}, {what}" if what else f"HTTP {status}"
     if error_id == 502 or name == "throttle_violation":
         m = _AVAILABLE_IN.search(message)
         wait = int(m.group(1)) if m else 600
@@ -170,7 +193,7 @@ def _api_error(data: dict[str, Any], status: int, now: datetime) -> tuple[str, d
         )
     if name in ("temporarily_unavailable", "internal_error"):
         return f"Stack Exchange is having problems ({what}); will retry next poll", None
-    return f"Stack Exchange API error (HTTP {status}, {what})", None
+    return f"Stack Exchange refused the request ({what})", None
 
 
 def _epoch(value: Any, now: datetime) -> datetime | None:

@@ -638,10 +638,7 @@ def status(state: State) -> None:
             f"{counts.get('failed', 0)} failed"
             + (f", {counts['sending']} being sent" if counts.get("sending") else "")
         )
-        for channel, error, n in store.conn.execute(
-            "SELECT channel, last_error, count(*) FROM outbox WHERE status != 'sent' AND last_error "
-            "IS NOT NULL GROUP BY channel, last_error"
-        ):
+        for channel, error, n in store.undelivered_errors():
             click.echo(f"  {channel}: {n} not delivered: {mask(error, config.secrets)}")
 
 
@@ -794,14 +791,12 @@ def label(
         if not found:
             click.echo(f"error: no mention with id {mention_id} in {config.database}", err=True)
             raise SystemExit(1)
-        row = store.conn.execute(
-            "SELECT brand, label, auto_label, not_relevant, title FROM mentions WHERE id = ?",
-            (mention_id,),
-        ).fetchone()
-    brand, current, auto, nr, title = row
-    relevance = "not relevant" if nr else "relevant"
+        row = store.mention(mention_id)
+    assert row is not None  # found above
+    relevance = "not relevant" if row["not_relevant"] else "relevant"
     click.echo(
-        f"mention {mention_id} ({brand}: {title}): {current} (scorer said {auto}), {relevance}"
+        f"mention {mention_id} ({row['brand']}: {row['title']}): {row['label']} "
+        f"(scorer said {row['auto_label']}), {relevance}"
     )
 
 

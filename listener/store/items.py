@@ -362,6 +362,14 @@ class ItemsStore(ThreadsStore):
                 self.refresh_thread(thread_key)
         return True
 
+    def mention(self, mention_id: int) -> dict[str, Any] | None:
+        """A mention's row (`mentions`), None when there is no such mention."""
+        cursor = self.conn.execute("SELECT * FROM mentions WHERE id = ?", (mention_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
     def clear_label(self, mention_id: int) -> bool:
         """Drop a user's corrections: the scorer's label applies again, and the mention counts."""
         row = self.conn.execute(

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..models import SourceState, Validators
 from ..secrets import mask_url
+from ..units import parse_iso
 from .core import StoreCore, iso
 
 _BUDGET_COLUMNS = (
@@ -66,6 +67,17 @@ class SourcesStore(StoreCore):
 
     def source_kinds(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT name, kind FROM sources"))
+
+    def next_poll_at(self, name: str) -> datetime | None:
+        """When the source is due next, as stored; None when unknown or never set."""
+        row = self.conn.execute(
+            "SELECT next_poll_at FROM sources WHERE name = ?", (name,)
+        ).fetchone()
+        return parse_iso(row[0]) if row and row[0] else None
+
+    def set_next_poll(self, name: str, when: datetime) -> None:
+        """Record when the source is polled next (inside `transaction()`/`writing()`)."""
+        self.conn.execute("UPDATE sources SET next_poll_at = ? WHERE name = ?", (iso(when), name))
 
     def load_host_budget(self, host: str) -> dict[str, Any] | None:
         cursor = self.conn.execute("SELECT * FROM host_budgets WHERE host = ?", (host,))

@@ -203,6 +203,10 @@ class ThreadsStore(SourcesStore):
         )
         return list(found.items())[:limit]
 
+    def mark_followed(self, key: str, at: datetime) -> None:
+        """The thread's replies were just read (inside `transaction()`/`writing()`)."""
+        self.conn.execute("UPDATE threads SET last_followed_at = ? WHERE key = ?", (iso(at), key))
+
     def set_thread_status(
         self,
         key: str,

@@ -68,6 +68,25 @@ class SourcesStore(StoreCore):
     def source_kinds(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT name, kind FROM sources"))
 
+    def source_row(self, name: str) -> dict[str, Any] | None:
+        """A source's row (`sources`), None when unknown."""
+        cursor = self.conn.execute("SELECT * FROM sources WHERE name = ?", (name,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def productive_polls(self, name: str, limit: int) -> list[str]:
+        """When the source's latest `limit` polls that brought new items started, newest first."""
+        return [
+            str(t)
+            for (t,) in self.conn.execute(
+                "SELECT DISTINCT started_at FROM fetches WHERE source = ? AND new_items > 0 "
+                "ORDER BY started_at DESC LIMIT ?",
+                (name, limit),
+            )
+        ]
+
     def next_poll_at(self, name: str) -> datetime | None:
         """When the source is due next, as stored; None when unknown or never set."""
         row = self.conn.execute(

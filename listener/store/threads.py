@@ -203,6 +203,19 @@ class ThreadsStore(SourcesStore):
         )
         return list(found.items())[:limit]
 
+    def thread_status(self, key: str) -> str:
+        """A conversation's triage state; `new` for one not stored."""
+        row = self.conn.execute("SELECT status FROM threads WHERE key = ?", (key,)).fetchone()
+        return str(row[0] or "new") if row else "new"
+
+    def thread_summary(self, key: str, limit: int = 5) -> ThreadSummary | None:
+        """`thread_summary` of this database."""
+        return thread_summary(self.conn, key, limit)
+
+    def thread_post(self, mention_id: int, brand: str) -> ThreadPost | None:
+        """`thread_post` of this database."""
+        return thread_post(self.conn, mention_id, brand)
+
     def mark_followed(self, key: str, at: datetime) -> None:
         """The thread's replies were just read (inside `transaction()`/`writing()`)."""
         self.conn.execute("UPDATE threads SET last_followed_at = ? WHERE key = ?", (iso(at), key))

@@ -301,3 +301,12 @@ class AlertsStore(ItemsStore):
             "AND coalesce(published_at, first_seen_at) >= ? ORDER BY compound LIMIT ?",
             (brand, iso(since), limit),
         ).fetchall()
+
+    def alert_payloads(self) -> list[str]:
+        """Every alert's payload (`alerts.message`), highest level and newest first."""
+        return [
+            str(p)
+            for (p,) in self.conn.execute(
+                "SELECT payload FROM alerts ORDER BY level DESC, created_at DESC, id DESC"
+            )
+        ]

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..models import Mention, Response, Validators, thread_title
+from ..models import Mention, Response, Score, Validators, thread_title
 from ..secrets import mask, mask_url
 from ..units import parse_iso
 from .core import _insert_many, iso
@@ -384,6 +384,80 @@ class ItemsStore(ThreadsStore):
                 (mention_id,),
             )
         return self.set_label(mention_id, None)
+
+    # --- re-scoring (`listener rescore`) ------------------------------------------------------
+
+    def stale_mentions(self, lexicon_version: str | None) -> int:
+        """Mentions scored with another lexicon than `lexicon_version`."""
+        (n,) = self.conn.execute(
+            "SELECT count(*) FROM mentions WHERE lexicon_version IS NOT ?", (lexicon_version,)
+        ).fetchone()
+        return int(n)
+
+    def relevant_texts(self) -> list[tuple[Any, ...]]:
+        """(id, source, title, text, thread_key, url, author, lang) of every relevant item
+        whose text is kept."""
+        return self.conn.execute(
+            "SELECT id, source, title, text, thread_key, url, author, lang FROM items "
+            "WHERE relevant = 1 AND text IS NOT NULL"
+        ).fetchall()
+
+    def item_mentions(self, item_id: int) -> list[tuple[int, str, str, str | None]]:
+        """(id, brand, label, label_override) of an item's mentions."""
+        return self.conn.execute(
+            "SELECT id, brand, label, label_override FROM mentions WHERE item_id = ?", (item_id,)
+        ).fetchall()
+
+    def rescore_mention(
+        self,
+        mention_id: int,
+        score: Score,
+        *,
+        label: str,
+        item_compound: float | None,
+        lexicon_version: str | None,
+        lang: str | None,
+    ) -> None:
+        """A mention's new score (`label`: the effective one, a correction kept as set)."""
+        self.conn.execute(
+            "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, "
+            "label = ?, item_compound = ?, explanation = ?, lexicon_version = ?, "
+            "intents = ?, lang = ? WHERE id = ?",
+            (
+                score.compound,
+                score.pos,
+                score.neu,
+                score.neg,
+                score.label,
+                label,
+                item_compound,
+                json.dumps(list(score.explanation), ensure_ascii=False),
+                lexicon_version,
+                json.dumps(list(score.intents)),
+                lang,
+                mention_id,
+            ),
+        )
+
+    def rescore_item(self, item_id: int, score: Score, lang: str | None) -> None:
+        """An item's new score; its label is its worst relevant mention's, else the score's."""
+        self.conn.execute(
+            "UPDATE items SET compound = :compound, explanation = :explanation, lang = :lang, "
+            "label = coalesce((SELECT label FROM mentions WHERE item_id = :id "
+            "AND not_relevant = 0 ORDER BY compound LIMIT 1), :label) WHERE id = :id",
+            {
+                "compound": score.compound,
+                "explanation": json.dumps(list(score.explanation), ensure_ascii=False),
+                "label": score.label,
+                "lang": lang,
+                "id": item_id,
+            },
+        )
+
+    def relevant_items(self) -> int:
+        """How many stored items name a brand (or sit in a brand's thread)."""
+        (n,) = self.conn.execute("SELECT count(*) FROM items WHERE relevant = 1").fetchone()
+        return int(n)
 
     def counts(self) -> dict[str, list[tuple[Any, ...]]]:
         q = self.conn.execute

@@ -203,6 +203,24 @@ class ThreadsStore(SourcesStore):
         )
         return list(found.items())[:limit]
 
+    def negative_threads(self, limit: int) -> list[tuple[Any, ...]]:
+        """(key, title, url, source, brands, posts, negative_posts, mean_compound) of the most
+        negative conversations (the `negative_threads` view), worst first."""
+        return self.conn.execute(
+            "SELECT thread_key, title, url, source, brands, posts, negative_posts, mean_compound "
+            "FROM negative_threads ORDER BY negative_posts DESC, worst_compound LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def worst_posts(self, key: str, limit: int) -> list[tuple[Any, ...]]:
+        """(text, compound, url, author, published_at) of a thread's most negative posts."""
+        return self.conn.execute(
+            "SELECT coalesce(nullif(text, ''), title), compound, url, author, published_at "
+            "FROM items WHERE thread_key = ? AND relevant = 1 AND label = 'negative' "
+            "ORDER BY compound LIMIT ?",
+            (key, limit),
+        ).fetchall()
+
     def thread_status(self, key: str) -> str:
         """A conversation's triage state; `new` for one not stored."""
         row = self.conn.execute("SELECT status FROM threads WHERE key = ?", (key,)).fetchone()

@@ -263,11 +263,8 @@ def _check_source_warnings(config: Config) -> None:
         return
     from .store import Store
 
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         cursors = {r["name"]: r["cursor"] for r in store.source_rows()}
-    finally:
-        store.close()
     for spec in config.sources:
         cursor = json.loads(cursors.get(spec.name) or "{}")
         for note in source_notes(spec, cursor):
@@ -488,11 +485,8 @@ def stats(state: State) -> None:
     if not config.database.exists():
         click.echo(f"no database yet at {config.database}: run `{state.command('poll')}` first")
         return
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         counts = store.counts()
-    finally:
-        store.close()
     click.echo("by brand:            total  positive  neutral  negative  unscored")
     for brand, total, pos, neu, neg, other in counts["by_brand"]:
         click.echo(
@@ -587,8 +581,7 @@ def status(state: State) -> None:
             f"run `{state.command('poll')}` or `{state.command('run')}`"
         )
         return
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         rows = {r["name"]: r for r in store.source_rows()}
         click.echo(
             f"{'source':<24} {'health':<8} {'last success':<21} {'fails':>5}  {'next poll':<21} last error"
@@ -630,13 +623,8 @@ def status(state: State) -> None:
             f"{counts.get('failed', 0)} failed"
             + (f", {counts['sending']} being sent" if counts.get("sending") else "")
         )
-        for channel, error, n in store.conn.execute(
-            "SELECT channel, last_error, count(*) FROM outbox WHERE status != 'sent' AND last_error "
-            "IS NOT NULL GROUP BY channel, last_error"
-        ):
+        for channel, error, n in store.undelivered_errors():
             click.echo(f"  {channel}: {n} not delivered: {mask(error, config.secrets)}")
-    finally:
-        store.close()
 
 
 @cli.group(cls=_VerbGroup)
@@ -724,20 +712,16 @@ def alerts_flush(state: State) -> None:
     from .store import Store
 
     config = state.config()
-    store = Store.open(config.database)
     channels = build_channels(config.alerts.channels)
 
-    async def main() -> Any:
+    async def main(store: Store) -> Any:
         async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
             return await deliver_pending(
                 store, channels, http=http, now=utc_now, force=True, user_agent=config.user_agent
             )
 
-    try:
-        with masked_in_logs(config.secrets):
-            report = asyncio.run(main())
-    finally:
-        store.close()
+    with Store.open(config.database) as store, masked_in_logs(config.secrets):
+        report = asyncio.run(main(store))
     click.echo(
         f"alerts: {report.sent} sent, {report.retrying} still pending, {report.failed} failed"
     )
@@ -784,8 +768,7 @@ def label(
         )
         raise SystemExit(2)
     config = state.config()
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         if clear:
             found = store.clear_label(mention_id)
         else:
@@ -793,16 +776,12 @@ def label(
         if not found:
             click.echo(f"error: no mention with id {mention_id} in {config.database}", err=True)
             raise SystemExit(1)
-        row = store.conn.execute(
-            "SELECT brand, label, auto_label, not_relevant, title FROM mentions WHERE id = ?",
-            (mention_id,),
-        ).fetchone()
-    finally:
-        store.close()
-    brand, current, auto, nr, title = row
-    relevance = "not relevant" if nr else "relevant"
+        row = store.mention(mention_id)
+    assert row is not None  # found above
+    relevance = "not relevant" if row["not_relevant"] else "relevant"
     click.echo(
-        f"mention {mention_id} ({brand}: {title}): {current} (scorer said {auto}), {relevance}"
+        f"mention {mention_id} ({row['brand']}: {row['title']}): {row['label']} "
+        f"(scorer said {row['auto_label']}), {relevance}"
     )
 
 
@@ -832,13 +811,10 @@ def triage(state: State, thread: str, status: str, note: str | None) -> None:
         raise click.ClickException(
             f"no database yet at {config.database}: run `{state.command('poll')}` first"
         )
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         key = store.find_thread(thread)
         was = store.set_thread_status(key, status, note, _actor()) if key else None
         row = store.thread(key) if key and was is not None else None
-    finally:
-        store.close()
     if row is None:
         click.echo(
             f"error: no conversation {thread!r} in {config.database}: give a thread key (the "
@@ -886,13 +862,10 @@ def rescore(state: State, everything: bool) -> None:
     from .store import Store
 
     config = state.config()
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         result = rescore_mentions(
             store, build_scorer(config), Matcher.from_brands(config.brands), everything=everything
         )
-    finally:
-        store.close()
     click.echo(
         f"rescored {result.rescored} mentions: {result.changed} labels changed "
         f"({result.corrected_kept} corrections kept as set); {result.items} items re-scored"
@@ -1050,12 +1023,9 @@ def _backtest(
         raise click.ClickException(
             f"no database yet at {config.database}: run `listener poll` first"
         )
-    store = Store.open(config.database)
-    try:
+    with Store.open(config.database) as store:
         result = backtest(store, matcher, since=cutoff, examples=examples)
         applied = apply_rules(store, matcher, build_scorer(config), since=cutoff) if apply else None
-    finally:
-        store.close()
     if as_json:
         report = result.as_dict()
         if applied is not None:

@@ -31,7 +31,7 @@ from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
 from .config import RetentionModel, format_duration
 from .models import SourceSpec
 from .pipeline import Runtime, SourceReport, log_report, poll_source
-from .store import DatabaseBusy, iso, parse_iso
+from .store import DatabaseBusy, iso
 from .stream import is_stream, run_stream
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,7 @@ class Service:
             self._stop.set()
 
     def _due(self, name: str, now: datetime) -> datetime:
-        row = self.rt.store.conn.execute(
-            "SELECT next_poll_at FROM sources WHERE name = ?", (name,)
-        ).fetchone()
-        due = parse_iso(row[0]) if row and row[0] else None
+        due = self.rt.store.next_poll_at(name)
         return max(due or now, now)
 
     def _schedule(self, name: str, when: datetime | None = None) -> None:
@@ -173,9 +170,7 @@ class Service:
             when = self.rt.now() + timedelta(seconds=spec.every_s)
             try:
                 async with self.rt.store.writing():
-                    self.rt.store.conn.execute(
-                        "UPDATE sources SET next_poll_at = ? WHERE name = ?", (iso(when), name)
-                    )
+                    self.rt.store.set_next_poll(name, when)
             except Exception:
                 log.exception("%s: could not record the next poll", name)
         finally:

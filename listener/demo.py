@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from .alerts.message import AlertMessage, Evidence
 from .alerts.render import render_text
-from .views import ensure_views, existing_tables
 
 if TYPE_CHECKING:
     from .pipeline import PollSummary
+    from .store import Store
 
 # The pipeline, the store and Datasette are imported where used, so that registering this
 # command costs `listener --help` nothing.
@@ -202,20 +202,10 @@ class DemoResult:
     alert: AlertMessage | None  # the one to show
 
 
-def load_negative_threads(conn: Any, limit: int = 5) -> list[DemoThread]:
-    rows = conn.execute(
-        "SELECT thread_key, title, url, source, brands, posts, negative_posts, mean_compound "
-        "FROM negative_threads ORDER BY negative_posts DESC, worst_compound LIMIT ?",
-        (limit,),
-    ).fetchall()
+def load_negative_threads(store: Store, limit: int = 5) -> list[DemoThread]:
     out = []
-    for key, title, url, source, brands, posts, negative, mean in rows:
-        worst = conn.execute(
-            "SELECT coalesce(nullif(text, ''), title), compound, url, author, published_at "
-            "FROM items WHERE thread_key = ? AND relevant = 1 AND label = 'negative' "
-            "ORDER BY compound LIMIT 3",
-            (key,),
-        ).fetchall()
+    for key, title, url, source, brands, posts, negative, mean in store.negative_threads(limit):
+        worst = store.worst_posts(key, 3)
         out.append(
             DemoThread(
                 key=key,
@@ -235,15 +225,12 @@ def load_negative_threads(conn: Any, limit: int = 5) -> list[DemoThread]:
     return out
 
 
-def load_fired_alerts(conn: Any) -> list[AlertMessage]:
+def load_fired_alerts(store: Store) -> list[AlertMessage]:
     """The alerts the rules fired into the database, highest level and newest first."""
     from .alerts.outbox import message_from_payload
 
-    if "alerts" not in existing_tables(conn):
-        return []
-    rows = conn.execute("SELECT payload FROM alerts ORDER BY level DESC, created_at DESC, id DESC")
     out = []
-    for (payload,) in rows:
+    for payload in store.alert_payloads():
         try:
             out.append(message_from_payload(payload))
         except (ValueError, KeyError, TypeError) as exc:
@@ -284,7 +271,7 @@ def run_demo(directory: Path, *, now: datetime | None = None) -> DemoResult:
     from .config import load_config
     from .pipeline import poll_sources
     from .runtime import open_runtime
-    from .store import connect
+    from .store import Store
 
     now = now or datetime.now(UTC)
     with serve_samples(now) as base:
@@ -296,27 +283,14 @@ def run_demo(directory: Path, *, now: datetime | None = None) -> DemoResult:
                 return await poll_sources([s for s in config.sources if s.enabled], rt)
 
         summary = asyncio.run(poll())
-    db = connect(config.database)
-    try:
-        ensure_views(db)
-        conn = db.conn
+    with Store.open(config.database) as store:
+        counts = store.counts()
         by_label = dict.fromkeys(("negative", "neutral", "positive"), 0)
-        for label, n in conn.execute(
-            "SELECT label, count(*) FROM mentions WHERE not_relevant = 0 GROUP BY label"
-        ):
-            by_label[label] = n
-        by_brand = [
-            (b, n, neg or 0)
-            for b, n, neg in conn.execute(
-                "SELECT brand, count(*), sum(label = 'negative') FROM mentions "
-                "WHERE not_relevant = 0 GROUP BY brand ORDER BY count(*) DESC"
-            )
-        ]
-        items = conn.execute("SELECT count(*) FROM items WHERE relevant = 1").fetchone()[0]
-        threads = load_negative_threads(conn)
-        fired = load_fired_alerts(conn)
-    finally:
-        db.conn.close()
+        by_label.update(dict(counts["by_label"]))
+        by_brand = [(b, n, neg or 0) for b, n, _pos, _neu, neg, _other in counts["by_brand"]]
+        items = store.relevant_items()
+        threads = load_negative_threads(store)
+        fired = load_fired_alerts(store)
     # The alert rules ran inside the poll (as in `listener run`); with no channel configured the
     # alerts wait in the database. Show the worst conversation's, or word one the same way if the
     # rules were switched off.

@@ -84,6 +84,16 @@ class Validators:
 
 
 @dataclass(frozen=True)
+class SourceState:
+    """Where the last poll of a source got to, as kept in the database (`Store.load_source_state`)."""
+
+    validators: Validators = field(default_factory=Validators)
+    body_hash: str | None = None
+    cursor: dict[str, Any] = field(default_factory=dict)
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
 class Response:
     """The outcome of one fetch. `error` is set when there is no usable body."""
 

@@ -454,10 +454,7 @@ async def follow_threads(
             save_state=False,
         )
         async with rt.store.writing():
-            rt.store.conn.execute(
-                "UPDATE threads SET last_followed_at = ? WHERE key = ?",
-                (iso(rt.now()), key),
-            )
+            rt.store.mark_followed(key, rt.now())
         extra_items += sub.new_items
         mentions.extend(sub.new_mentions)
         alerts.extend(sub.alerts)

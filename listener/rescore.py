@@ -8,7 +8,6 @@ kept as set, so only the scorer's own label (`auto_label`) moves under it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,17 +35,9 @@ def rescore_mentions(
 ) -> RescoreResult:
     """Re-score when any mention was scored with another lexicon (or always, `everything`)."""
     result = RescoreResult()
-    if not everything:
-        (stale,) = store.conn.execute(
-            "SELECT count(*) FROM mentions WHERE lexicon_version IS NOT ?",
-            (scorer.lexicon_version,),
-        ).fetchone()
-        if not stale:
-            return result
-    items = store.conn.execute(
-        "SELECT id, source, title, text, thread_key, url, author, lang FROM items "
-        "WHERE relevant = 1 AND text IS NOT NULL"
-    ).fetchall()
+    if not everything and not store.stale_mentions(scorer.lexicon_version):
+        return result
+    items = store.relevant_texts()
     threads: set[str] = set()
     with store.transaction():
         for item_id, source, title, text, thread_key, url, author, lang in items:
@@ -59,10 +50,7 @@ def rescore_mentions(
                 author=author,
                 extra={"lang": lang} if lang else {},  # the source's, or detected before
             )
-            mentions = store.conn.execute(
-                "SELECT id, brand, label, label_override, by_brand FROM mentions WHERE item_id = ?",
-                (item_id,),
-            ).fetchall()
+            mentions = store.item_mentions(item_id)
             matches = matcher.match_item(item)
             stored_brands = {brand for _, brand, _, _, _ in mentions}
             analysis = score_matches(
@@ -80,24 +68,13 @@ def rescore_mentions(
                 if voice:  # the brand's own account: no customer intent
                     score = brand_voice(score)
                 new_label = override or score.label
-                store.conn.execute(
-                    "UPDATE mentions SET compound = ?, pos = ?, neu = ?, neg = ?, auto_label = ?, "
-                    "label = ?, item_compound = ?, explanation = ?, lexicon_version = ?, "
-                    "intents = ?, lang = ? WHERE id = ?",
-                    (
-                        score.compound,
-                        score.pos,
-                        score.neu,
-                        score.neg,
-                        score.label,
-                        new_label,
-                        analysis.item_score.compound if analysis.item_score else None,
-                        json.dumps(list(score.explanation), ensure_ascii=False),
-                        scorer.lexicon_version,
-                        json.dumps(list(score.intents)),
-                        analysis.lang,
-                        mid,
-                    ),
+                store.rescore_mention(
+                    mid,
+                    score,
+                    label=new_label,
+                    item_compound=analysis.item_score.compound if analysis.item_score else None,
+                    lexicon_version=scorer.lexicon_version,
+                    lang=analysis.lang,
                 )
                 result.rescored += 1
                 result.corrected_kept += bool(override)
@@ -105,21 +82,7 @@ def rescore_mentions(
                     result.changed += 1
                     result.transitions[(old_label, new_label)] += 1
             if analysis.item_score is not None:
-                store.conn.execute(
-                    "UPDATE items SET compound = :compound, explanation = :explanation, "
-                    "lang = :lang, "
-                    "label = coalesce((SELECT label FROM mentions WHERE item_id = :id "
-                    "AND not_relevant = 0 ORDER BY compound LIMIT 1), :label) WHERE id = :id",
-                    {
-                        "compound": analysis.item_score.compound,
-                        "explanation": json.dumps(
-                            list(analysis.item_score.explanation), ensure_ascii=False
-                        ),
-                        "label": analysis.item_score.label,
-                        "lang": analysis.lang,
-                        "id": item_id,
-                    },
-                )
+                store.rescore_item(item_id, analysis.item_score, analysis.lang)
                 result.items += 1
             if thread_key:
                 threads.add(thread_key)

@@ -69,3 +69,16 @@ def test_reopening_keeps_the_schema_and_records_every_migration_once(tmp_path):
     store.close()
     assert applied == [fn.__name__ for fn in MIGRATIONS]
     assert names(path) == ["x"]
+
+
+def test_with_store_open_saves_the_block_and_closes_the_database_even_on_an_error(tmp_path):
+    path = tmp_path / "m.db"
+    with Store.open(path) as store:
+        store.ensure_sources([type("Spec", (), {"name": "a", "kind": "feed", "url": None})()])
+    with pytest.raises(sqlite3.ProgrammingError):  # closed on the way out
+        store.conn.execute("SELECT 1")
+    with pytest.raises(Boom), Store.open(path) as again:
+        raise Boom
+    with pytest.raises(sqlite3.ProgrammingError):
+        again.conn.execute("SELECT 1")
+    assert names(path) == ["a"]

@@ -25,12 +25,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
 from ..config import ChannelModel
-from ..store import Store, iso
+from ..store import Store
 from ..units import clamp_wait, parse_iso
 from .channels import (
     Channel,
@@ -118,15 +117,7 @@ def _later(now: datetime, seconds: float) -> datetime:
 
 
 def _pending(store: Store, channel: str, now: datetime, force: bool) -> list[tuple[int, int, str]]:
-    sql = (
-        "SELECT o.alert_id, o.attempts, a.payload FROM outbox o JOIN alerts a ON a.id = o.alert_id "
-        "WHERE o.channel = ? AND o.status = 'pending'"
-    )
-    args: list[Any] = [channel]
-    if not force:
-        sql += " AND o.next_attempt_at <= ?"
-        args.append(iso(now))
-    return store.conn.execute(sql + " ORDER BY a.id", args).fetchall()
+    return store.pending_deliveries(channel, None if force else now)
 
 
 def recover_interrupted(store: Store, now: datetime, *, everything: bool = False) -> int:
@@ -135,14 +126,7 @@ def recover_interrupted(store: Store, now: datetime, *, everything: bool = False
     Without `everything`, only rows whose lease has run out (another live process may still be
     sending the others); with it, all of them (`run` at start: it is the only service on the
     database, and a forced flush)."""
-    sql = "UPDATE outbox SET status = 'pending', next_attempt_at = ?, last_error = ? "
-    sql += "WHERE status = 'sending'"
-    args: list[Any] = [iso(now), INTERRUPTED]
-    if not everything:
-        sql += " AND next_attempt_at <= ?"
-        args.append(iso(now))
-    with store.transaction():
-        n = store.conn.execute(sql, args).rowcount
+    n = store.recover_sending(now, INTERRUPTED, everything=everything)
     if n:
         log.warning("outbox: %d alert delivery(s) %s", n, INTERRUPTED)
     return n
@@ -153,24 +137,7 @@ def _claim(
 ) -> tuple[list[int], list[int]]:
     """Mark the rows `sending` (one more attempt) and commit, before any network call.
     Returns the ids this process got, with their attempts before this one."""
-    got: list[int] = []
-    attempts: list[int] = []
-    lease = iso(_later(now, SEND_LEASE_S))
-    with store.transaction():
-        for alert_id in alert_ids:
-            claimed = store.conn.execute(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, "
-                "next_attempt_at = ? WHERE alert_id = ? AND channel = ? AND status = 'pending'",
-                (lease, alert_id, channel),
-            ).rowcount
-            if claimed:
-                (tried,) = store.conn.execute(
-                    "SELECT attempts FROM outbox WHERE alert_id = ? AND channel = ?",
-                    (alert_id, channel),
-                ).fetchone()
-                got.append(alert_id)
-                attempts.append(int(tried) - 1)
-    return got, attempts
+    return store.claim_deliveries(alert_ids, channel, _later(now, SEND_LEASE_S))
 
 
 def _record(
@@ -185,38 +152,20 @@ def _record(
     with store.transaction():
         for alert_id, tried in zip(alert_ids, attempts, strict=True):
             if d.ok:
-                store.conn.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = ? "
-                    "WHERE alert_id = ? AND channel = ?",
-                    (iso(now), d.error, alert_id, channel),
-                )
+                store.mark_sent(alert_id, channel, now, d.error)
             elif d.permanent:
-                store.conn.execute(
-                    "UPDATE outbox SET status = 'failed', last_error = ? "
-                    "WHERE alert_id = ? AND channel = ? AND status = 'sending'",
-                    (d.error, alert_id, channel),
-                )
+                store.mark_failed(alert_id, channel, d.error)
             else:
                 later = _later(now, backoff.delay(tried + 1, d.retry_after_s))
-                store.conn.execute(
-                    "UPDATE outbox SET status = 'pending', last_error = ?, next_attempt_at = ? "
-                    "WHERE alert_id = ? AND channel = ? AND status = 'sending'",
-                    (d.error, iso(later), alert_id, channel),
-                )
+                store.mark_retry(alert_id, channel, d.error, later)
     return "sent" if d.ok else ("failed" if d.permanent else "retrying")
 
 
 def _digest_due(store: Store, channel: Channel, now: datetime) -> bool:
     period = DIGEST_PERIOD_S.get(channel.digest or "", 0.0)
-    (last,) = store.conn.execute(
-        "SELECT max(sent_at) FROM outbox WHERE channel = ? AND status = 'sent'", (channel.name,)
-    ).fetchone()
+    last = store.last_sent_at(channel.name)
     if last is None:
-        (first_pending,) = store.conn.execute(
-            "SELECT min(a.created_at) FROM outbox o JOIN alerts a ON a.id = o.alert_id "
-            "WHERE o.channel = ? AND o.status = 'pending'",
-            (channel.name,),
-        ).fetchone()
+        first_pending = store.first_pending_at(channel.name)
         if first_pending is None:
             return False
         last = first_pending
@@ -314,7 +263,4 @@ async def _deliver_channel(
 
 
 def outbox_counts(store: Store) -> dict[str, int]:
-    return {
-        status: n
-        for status, n in store.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status")
-    }
+    return store.outbox_counts()

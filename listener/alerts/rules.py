@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import RulesModel
-from ..store import Store, ThreadSummary, iso, thread_post, thread_summary
+from ..store import Store, ThreadSummary, iso
 from ..units import parse_iso
 from .message import AlertMessage, Evidence, message_to_dict
 
@@ -94,53 +94,33 @@ def _fire(
     if thread_key is not None:
         # One message per conversation per poll: a channel already told about this thread in
         # this poll (its conversation alert carries the rest) is not told again.
-        told = {
-            c
-            for (c,) in store.conn.execute(
-                "SELECT o.channel FROM outbox o JOIN alerts a ON a.id = o.alert_id "
-                "WHERE a.thread_key = ? AND a.created_at = ?",
-                (thread_key, created),
-            )
-        }
+        told = store.channels_told(thread_key, created or "")
         if channels and told.issuperset(channels):
             log.debug("%s:%s joins this poll's alert about thread %s", rule, subject, thread_key)
             return []
         channels = tuple(c for c in channels if c not in told)
-    cur = store.conn.execute(
-        "INSERT INTO alerts(key, created_at, rule, level, brand, subject, thread_key, title, url, why, "
-        "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
-        (
-            key,
-            created,
-            rule,
-            level,
-            message.brand,
-            subject,
-            thread_key,
-            message.title,
-            message.url,
-            message.why,
-            json.dumps(message_to_dict(message), ensure_ascii=False),
-        ),
+    alert_id = store.queue_alert(
+        key=key,
+        created_at=created or "",
+        rule=rule,
+        level=level,
+        brand=message.brand,
+        subject=subject,
+        thread_key=thread_key,
+        title=message.title,
+        url=message.url,
+        why=message.why,
+        payload=json.dumps(message_to_dict(message), ensure_ascii=False),
+        channels=channels,
     )
-    if not cur.rowcount:
+    if alert_id is None:
         return []
-    alert_id = int(cur.lastrowid or 0)
-    store.conn.executemany(
-        "INSERT OR IGNORE INTO outbox(alert_id, channel, next_attempt_at) VALUES (?, ?, ?)",
-        [(alert_id, channel, created) for channel in channels],
-    )
     log.info("alert fired: %s (%s)", key, message.why)
     return [alert_id]
 
 
 def _last_alert(store: Store, rule: str, subject: str) -> tuple[int, str] | None:
-    row = store.conn.execute(
-        "SELECT level, created_at FROM alerts WHERE rule = ? AND subject = ? "
-        "ORDER BY level DESC, created_at DESC LIMIT 1",
-        (rule, subject),
-    ).fetchone()
-    return (row[0], row[1]) if row else None
+    return store.last_alert(rule, subject)
 
 
 def _within(created_at: str, now: datetime, seconds: float) -> bool:
@@ -150,7 +130,7 @@ def _within(created_at: str, now: datetime, seconds: float) -> bool:
 
 def thread_evidence(store: Store, key: str, limit: int = 5) -> tuple[Evidence, ...]:
     """The conversation's worst customer posts, as `thread_summary` reads them."""
-    summary = thread_summary(store.conn, key, limit)
+    summary = store.thread_summary(key, limit)
     return _evidence(summary) if summary else ()
 
 
@@ -186,18 +166,12 @@ _QUIET_STATUSES = ("ignored",)
 def _status(store: Store, key: str | None) -> str:
     if key is None:
         return "new"
-    row = store.conn.execute("SELECT status FROM threads WHERE key = ?", (key,)).fetchone()
-    return (row[0] or "new") if row else "new"
+    return store.thread_status(key)
 
 
 def _conversation_alerted(store: Store, key: str) -> bool:
     """Whether this conversation already alerted as a conversation (any rule about it)."""
-    row = store.conn.execute(
-        "SELECT 1 FROM alerts WHERE thread_key = ? AND rule IN "
-        "('negative_thread', 'unanswered_negative', 'very_negative_mention') LIMIT 1",
-        (key,),
-    ).fetchone()
-    return row is not None
+    return store.conversation_alerted(key)
 
 
 def page_url(serve_url: str | None, key: str) -> str | None:
@@ -322,42 +296,19 @@ def conversation_message(
 
 def _since_last_alert(store: Store, key: str, last_at: str) -> tuple[int, int]:
     """(negative customer posts, customers saying they are leaving) first seen after `last_at`."""
-    negative, churn = store.conn.execute(
-        """
-        SELECT count(DISTINCT i.id),
-               count(DISTINCT CASE WHEN m.intents LIKE '%"churn"%'
-                                   THEN coalesce(i.author, i.id) END)
-        FROM items i LEFT JOIN mentions m ON m.item_id = i.id AND m.not_relevant = 0
-        WHERE i.thread_key = ? AND i.relevant = 1 AND i.label = 'negative'
-          AND i.first_seen_at > ?
-          AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)
-          AND NOT EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)
-        """,
-        (key, last_at),
-    ).fetchone()
-    return negative or 0, churn or 0
+    return store.negative_since(key, last_at)
 
 
 def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) -> list[int]:
     rule = alerting.rules.negative_thread
-    summary = thread_summary(store.conn, key)
+    summary = store.thread_summary(key)
     if summary is None or summary.status in _QUIET_STATUSES:
         return []
     posts, negative, mean = summary.posts, summary.negative_posts, summary.mean_compound
     by_mean = posts >= rule.min_posts and mean is not None and mean <= rule.mean_at_most
     if negative < rule.min_negative and not by_mean:
         return []  # the windowed count can only be lower: no need to count
-    since = iso(now - timedelta(seconds=rule.window))
-    (recent_negative,) = store.conn.execute(
-        """
-        SELECT count(*) FROM items i
-        WHERE i.thread_key = ? AND i.relevant = 1 AND i.label = 'negative'
-          AND coalesce(i.published_at, i.first_seen_at) >= ?
-          AND NOT EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)
-          AND NOT EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)
-        """,
-        (key, since),
-    ).fetchone()
+    recent_negative = store.recent_negative_posts(key, now - timedelta(seconds=rule.window))
     by_count = recent_negative >= rule.min_negative
     if not (by_count or by_mean):
         return []
@@ -410,24 +361,12 @@ def _unanswered_negative(store: Store, alerting: Alerting, now: datetime) -> lis
     `after`: once per conversation (an answer, or the team ignoring or resolving it, stops it)."""
     rule = alerting.rules.unanswered_negative
     due = now - timedelta(seconds=rule.after)
-    keys = [
-        k
-        for (k,) in store.conn.execute(
-            "SELECT key FROM threads t WHERE brands IS NOT NULL AND answered_at IS NULL "
-            "AND status NOT IN ('ignored', 'resolved') AND negative_posts >= ? "
-            "AND last_seen_at >= ? AND (first_negative_at IS NULL OR first_negative_at <= ?) "
-            "AND NOT EXISTS (SELECT 1 FROM alerts a "
-            "WHERE a.rule = 'unanswered_negative' AND a.subject = t.key)",
-            (
-                rule.min_negative,
-                iso(now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after)),
-                iso(due),
-            ),
-        )
-    ]
+    keys = store.unanswered_threads(
+        rule.min_negative, now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after), due
+    )
     fired: list[int] = []
     for key in keys:
-        summary = thread_summary(store.conn, key)
+        summary = store.thread_summary(key)
         if summary is None or summary.brand not in alerting.answering_brands:
             continue  # without the brand's accounts, nobody can tell whether it answered
         if summary.answered_at or len(summary.worst) < min(rule.min_negative, 5):
@@ -466,13 +405,7 @@ def _very_negative(
     watched = alerting.influential_sources | set(rule.sources)
     if outcome.source not in watched:
         return []
-    marks = ",".join("?" * len(outcome.new_mention_ids))
-    rows = store.conn.execute(
-        "SELECT id, brand, title, url, snippet, compound, author, published_at, source, "
-        f"thread_key, explanation FROM mentions WHERE id IN ({marks}) AND not_relevant = 0 "
-        "AND by_brand = 0 AND label = 'negative' AND compound <= ? ORDER BY compound, id",
-        (*outcome.new_mention_ids, rule.compound_at_most),
-    ).fetchall()
+    rows = store.very_negative_mentions(outcome.new_mention_ids, rule.compound_at_most)
     by_thread: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         by_thread.setdefault(row[9] or f"url:{row[3] or row[0]}", []).append(row)
@@ -483,7 +416,7 @@ def _very_negative(
             _status(store, key) in _QUIET_STATUSES or _conversation_alerted(store, key)
         ):
             continue
-        summary = thread_summary(store.conn, key) if key is not None else None
+        summary = store.thread_summary(key) if key is not None else None
         n = len(posts)
         what = "a very negative post" if n == 1 else f"{n} very negative posts"
         if summary is not None:
@@ -530,20 +463,13 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
     rule = alerting.rules.churn_risk
     channels = tuple(rule.channels) if rule.channels is not None else None
     fired: list[int] = []
-    marks = ",".join("?" * len(outcome.new_mention_ids))
-    rows = store.conn.execute(
-        "SELECT id, brand, title, url, snippet, compound, author, published_at, source, "
-        "thread_key, explanation FROM mentions "
-        f"WHERE id IN ({marks}) AND not_relevant = 0 AND by_brand = 0 "
-        "AND intents LIKE '%\"churn\"%' ORDER BY id",
-        outcome.new_mention_ids,
-    ).fetchall()
+    rows = store.churn_mentions(outcome.new_mention_ids)
     for mid, brand, title, url, snippet, compound, author, pub, source, thread, expl in rows:
         if _status(store, thread) in _QUIET_STATUSES:
             continue
         words = describe_intents(json.loads(expl or "[]"), "churn").replace("<brand>", brand)
         why = f"a customer says they are leaving {brand} ({words or 'churn'}) on {source}"
-        summary = thread_summary(store.conn, thread) if thread else None
+        summary = store.thread_summary(thread) if thread else None
         if summary is not None:
             # The conversation as every other alert tells it, with the leaving post as evidence.
             message = conversation_message(summary, alerting, now, rule="churn_risk", why=why)
@@ -588,7 +514,7 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
 
 def _post_evidence(store: Store, mention_id: int, brand: str) -> tuple[Evidence, ...]:
     """One post, shown as the conversation shows it: its text, its own score and link."""
-    post = thread_post(store.conn, mention_id, brand)
+    post = store.thread_post(mention_id, brand)
     if post is None:
         return ()
     why = (_explain(post.explanation) or "").replace("<brand>", brand) or None
@@ -597,19 +523,12 @@ def _post_evidence(store: Store, mention_id: int, brand: str) -> tuple[Evidence,
 
 def _spikes(store: Store, alerting: Alerting, outcome: PollOutcome, now: datetime) -> list[int]:
     rule = alerting.rules.spike
-    marks = ",".join("?" * len(outcome.new_mention_ids))
-    brands = [
-        b
-        for (b,) in store.conn.execute(
-            f"SELECT DISTINCT brand FROM mentions WHERE id IN ({marks}) AND label = 'negative'",
-            outcome.new_mention_ids,
-        )
-    ]
+    brands = store.negative_brands(outcome.new_mention_ids)
     fired: list[int] = []
     for brand in brands:
         # The database's first mention (an index lookup): without at least one window of history
         # every first poll would look like a spike.
-        (first_seen,) = store.conn.execute("SELECT min(first_seen_at) FROM mentions").fetchone()
+        first_seen = store.first_mention_at()
         if first_seen is None or _within(first_seen, now, rule.window):
             continue
         counts = spike_counts(store, brand, now, rule.window, rule.baseline)
@@ -657,11 +576,7 @@ def spike_counts(
     n = max(1, int(baseline // window))
     start = now - timedelta(seconds=window * (n + 1))
     counts = [0] * (n + 1)
-    for (when,) in store.conn.execute(
-        "SELECT coalesce(published_at, first_seen_at) FROM mentions WHERE brand = ? "
-        "AND label = 'negative' AND not_relevant = 0 AND coalesce(published_at, first_seen_at) > ?",
-        (brand, iso(start)),
-    ):
+    for when in store.negative_mention_times(brand, start):
         t = parse_iso(when)
         if t is None:
             continue
@@ -674,24 +589,17 @@ def spike_counts(
 def _recent_negative_evidence(
     store: Store, brand: str, now: datetime, window: float
 ) -> tuple[Evidence, ...]:
-    rows = store.conn.execute(
-        "SELECT snippet, compound, url, author, published_at, explanation FROM mentions WHERE brand = ? "
-        "AND label = 'negative' AND not_relevant = 0 AND coalesce(published_at, first_seen_at) >= ? "
-        "ORDER BY compound LIMIT 5",
-        (brand, iso(now - timedelta(seconds=window))),
-    ).fetchall()
+    rows = store.worst_recent_mentions(brand, now - timedelta(seconds=window), 5)
     return tuple(Evidence(s or "", c, u, a, p, _explain(e)) for s, c, u, a, p, e in rows)
 
 
 def _source_health(store: Store, alerting: Alerting, source: str, now: datetime) -> list[int]:
     rule = alerting.rules.source_health
-    row = store.conn.execute(
-        "SELECT consecutive_failures, last_error, last_success_at, url, kind FROM sources WHERE name = ?",
-        (source,),
-    ).fetchone()
-    if row is None or row[0] < rule.failures:
+    row = store.source_row(source)
+    if row is None or (row["consecutive_failures"] or 0) < rule.failures:
         return []
-    failures, error, last_success, url, _kind = row
+    failures, error = row["consecutive_failures"], row["last_error"]
+    last_success, url = row["last_success_at"], row["url"]
     message = AlertMessage(
         alert_id="",
         rule="source_health",
@@ -741,14 +649,7 @@ STALE_MIN_GAPS = 3
 def usual_gap(store: Store, source: str) -> tuple[datetime, float] | None:
     """(when the source last brought something new, the median gap between such polls in
     seconds), or None while there is too little history to know what is usual."""
-    read = [
-        parse_iso(t)
-        for (t,) in store.conn.execute(
-            "SELECT DISTINCT started_at FROM fetches WHERE source = ? AND new_items > 0 "
-            "ORDER BY started_at DESC LIMIT ?",
-            (source, STALE_HISTORY + 1),
-        )
-    ]
+    read = [parse_iso(t) for t in store.productive_polls(source, STALE_HISTORY + 1)]
     times = [t for t in read if t is not None]
     gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(times)]
     if len(gaps) < STALE_MIN_GAPS:
@@ -766,8 +667,8 @@ def _stale_source(store: Store, alerting: Alerting, source: str, now: datetime) 
     silence = (now - last_new).total_seconds()
     if silence < max(rule.stale_factor * gap, rule.stale_min):
         return []
-    row = store.conn.execute("SELECT kind, url FROM sources WHERE name = ?", (source,)).fetchone()
-    kind, url = row if row else ("", None)
+    row = store.source_row(source)
+    kind, url = (row["kind"], row["url"]) if row else ("", None)
     service = _SERVICE_NAMES.get(kind, f"the {kind} source")
     said = f"{service[0].upper()}{service[1:]}"
     message = AlertMessage(

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from ..models import SourcePoll, SourceSpec, Validators
+from ..models import SourcePoll, SourceSpec
+from ..models import SourceState as SourceState  # re-exported: its old home
+from ..models import Validators as Validators
 
 if TYPE_CHECKING:
     from ..fetch import Fetcher
@@ -41,16 +43,6 @@ _KIND_MODULES = (
     "jetstream",
     "gdelt",
 )
-
-
-@dataclass(frozen=True)
-class SourceState:
-    """Where the last poll of a source got to, as kept in the database."""
-
-    validators: Validators = field(default_factory=Validators)
-    body_hash: str | None = None
-    cursor: dict[str, Any] = field(default_factory=dict)
-    consecutive_failures: int = 0
 
 
 async def parse_feed_inline(body: bytes, **kwargs: Any) -> ParsedFeed:

@@ -302,12 +302,12 @@ def _is_stream(spec: Any) -> bool:
 def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:
     """The options a user set for a source (defaults left out, secrets shown as ***)."""
     from .sources import get_kind
-    from .sources.base import secret_fields
+    from .sources.base import options_dict, secret_fields
 
     model = get_kind(spec.kind).options_model
     fields, secret = model.model_fields, secret_fields(model)
     shown = []
-    for key, value in spec.options.items():
+    for key, value in options_dict(spec.options).items():
         if value in (None, "", [], ()):
             continue
         if key in fields and value == fields[key].get_default(call_default_factory=True):

@@ -990,6 +990,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         opts = options.model_dump()
         # Options the kind marks `Secret` are secrets wherever they go, written in the file or not.
         found.update(str(opts[k]) for k in secret_fields(kind_model) if opts.get(k))
+        # The spec carries the validated model itself: kinds read it, nothing validates it again.
         url = opts.get("url")
         every = src.every or default_every
         floor = every_floor(url or opts.get("base_url"))
@@ -1014,7 +1015,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 enabled=src.enabled,
                 follow_threads=src.follow_threads,
                 influential=src.influential,
-                options=opts,
+                options=options,
             )
         )
     secrets = frozenset(found)

@@ -44,8 +44,10 @@ THREAD_STATUSES = ("new", "acknowledged", "resolved", "ignored")
 class SourceSpec:
     """One entry of `sources:` in sources.yaml, validated.
 
-    `options` holds the kind-specific keys (query, subreddit, base_url, tag, token, ...), already
-    validated by the kind's own option model, with `${ENV}` secrets interpolated.
+    `options` is the kind's own options model (a frozen `sources.base.KindOptions`: query,
+    subreddit, base_url, tag, token, ...), validated once by config, with `${ENV}` secrets
+    interpolated; kinds read it as it is (`sources.base.load_options` hands it back typed). A
+    spec built by hand may carry a plain mapping, validated when the kind reads it.
     """
 
     name: str
@@ -56,7 +58,7 @@ class SourceSpec:
     follow_threads: bool = True
     influential: bool = False
     # May hold secrets (tokens, app passwords): never in a repr or a log line.
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
+    options: Any = field(default_factory=dict, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

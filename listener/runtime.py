@@ -15,6 +15,7 @@ from .config import Config
 from .fetch import AddressGuard, Fetcher
 from .pipeline import Runtime, utc_now
 from .secrets import masked_in_logs
+from .sources.base import options_dict
 from .store import Store
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def config_urls(config: Config) -> Iterator[str]:
     for spec in config.sources:
         if spec.url:
             yield spec.url
-        yield from found(spec.options)
+        yield from found(options_dict(spec.options))
 
 
 def address_guard(config: Config) -> AddressGuard:

@@ -43,7 +43,7 @@ from pydantic import Field, field_validator
 from ..models import Item, SourcePoll
 from ..text import normalise_text, parse_datetime
 from . import PollContext, SourceKind, StreamContext, register
-from .base import Duration, KindOptions
+from .base import Duration, KindOptions, load_options
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,7 @@ async def stream(ctx: StreamContext) -> None:
     """Read the stream until `ctx.stop` (or, for a one-off read, until caught up)."""
     import aiohttp
 
-    opts = JetstreamOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
+    opts = load_options(JetstreamOptions, ctx)
     stored = ctx.state.cursor.get("time_us")
     position: int | None = stored if isinstance(stored, int) else None
     failures = 0

@@ -102,7 +102,7 @@ def parse_seconds(value: Any) -> float:
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
+    from ..units import parse_duration
 
     return parse_duration(value)
 

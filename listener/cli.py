@@ -678,11 +678,10 @@ def alerts_test(state: State) -> None:
     """
     from datetime import UTC, datetime
 
-    import httpx
-
     from .alerts.channels import send_alert
     from .alerts.message import AlertMessage, Evidence
     from .alerts.outbox import build_channels
+    from .runtime import channel_client
 
     config = state.config()
     channels = build_channels(config.alerts.channels)
@@ -703,7 +702,7 @@ def alerts_test(state: State) -> None:
     )
 
     async def main() -> list[tuple[str, Any]]:
-        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+        async with channel_client(config) as http:
             return [
                 (name, await send_alert(ch, message, http=http, user_agent=config.user_agent))
                 for name, ch in channels.items()
@@ -732,10 +731,9 @@ def alerts_flush(state: State) -> None:
     Example:
       listener alerts flush -c my.yaml
     """
-    import httpx
-
     from .alerts.outbox import build_channels, deliver_pending
     from .pipeline import utc_now
+    from .runtime import channel_client
     from .store import Store
 
     config = state.config()
@@ -743,7 +741,7 @@ def alerts_flush(state: State) -> None:
     channels = build_channels(config.alerts.channels)
 
     async def main() -> Any:
-        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+        async with channel_client(config) as http:
             return await deliver_pending(
                 store, channels, http=http, now=utc_now, force=True, user_agent=config.user_agent
             )

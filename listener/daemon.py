@@ -274,7 +274,8 @@ class Service:
         # The only `run` on this database: a send still marked in flight was cut off by a crash.
         recover_interrupted(self.rt.store, self.rt.now(), everything=True)
         self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
-        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+        # Channels post through the fetcher's client: one HTTP client for sources and channels.
+        async with contextlib.nullcontext(self.rt.fetcher.http) as http:
             self._http = http
             for name, spec in self.specs.items():
                 if is_stream(spec):

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from .models import AlertSettings, Brand, FetchLimits, Product, Rules, SourceSpec
+from .models import AlertSettings, Brand, FetchLimits, Product, Retention, Rules, SourceSpec
 from .secrets import mask
 
 # Durations are read and written in `listener.units` (every layer uses them); importable here too.
@@ -594,7 +594,7 @@ class Config:
     # Every value `${VAR}` took from the environment: masked wherever it would be shown.
     secrets: frozenset[str] = frozenset()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    retention: RetentionModel = field(default_factory=RetentionModel)
+    retention: Retention = field(default_factory=Retention)
     serve_url: str | None = None
 
     def source(self, name: str) -> SourceSpec:
@@ -955,7 +955,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         workers=model.workers,
         secrets=secrets,
         raw=data,
-        retention=model.retention,
+        retention=Retention(
+            fetches=model.retention.fetches,
+            fetches_per_source=model.retention.fetches_per_source,
+        ),
         serve_url=model.serve_url,
     )
 

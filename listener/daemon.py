@@ -28,11 +28,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
-from .config import RetentionModel, format_duration
-from .models import SourceSpec
+from .models import Retention, SourceSpec
 from .pipeline import Runtime, SourceReport, log_report, poll_source
 from .store import DatabaseBusy, iso, parse_iso
 from .stream import is_stream, run_stream
+from .units import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +99,11 @@ class Service:
         flush_every_s: float = FLUSH_EVERY_S,
         stop_grace_s: float = STOP_GRACE_S,
         backoff: Backoff | None = None,
-        retention: RetentionModel | None = None,
+        retention: Retention | None = None,
         prune_every_s: float = PRUNE_EVERY_S,
     ) -> None:
         self.backoff = backoff or Backoff()
-        self.retention = retention or RetentionModel()
+        self.retention = retention or Retention()
         self.prune_every_s = prune_every_s
         self.rt = rt
         self.specs = {s.name: s for s in specs}

@@ -278,3 +278,12 @@ class AlertSettings:
     flush_every: float = 15.0
     retry_first: float = 30.0
     retry_max: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the fetch log (table `fetches`) is kept: rows older than `fetches` seconds, and
+    beyond the newest `fetches_per_source` of a source, are deleted. 0 turns either limit off."""
+
+    fetches: float = 30 * 86400.0
+    fetches_per_source: int = 2000

@@ -30,7 +30,7 @@ from listener.alerts.channels import (
 from listener.alerts.message import AlertMessage, Digest
 from listener.cli import cli
 from listener.config import load_config
-from listener.models import Rules
+from listener.models import Retention, Rules
 
 KIND = "chatroom"
 AGENT = "AcmeWatch/2.0 (+https://acme.example/bot)"
@@ -135,8 +135,10 @@ def test_a_channel_waits_no_longer_than_the_configured_read_timeout(
 
 def test_alert_settings_are_plain_frozen_data_with_the_validated_defaults(tmp_path: Path) -> None:
     hook = "    - name: hook\n      kind: webhook\n      url: http://127.0.0.1:9/hook\n"
-    alerts = load_config(_config(tmp_path, hook), env={}).alerts
+    config = load_config(_config(tmp_path, hook), env={})
+    alerts = config.alerts
     assert alerts.rules == Rules()  # the dataclasses' defaults are the ones config validates
+    assert config.retention == Retention()
     assert not isinstance(alerts.rules.spike, BaseModel)
     (channel,) = alerts.channels
     assert (channel.name, channel.kind, channel.url) == (

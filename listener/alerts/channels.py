@@ -27,7 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from listener.alerts.message import AlertMessage, Digest, digest_to_dict, message_to_dict
 from listener.alerts.render import clean_text, render_email, render_slack, truncate
-from listener.fetch import default_user_agent
+from listener.fetch import BlockedAddress, default_user_agent
 from listener.units import clamp_wait, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -299,6 +299,8 @@ async def _post(
             },
             follow_redirects=False,
         )
+    except BlockedAddress as exc:  # the shared client's address guard: a config matter
+        return Delivery(False, f"{kind} {channel_name}: {_redact(str(exc), url)}", None, True)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return _transport_failure(kind, channel_name, exc, url)
     return _http_outcome(kind, channel_name, response)

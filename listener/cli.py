@@ -280,12 +280,12 @@ def _is_stream(spec: Any) -> bool:
 def _describe_options(spec: Any, secrets: frozenset[str] = frozenset()) -> str:
     """The options a user set for a source (defaults left out, secrets shown as ***)."""
     from .sources import get_kind
-    from .sources.base import secret_fields
+    from .sources.base import options_dict, secret_fields
 
     model = get_kind(spec.kind).options_model
     fields, secret = model.model_fields, secret_fields(model)
     shown = []
-    for key, value in spec.options.items():
+    for key, value in options_dict(spec.options).items():
         if value in (None, "", [], ()):
             continue
         if key in fields and value == fields[key].get_default(call_default_factory=True):
@@ -651,11 +651,10 @@ def alerts_test(state: State) -> None:
     """
     from datetime import UTC, datetime
 
-    import httpx
-
     from .alerts.channels import send_alert
     from .alerts.message import AlertMessage, Evidence
     from .alerts.outbox import build_channels
+    from .runtime import channel_client
 
     config = state.config()
     channels = build_channels(config.alerts.channels)
@@ -676,7 +675,7 @@ def alerts_test(state: State) -> None:
     )
 
     async def main() -> list[tuple[str, Any]]:
-        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+        async with channel_client(config) as http:
             return [
                 (name, await send_alert(ch, message, http=http, user_agent=config.user_agent))
                 for name, ch in channels.items()
@@ -705,17 +704,16 @@ def alerts_flush(state: State) -> None:
     Example:
       listener alerts flush -c my.yaml
     """
-    import httpx
-
     from .alerts.outbox import build_channels, deliver_pending
     from .pipeline import utc_now
+    from .runtime import channel_client
     from .store import Store
 
     config = state.config()
     channels = build_channels(config.alerts.channels)
 
     async def main(store: Store) -> Any:
-        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+        async with channel_client(config) as http:
             return await deliver_pending(
                 store, channels, http=http, now=utc_now, force=True, user_agent=config.user_agent
             )

@@ -14,31 +14,32 @@ source is polled at most every MIN_EVERY_S, or MIN_EVERY_LOCAL_S on this machine
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from .models import Brand, FetchLimits, Product, SourceSpec
+from .models import AlertSettings, Brand, FetchLimits, Product, Retention, Rules, SourceSpec
 from .secrets import mask
+
+# Durations are read and written in `listener.units` (every layer uses them); importable here too.
+from .units import MAX_DURATION_S as MAX_DURATION_S
+from .units import format_duration as format_duration
+from .units import parse_duration as parse_duration
 
 DEFAULT_CONFIG = "sources.yaml"
 # libyaml's parser when PyYAML was built with it: 8x faster on a config with 1,000 sources.
@@ -146,37 +147,6 @@ def _load_yaml(text: str, path: Path) -> Any:
 
 # --- durations and environment -------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|[smhdw]))+\s*$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-# No duration is longer than this: longer ones overflow date arithmetic, and are mistakes.
-MAX_DURATION_S = 3650 * 86400.0
-
-
-def parse_duration(value: Any) -> float:
-    """`15m`, `1h30m`, `90s`, `2d`, `500ms`, or a number of seconds -> seconds.
-
-    Always finite, greater than zero and at most ten years (`.inf`, `.nan` and `0` are errors).
-    """
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 15m, 1h or 90s")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and _DURATION_RE.match(value):
-        seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value))
-    else:
-        raise ValueError(f"{value!r} is not a duration: use e.g. 30s, 15m, 1h30m, 2d")
-    if not math.isfinite(seconds):
-        shown = value if isinstance(value, str) else (".nan" if math.isnan(seconds) else ".inf")
-        raise ValueError(f"{shown} is not a duration: use e.g. 30s, 15m, 1h30m, 2d")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"{value!r} is too long: at most {format_duration(MAX_DURATION_S)}")
-    return seconds
-
 
 def duration_between(low: float, high: float = MAX_DURATION_S, why: str = "") -> Any:
     """A pydantic before-validator: a duration from `low` to `high` seconds (inclusive)."""
@@ -194,16 +164,6 @@ def duration_between(low: float, high: float = MAX_DURATION_S, why: str = "") ->
         return seconds
 
     return BeforeValidator(check)
-
-
-def format_duration(seconds: float) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_S[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    if 0 < seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
 
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -448,83 +408,6 @@ def parse_size(v: Any) -> int:
 
 # --- alerts --------------------------------------------------------------------------------
 
-Digest = Literal["hourly", "daily"] | None
-
-# A plain address, as SMTP's envelope takes it: something@domain, no display name, no spaces.
-_EMAIL = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*$")
-
-
-def _email_address(value: str) -> str:
-    value = value.strip()
-    if not _EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an email address (like marketing@example.com)")
-    return value
-
-
-EmailAddress = Annotated[str, AfterValidator(_email_address)]
-
-
-class SlackChannelModel(_Strict):
-    name: str
-    kind: Literal["slack"]
-    webhook_url: str = Field(pattern=r"^https?://\S+$")
-    digest: Digest = None
-
-
-class EmailChannelModel(_Strict):
-    name: str
-    kind: Literal["email"]
-    host: str
-    port: int = Field(587, ge=1, le=65535)
-    starttls: bool = False
-    ssl: bool = False
-    username: str | None = None
-    password: str | None = None
-    from_: EmailAddress = Field(alias="from")
-    to: list[EmailAddress] = Field(min_length=1)
-    digest: Digest = None
-
-    _to = field_validator("to", mode="before")(_str_list)
-
-    @model_validator(mode="after")
-    def _tls(self) -> EmailChannelModel:
-        if self.ssl and self.starttls:
-            raise ValueError("choose one of ssl (implicit TLS, port 465) and starttls (port 587)")
-        return self
-
-
-class WebhookChannelModel(_Strict):
-    name: str
-    kind: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://\S+$")
-    headers: dict[str, str] = Field(default_factory=dict)
-    digest: Digest = None
-
-
-_CHANNEL_MODELS: dict[str, type[_Strict]] = {
-    "slack": SlackChannelModel,
-    "email": EmailChannelModel,
-    "webhook": WebhookChannelModel,
-}
-
-
-def _channel_tag(value: Any) -> str | None:
-    """Which channel model validates `value`: only that one reports errors (one line for a bad
-    port, not one per channel kind). An unknown kind is passed on as it is, to be reported."""
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    if kind is None:
-        return None
-    model = _CHANNEL_MODELS.get(kind) if isinstance(kind, str) else None
-    return model.__name__ if model else repr(kind)
-
-
-ChannelModel = Annotated[
-    Annotated[SlackChannelModel, Tag("SlackChannelModel")]
-    | Annotated[EmailChannelModel, Tag("EmailChannelModel")]
-    | Annotated[WebhookChannelModel, Tag("WebhookChannelModel")],
-    Discriminator(_channel_tag),
-]
-
 
 class NegativeThreadRule(_Strict):
     enabled: bool = True
@@ -615,7 +498,9 @@ MIN_FLUSH_S = 0.5
 
 
 class AlertsModel(_Strict):
-    channels: list[ChannelModel] = Field(default_factory=list)
+    # Each channel is validated by its kind's options model (`listener.alerts.channels`
+    # registry) in load_config, where its kind is known.
+    channels: list[Any] = Field(default_factory=list)
     rules: RulesModel = Field(default_factory=RulesModel)
     # How often the outbox is looked at, and how retries of an undelivered alert back off.
     flush_every: Annotated[float, duration_between(MIN_FLUSH_S, 86400)] = 15.0
@@ -704,12 +589,12 @@ class Config:
     fetch: FetchLimits
     user_agent: str | None
     transport: Literal["aiohttp", "httpx"]
-    alerts: AlertsModel
+    alerts: AlertSettings
     workers: int | None = None
     # Every value `${VAR}` took from the environment: masked wherever it would be shown.
     secrets: frozenset[str] = frozenset()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    retention: RetentionModel = field(default_factory=RetentionModel)
+    retention: Retention = field(default_factory=Retention)
     serve_url: str | None = None
 
     def source(self, name: str) -> SourceSpec:
@@ -854,15 +739,6 @@ def _describe(err: Mapping[str, Any], models: Sequence[type[BaseModel]] = ()) ->
         return path, "unknown key" + did_you_mean(str(loc[-1]), _keys_at(models, loc[:-1]))
     if kind == "missing":
         return path, "required key is missing"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):  # alert channels: by `kind:`
-        kinds = ", ".join(_CHANNEL_MODELS)
-        if not isinstance(value, dict):
-            return path, f"expected a channel: a mapping with name:, kind: ({kinds}) and its keys"
-        if "kind" not in value or value["kind"] is None:
-            return f"{path}.kind", f"required key is missing: one of {kinds}"
-        got = value["kind"]
-        hint = did_you_mean(got, _CHANNEL_MODELS) if isinstance(got, str) else ""
-        return f"{path}.kind", f"unknown channel kind {_short(got)}{hint}; known kinds: {kinds}"
     if kind == "string_pattern_mismatch":
         return path, _human_pattern(str(ctx.get("pattern", "")), value)
     if kind in ("less_than_equal", "less_than"):
@@ -990,6 +866,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         opts = options.model_dump()
         # Options the kind marks `Secret` are secrets wherever they go, written in the file or not.
         found.update(str(opts[k]) for k in secret_fields(kind_model) if opts.get(k))
+        # The spec carries the validated model itself: kinds read it, nothing validates it again.
         url = opts.get("url")
         every = src.every or default_every
         floor = every_floor(url or opts.get("base_url"))
@@ -1014,17 +891,18 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 enabled=src.enabled,
                 follow_threads=src.follow_threads,
                 influential=src.influential,
-                options=opts,
+                options=options,
             )
         )
+    channels = _channels(model.alerts.channels if model else [], errors)
     secrets = frozenset(found)
-    if model is None:
+    if model is None or channels is None:
         raise ConfigError(_format_errors(path, index, errors), secrets)
     brand_names = [b.name for b in model.brands]
     for i, name in enumerate(brand_names):
         if brand_names.index(name) != i:
             errors.append((f"brands[{i}].name", f"brand {name!r} is listed twice"))
-    channel_names = [c.name for c in model.alerts.channels]
+    channel_names = [c.name for c in channels]
     for i, name in enumerate(channel_names):
         if channel_names.index(name) != i:
             errors.append((f"alerts.channels[{i}].name", f"channel {name!r} is listed twice"))
@@ -1067,13 +945,75 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         fetch=limits,
         user_agent=f.user_agent,
         transport=f.transport,
-        alerts=model.alerts,
+        alerts=AlertSettings(
+            channels=tuple(channels),
+            rules=_rules(model.alerts.rules),
+            flush_every=model.alerts.flush_every,
+            retry_first=model.alerts.retry_first,
+            retry_max=model.alerts.retry_max,
+        ),
         workers=model.workers,
         secrets=secrets,
         raw=data,
-        retention=model.retention,
+        retention=Retention(
+            fetches=model.retention.fetches,
+            fetches_per_source=model.retention.fetches_per_source,
+        ),
         serve_url=model.serve_url,
     )
+
+
+def _channels(raw: Sequence[Any], errors: list[tuple[str, str]]) -> list[Any] | None:
+    """Each `alerts.channels` entry validated by its kind's options model and built into the
+    plain channel object the outbox sends on; None (with `errors` added) when one is wrong."""
+    from .alerts.channels import channel_kind, channel_kind_names
+
+    kinds = ", ".join(channel_kind_names())
+    out: list[Any] = []
+    ok = True
+    for i, value in enumerate(raw):
+        where = f"alerts.channels[{i}]"
+        if not isinstance(value, dict):
+            errors.append(
+                (where, f"expected a channel: a mapping with name:, kind: ({kinds}) and its keys")
+            )
+            ok = False
+            continue
+        got = value.get("kind")
+        if got is None:
+            errors.append((f"{where}.kind", f"required key is missing: one of {kinds}"))
+            ok = False
+            continue
+        kind = channel_kind(got) if isinstance(got, str) else None
+        if kind is None:
+            hint = did_you_mean(got, channel_kind_names()) if isinstance(got, str) else ""
+            errors.append(
+                (f"{where}.kind", f"unknown channel kind {_short(got)}{hint}; known kinds: {kinds}")
+            )
+            ok = False
+            continue
+        try:
+            options = kind.options_model.model_validate(value)
+        except ValidationError as exc:
+            errors.extend(_within(where, _describe(e, [kind.options_model])) for e in exc.errors())
+            ok = False
+            continue
+        out.append(kind.build(options))
+    return out if ok else None
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _rules(model: RulesModel) -> Rules:
+    """The validated rules as the plain frozen dataclasses of `listener.models`."""
+    built: dict[str, Any] = {}
+    for rule in fields(Rules):
+        cls = rule.default_factory
+        given = getattr(model, rule.name)
+        built[rule.name] = cls(**{f.name: _plain(getattr(given, f.name)) for f in fields(cls)})  # type: ignore[operator,arg-type]
+    return Rules(**built)
 
 
 def _terms(name: str, terms: Sequence[str], query: str | None) -> tuple[str, ...]:

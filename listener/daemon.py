@@ -28,11 +28,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
-from .config import RetentionModel, format_duration
-from .models import SourceSpec
+from .models import Retention, SourceSpec
 from .pipeline import Runtime, SourceReport, log_report, poll_source
 from .store import DatabaseBusy, iso
 from .stream import is_stream, run_stream
+from .units import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +99,11 @@ class Service:
         flush_every_s: float = FLUSH_EVERY_S,
         stop_grace_s: float = STOP_GRACE_S,
         backoff: Backoff | None = None,
-        retention: RetentionModel | None = None,
+        retention: Retention | None = None,
         prune_every_s: float = PRUNE_EVERY_S,
     ) -> None:
         self.backoff = backoff or Backoff()
-        self.retention = retention or RetentionModel()
+        self.retention = retention or Retention()
         self.prune_every_s = prune_every_s
         self.rt = rt
         self.specs = {s.name: s for s in specs}
@@ -269,7 +269,8 @@ class Service:
         # The only `run` on this database: a send still marked in flight was cut off by a crash.
         recover_interrupted(self.rt.store, self.rt.now(), everything=True)
         self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
-        async with httpx.AsyncClient(timeout=20.0, follow_redirects=False) as http:
+        # Channels post through the fetcher's client: one HTTP client for sources and channels.
+        async with contextlib.nullcontext(self.rt.fetcher.http) as http:
             self._http = http
             for name, spec in self.specs.items():
                 if is_stream(spec):

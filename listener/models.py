@@ -44,8 +44,10 @@ THREAD_STATUSES = ("new", "acknowledged", "resolved", "ignored")
 class SourceSpec:
     """One entry of `sources:` in sources.yaml, validated.
 
-    `options` holds the kind-specific keys (query, subreddit, base_url, tag, token, ...), already
-    validated by the kind's own option model, with `${ENV}` secrets interpolated.
+    `options` is the kind's own options model (a frozen `sources.base.KindOptions`: query,
+    subreddit, base_url, tag, token, ...), validated once by config, with `${ENV}` secrets
+    interpolated; kinds read it as it is (`sources.base.load_options` hands it back typed). A
+    spec built by hand may carry a plain mapping, validated when the kind reads it.
     """
 
     name: str
@@ -56,7 +58,7 @@ class SourceSpec:
     follow_threads: bool = True
     influential: bool = False
     # May hold secrets (tokens, app passwords): never in a repr or a log line.
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
+    options: Any = field(default_factory=dict, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -204,3 +206,94 @@ def thread_title(item: Item) -> str:
     if item.title:
         return item.title
     return str(item.extra.get(THREAD_TITLE_KEY) or "")
+
+
+# --- alert settings: what `alerts:` in sources.yaml says, validated by config ------------------
+# The rules' defaults are these; `listener.config` validates the YAML (bounds, durations) and
+# hands the values over. `channels` is None on a rule: every configured channel.
+
+
+@dataclass(frozen=True)
+class NegativeThreadRule:
+    enabled: bool = True
+    channels: tuple[str, ...] | None = None
+    min_negative: int = 3  # negative posts within `window` ...
+    window: float = 24 * 3600.0
+    mean_at_most: float = -0.3  # ... or a mean compound this low ...
+    min_posts: int = 3  # ... over at least this many posts
+    escalate_every: int = 3  # a new level every N more negative posts
+    cooldown: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ChurnRiskRule:
+    enabled: bool = True
+    channels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class UnansweredNegativeRule:
+    enabled: bool = True
+    channels: tuple[str, ...] | None = None
+    after: float = 4 * 3600.0
+    min_negative: int = 1
+
+
+@dataclass(frozen=True)
+class VeryNegativeMentionRule:
+    enabled: bool = True
+    channels: tuple[str, ...] | None = None
+    compound_at_most: float = -0.75
+    sources: tuple[str, ...] = ()  # besides sources marked influential
+    cooldown: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpikeRule:
+    enabled: bool = True
+    channels: tuple[str, ...] | None = None
+    window: float = 3600.0
+    baseline: float = 7 * 86400.0
+    k: float = 3.0
+    min_count: int = 5
+    cooldown: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class SourceHealthRule:
+    enabled: bool = True
+    channels: tuple[str, ...] | None = None
+    failures: int = 5
+    stale_factor: float = 10.0
+    stale_min: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class Rules:
+    negative_thread: NegativeThreadRule = field(default_factory=NegativeThreadRule)
+    churn_risk: ChurnRiskRule = field(default_factory=ChurnRiskRule)
+    unanswered_negative: UnansweredNegativeRule = field(default_factory=UnansweredNegativeRule)
+    very_negative_mention: VeryNegativeMentionRule = field(default_factory=VeryNegativeMentionRule)
+    spike: SpikeRule = field(default_factory=SpikeRule)
+    source_health: SourceHealthRule = field(default_factory=SourceHealthRule)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    # The channel objects the channel registry (`listener.alerts.channels`) built from the
+    # validated options: each has `name`, `kind` and `digest`.
+    channels: tuple[Any, ...] = ()
+    rules: Rules = field(default_factory=Rules)
+    # How often the outbox is looked at, and how retries of an undelivered alert back off.
+    flush_every: float = 15.0
+    retry_first: float = 30.0
+    retry_max: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the fetch log (table `fetches`) is kept: rows older than `fetches` seconds, and
+    beyond the newest `fetches_per_source` of a source, are deleted. 0 turns either limit off."""
+
+    fetches: float = 30 * 86400.0
+    fetches_per_source: int = 2000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from .config import Config
 from .fetch import AddressGuard, Fetcher
 from .pipeline import Runtime, utc_now
 from .secrets import masked_in_logs
+from .sources.base import options_dict
 from .store import Store
 
 if TYPE_CHECKING:
@@ -88,7 +90,24 @@ def config_urls(config: Config) -> Iterator[str]:
     for spec in config.sources:
         if spec.url:
             yield spec.url
-        yield from found(spec.options)
+        yield from found(options_dict(spec.options))
+    # Alert channels post through the same client: a webhook on this machine is the config's too.
+    for channel in config.alerts.channels:
+        if dataclasses.is_dataclass(channel):
+            yield from found([getattr(channel, f.name) for f in dataclasses.fields(channel)])
+
+
+@asynccontextmanager
+async def channel_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    """The process's one HTTP client for a command that only sends alerts (`alerts test`,
+    `alerts flush`): a `Fetcher` as a poll would open it, lending its `http`."""
+    async with Fetcher(
+        config.fetch,
+        user_agent=config.user_agent,
+        transport=config.transport,
+        guard=address_guard(config),
+    ) as fetcher:
+        yield fetcher.http
 
 
 def address_guard(config: Config) -> AddressGuard:

@@ -3,6 +3,8 @@
 - `format_iso` / `parse_iso`: the UTC ISO-8601 text every table, cursor and message carries
   ("2026-12-07T21:30:00Z"). Written at second precision with a `Z`; read with `Z` or any offset,
   a naive time taken as UTC, anything unreadable as None.
+- `parse_duration` / `format_duration`: `15m`, `1h30m`, `500ms` or a number of seconds, as
+  sources.yaml writes durations (config, the kinds' options and the CLI read them alike).
 - `parse_retry_after`: an HTTP `Retry-After` value (delta-seconds or an HTTP-date) as seconds to
   wait, finite and at most a bound (`clamp_wait`), or None when it says nothing usable, so the
   caller falls back to its own backoff. Sources (`fetch`) and alert channels read it alike.
@@ -13,9 +15,10 @@ Stdlib only: every layer may import it.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import overload
+from typing import Any, overload
 
 # The longest wait a receiver may ask for: a longer one (or an infinite one) is cut to this.
 RETRY_AFTER_MAX_S = 3600.0
@@ -99,3 +102,47 @@ def _http_date(text: str) -> datetime | None:
     if when is None:
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+# --- durations ------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|[smhdw]))+\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+# No duration is longer than this: longer ones overflow date arithmetic, and are mistakes.
+MAX_DURATION_S = 3650 * 86400.0
+
+
+def parse_duration(value: Any) -> float:
+    """`15m`, `1h30m`, `90s`, `2d`, `500ms`, or a number of seconds -> seconds.
+
+    Always finite, greater than zero and at most ten years (`.inf`, `.nan` and `0` are errors).
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 15m, 1h or 90s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_RE.match(value):
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value))
+    else:
+        raise ValueError(f"{value!r} is not a duration: use e.g. 30s, 15m, 1h30m, 2d")
+    if not math.isfinite(seconds):
+        shown = value if isinstance(value, str) else (".nan" if math.isnan(seconds) else ".inf")
+        raise ValueError(f"{shown} is not a duration: use e.g. 30s, 15m, 1h30m, 2d")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is too long: at most {format_duration(MAX_DURATION_S)}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_S[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"

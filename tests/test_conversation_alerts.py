@@ -423,9 +423,9 @@ def test_every_rule_takes_channels_and_a_wrong_name_is_reported(tmp_path, httpd,
         tmp_path, httpd, port, "    unanswered_negative: {after: 2h, channels: [marketing-slack]}\n"
     )
     rules = load_config(cfg, env={}).alerts.rules
-    assert rules.unanswered_negative.after == 7200 and rules.unanswered_negative.channels == [
-        "marketing-slack"
-    ]
+    assert rules.unanswered_negative.after == 7200 and rules.unanswered_negative.channels == (
+        "marketing-slack",
+    )
     assert load_config(cfg, env={}).serve_url == SERVE
 
 

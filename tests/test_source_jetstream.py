@@ -229,7 +229,7 @@ def test_base_url_must_be_a_websocket_host(tmp_path: Path) -> None:
     # A pasted /subscribe is the host's.
     cfg = config(tmp_path, "wss://jetstream2.us-east.bsky.network/subscribe")
     (spec,) = load_config(cfg, env={}).sources
-    assert spec.options["base_url"] == "wss://jetstream2.us-east.bsky.network"
+    assert spec.options.base_url == "wss://jetstream2.us-east.bsky.network"
 
 
 # --- kill -9 of a real `listener run` ---------------------------------------------------------

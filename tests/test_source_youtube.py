@@ -109,9 +109,9 @@ def test_playlist_feed_and_option_checks(tmp_path):
         extra="  - name: y\n    kind: youtube\n    playlist_id: PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf\n",
     )
     (spec,) = load_config(ok, env={}).sources
-    from listener.sources.youtube import YouTubeOptions, feed_url
+    from listener.sources.youtube import feed_url
 
-    assert feed_url(YouTubeOptions(**spec.options)) == (
+    assert feed_url(spec.options) == (
         "https://www.youtube.com/feeds/videos.xml?playlist_id=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf"
     )
     both = write_config(

@@ -20,13 +20,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from listener.alerts.message import AlertMessage, Digest, digest_to_dict, message_to_dict
 from listener.alerts.render import clean_text, render_email, render_slack, truncate
-from listener.fetch import default_user_agent
+from listener.fetch import BlockedAddress, default_user_agent
 from listener.units import clamp_wait, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ ERROR_BODY_MAX = 200
 
 @dataclass(frozen=True)
 class SlackChannel:
+    kind: ClassVar[str] = "slack"
     name: str
     webhook_url: str = field(repr=False)  # the URL is the credential
     digest: str | None = None  # None (send at once) | "hourly" | "daily"
@@ -43,6 +45,7 @@ class SlackChannel:
 
 @dataclass(frozen=True)
 class EmailChannel:
+    kind: ClassVar[str] = "email"
     name: str
     host: str
     port: int
@@ -58,13 +61,25 @@ class EmailChannel:
 
 @dataclass(frozen=True)
 class WebhookChannel:
+    kind: ClassVar[str] = "webhook"
     name: str
     url: str = field(repr=False)  # may carry a token in its query
     headers: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
     digest: str | None = None
 
 
-Channel = SlackChannel | EmailChannel | WebhookChannel
+class Channel(Protocol):
+    """What every channel object is (whatever its kind's builder returns): a name, the kind it
+    was registered under, and its digest setting (None: send at once, "hourly", "daily")."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def digest(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -137,20 +152,17 @@ async def send_alert(
         log.debug("channel %s: empty digest, nothing to send", channel.name)
         return Delivery(ok=True)
     user_agent = user_agent or default_user_agent()
+    kind = _CHANNEL_KINDS.get(channel.kind)
+    if kind is None:
+        return Delivery(False, f"unknown channel kind {channel.kind!r}", permanent=True)
     try:
-        if isinstance(channel, SlackChannel):
-            result = await _send_slack(
-                channel, message, http, limiter or DEFAULT_SLACK_LIMITER, user_agent
-            )
-        elif isinstance(channel, WebhookChannel):
-            result = await _send_webhook(channel, message, http, user_agent)
-        elif isinstance(channel, EmailChannel):
-            msg = render_email(message, channel)
-            if "User-Agent" not in msg:
-                msg["User-Agent"] = user_agent
-            result = await asyncio.to_thread(_send_email, channel, msg)
-        else:
-            return Delivery(False, f"unknown channel type {type(channel).__name__}", permanent=True)
+        result = await kind.send(
+            channel,
+            message,
+            http=http,
+            limiter=limiter or DEFAULT_SLACK_LIMITER,
+            user_agent=user_agent,
+        )
     except Exception as exc:
         # A bug in rendering or an unexpected library error: keep the outbox loop alive and the
         # alert pending (a fixed version can deliver it), and leave the traceback in the log.
@@ -291,6 +303,8 @@ async def _post(
             },
             follow_redirects=False,
         )
+    except BlockedAddress as exc:  # the shared client's address guard: a config matter
+        return Delivery(False, f"{kind} {channel_name}: {_redact(str(exc), url)}", None, True)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return _transport_failure(kind, channel_name, exc, url)
     return _http_outcome(kind, channel_name, response)
@@ -456,3 +470,185 @@ def _end_session(smtp: smtplib.SMTP, *, polite: bool) -> None:
         except (smtplib.SMTPException, OSError) as exc:
             log.debug("SMTP QUIT failed after the message was accepted: %s", exc)
     smtp.close()
+
+
+# ------------------------------------------------------------------------------ channel kinds
+#
+# A channel kind is registered like a source kind: its options model (validated once, by
+# `listener.config`, at the edge), a builder that turns validated options into the plain channel
+# object the outbox keeps, and the coroutine that sends one message on such a channel. A new
+# channel kind is one module that calls `register_channel`.
+
+
+class ChannelSender(Protocol):
+    def __call__(
+        self,
+        channel: Any,
+        message: AlertMessage | Digest,
+        *,
+        http: httpx.AsyncClient,
+        limiter: SlackRateLimiter,
+        user_agent: str,
+    ) -> Awaitable[Delivery]: ...
+
+
+@dataclass(frozen=True)
+class ChannelKind:
+    kind: str
+    options_model: type[BaseModel]
+    build: Callable[[Any], Channel]
+    send: ChannelSender
+
+
+_CHANNEL_KINDS: dict[str, ChannelKind] = {}
+
+
+def register_channel(
+    kind: str,
+    options_model: type[BaseModel],
+    builder: Callable[[Any], Channel],
+    send: ChannelSender,
+) -> ChannelKind:
+    """Make `kind: <kind>` usable under `alerts.channels` in sources.yaml."""
+    registered = _CHANNEL_KINDS[kind] = ChannelKind(kind, options_model, builder, send)
+    return registered
+
+
+def unregister_channel(kind: str) -> None:
+    """Forget the channel kind `kind` (a test's own kind, once the test is done)."""
+    _CHANNEL_KINDS.pop(kind, None)
+
+
+def channel_kind(kind: str) -> ChannelKind | None:
+    return _CHANNEL_KINDS.get(kind)
+
+
+def channel_kind_names() -> list[str]:
+    """The registered channel kinds, in the order they were registered."""
+    return list(_CHANNEL_KINDS)
+
+
+Digest_ = Literal["hourly", "daily"] | None
+
+# A plain address, as SMTP's envelope takes it: something@domain, no display name, no spaces.
+_EMAIL = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*$")
+
+
+def _email_address(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address (like marketing@example.com)")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+
+
+class ChannelOptions(BaseModel):
+    """The base of every channel kind's options: unknown keys are an error, the options are
+    frozen; `name:` and `kind:` are every channel's."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    name: str
+    kind: str
+
+
+class SlackOptions(ChannelOptions):
+    webhook_url: str = Field(pattern=r"^https?://\S+$", repr=False)
+    digest: Digest_ = None
+
+
+class EmailOptions(ChannelOptions):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    from_: EmailAddress = Field(alias="from")
+    to: list[EmailAddress] = Field(min_length=1)
+    digest: Digest_ = None
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _tls(self) -> EmailOptions:
+        if self.ssl and self.starttls:
+            raise ValueError("choose one of ssl (implicit TLS, port 465) and starttls (port 587)")
+        return self
+
+
+class WebhookOptions(ChannelOptions):
+    url: str = Field(pattern=r"^https?://\S+$", repr=False)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    digest: Digest_ = None
+
+
+async def _slack(
+    channel: SlackChannel,
+    message: AlertMessage | Digest,
+    *,
+    http: httpx.AsyncClient,
+    limiter: SlackRateLimiter,
+    user_agent: str,
+) -> Delivery:
+    return await _send_slack(channel, message, http, limiter, user_agent)
+
+
+async def _webhook(
+    channel: WebhookChannel,
+    message: AlertMessage | Digest,
+    *,
+    http: httpx.AsyncClient,
+    limiter: SlackRateLimiter,
+    user_agent: str,
+) -> Delivery:
+    return await _send_webhook(channel, message, http, user_agent)
+
+
+async def _email(
+    channel: EmailChannel,
+    message: AlertMessage | Digest,
+    *,
+    http: httpx.AsyncClient,
+    limiter: SlackRateLimiter,
+    user_agent: str,
+) -> Delivery:
+    msg = render_email(message, channel)
+    if "User-Agent" not in msg:
+        msg["User-Agent"] = user_agent
+    return await asyncio.to_thread(_send_email, channel, msg)
+
+
+def _build_slack(o: SlackOptions) -> SlackChannel:
+    return SlackChannel(name=o.name, webhook_url=o.webhook_url, digest=o.digest)
+
+
+def _build_email(o: EmailOptions) -> EmailChannel:
+    return EmailChannel(
+        name=o.name,
+        host=o.host,
+        port=o.port,
+        from_addr=o.from_,
+        to=tuple(o.to),
+        starttls=o.starttls,
+        ssl=o.ssl,
+        username=o.username or None,
+        password=o.password or None,
+        digest=o.digest,
+    )
+
+
+def _build_webhook(o: WebhookOptions) -> WebhookChannel:
+    return WebhookChannel(name=o.name, url=o.url, headers=dict(o.headers), digest=o.digest)
+
+
+register_channel("slack", SlackOptions, _build_slack, _slack)
+register_channel("email", EmailOptions, _build_email, _email)
+register_channel("webhook", WebhookOptions, _build_webhook, _webhook)

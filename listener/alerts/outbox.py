@@ -28,16 +28,12 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from ..config import ChannelModel
 from ..store import Store
 from ..units import clamp_wait, parse_iso
 from .channels import (
     Channel,
     Delivery,
-    EmailChannel,
-    SlackChannel,
     SlackRateLimiter,
-    WebhookChannel,
     send_alert,
 )
 from .message import AlertMessage, Digest, message_from_dict
@@ -57,30 +53,10 @@ INTERRUPTED = (
 )
 
 
-def build_channels(models: Sequence[ChannelModel]) -> dict[str, Channel]:
-    """Config models -> the channel objects `send_alert` takes."""
-    out: dict[str, Channel] = {}
-    for m in models:
-        if m.kind == "slack":
-            out[m.name] = SlackChannel(name=m.name, webhook_url=m.webhook_url, digest=m.digest)
-        elif m.kind == "email":
-            out[m.name] = EmailChannel(
-                name=m.name,
-                host=m.host,
-                port=m.port,
-                from_addr=m.from_,
-                to=tuple(m.to),
-                starttls=m.starttls,
-                ssl=m.ssl,
-                username=m.username or None,
-                password=m.password or None,
-                digest=m.digest,
-            )
-        else:
-            out[m.name] = WebhookChannel(
-                name=m.name, url=m.url, headers=dict(m.headers), digest=m.digest
-            )
-    return out
+def build_channels(channels: Sequence[Channel]) -> dict[str, Channel]:
+    """The configured channels (`Config.alerts.channels`, built by the channel registry) by name,
+    as `deliver_pending` takes them."""
+    return {c.name: c for c in channels}
 
 
 def message_from_payload(payload: str) -> AlertMessage:

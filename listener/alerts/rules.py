@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from ..config import RulesModel
+from ..models import Rules
 from ..store import Store, ThreadSummary, iso
 from ..units import parse_iso
 from .message import AlertMessage, Evidence, message_to_dict
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class Alerting:
     """What the rules need from the config."""
 
-    rules: RulesModel
+    rules: Rules
     channels: tuple[str, ...]  # names of the configured channels
     influential_sources: frozenset[str] = frozenset()
     serve_url: str | None = None  # where `listener serve` is: alerts link to thread pages there

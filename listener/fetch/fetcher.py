@@ -16,6 +16,8 @@ Details worth knowing:
   and the httpx one behave identically.
 - Redirects are followed here, not by httpx, so each hop is counted against the host's limits,
   loops are reported as loops, and credentials are not forwarded to another origin.
+- Alert channels post through `Fetcher.http`, an `httpx.AsyncClient` over the same transport,
+  with the same User-Agent and timeouts.
 - Requests go straight to the transport as `httpx.Request`s, not through `httpx.AsyncClient`:
   with redirects, decoding and retries done here, what the client adds per request (merging
   defaults, a cookie jar re-parsing every response's headers) cost more CPU than the request
@@ -158,6 +160,19 @@ class _Exchange:
     url: str
 
 
+class _Borrowed(httpx.AsyncBaseTransport):
+    """The fetcher's transport lent to its `http` client: closing the client leaves it open."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
 class Fetcher:
     """A shared async HTTP client with the guarantees described in the module docstring.
 
@@ -198,6 +213,7 @@ class Fetcher:
             "pool": lim.connect_timeout_s,
         }
         self._global = asyncio.Semaphore(lim.concurrency)
+        self._http: httpx.AsyncClient | None = None
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._intervals: dict[str, float] = {}
         self._next_start: dict[str, float] = {}
@@ -209,7 +225,28 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()  # leaves the shared transport to the line below
+            self._http = None
         await self._transport.aclose()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client alert channels post through: this fetcher's own transport (its connection
+        pool and address guard), its User-Agent and timeouts; redirects are never followed (a POST
+        must not turn into a GET elsewhere). Built on first use, closed with the fetcher."""
+        if self._http is None:
+            t = self._timeouts
+            self._http = httpx.AsyncClient(
+                transport=_Borrowed(self._transport),
+                headers={"User-Agent": self.user_agent},
+                timeout=httpx.Timeout(
+                    connect=t["connect"], read=t["read"], write=t["write"], pool=t["pool"]
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._http
 
     def set_host_interval(self, host: str, seconds: float) -> None:
         """Space requests to `host` (a hostname, without port) at least `seconds` apart."""

@@ -55,8 +55,8 @@ from ..models import THREAD_TITLE_KEY
 from ..units import parse_iso
 
 if TYPE_CHECKING:
-    from ..models import Item
-    from . import PollContext
+    from ..models import Item, SourceSpec
+    from . import PollContext, StreamContext
 
 __all__ = [
     "JSON_ACCEPT",
@@ -70,10 +70,12 @@ __all__ = [
     "is_secret",
     "load_options",
     "oldest_first",
+    "options_dict",
     "pace",
     "parse_iso_time",
     "parse_seconds",
     "secret_fields",
+    "spec_options",
     "thread_key",
     "with_thread_title",
 ]
@@ -100,7 +102,7 @@ def parse_seconds(value: Any) -> float:
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)
-    from ..config import parse_duration  # lazy: config imports the kinds
+    from ..units import parse_duration
 
     return parse_duration(value)
 
@@ -164,9 +166,33 @@ class KindOptions(BaseModel):
             yield name, (_MASK if name in secret and value is not None else value)
 
 
-def load_options(model: type[_Options], ctx: PollContext) -> _Options:
-    """The source's options as its kind's model; None (a field left out) takes the default."""
-    return model.model_validate({k: v for k, v in ctx.spec.options.items() if v is not None})
+def spec_options(model: type[_Options], spec: SourceSpec) -> _Options:
+    """`spec`'s options as its kind's model: config validated them once, at the edge, and the
+    spec carries that instance, so this only hands it back (typed).
+
+    A spec built by hand (a test, a benchmark) may carry a plain mapping instead: it is validated
+    here, where a None (a field left out) takes the default.
+    """
+    options = spec.options
+    if isinstance(options, model):
+        return options
+    if isinstance(options, Mapping):
+        return model.model_validate({k: v for k, v in options.items() if v is not None})
+    raise TypeError(
+        f"source {spec.name!r} carries {type(options).__name__} options, not {model.__name__}"
+    )
+
+
+def load_options(model: type[_Options], ctx: PollContext | StreamContext) -> _Options:
+    """The source's options, as validated by config (see `spec_options`)."""
+    return spec_options(model, ctx.spec)
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """A source's options as plain values (what `check` shows, where URLs are looked for)."""
+    if isinstance(options, BaseModel):
+        return options.model_dump()
+    return dict(options) if isinstance(options, Mapping) else {}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -405,7 +405,7 @@ async def poll(ctx: PollContext) -> SourcePoll:
 
 def check_sources(specs: Sequence[SourceSpec]) -> list[str]:
     """A warning for each GDELT source asked to poll more often than GDELT has news."""
-    from ..config import format_duration  # lazy: config imports the kinds
+    from ..units import format_duration
 
     warnings = []
     for spec in specs:

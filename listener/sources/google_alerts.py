@@ -21,7 +21,7 @@ from typing import Any
 from ..models import Item, SourcePoll
 from ..text import canonical_url
 from . import PollContext, SourceKind, register
-from .base import KindOptions, WebUrl
+from .base import KindOptions, WebUrl, load_options
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def normalise_item(item: Item) -> Item:
 
 
 async def poll(ctx: PollContext) -> SourcePoll:
-    url = ctx.spec.url or str(ctx.spec.options.get("url") or "")
+    url = ctx.spec.url or load_options(GoogleAlertsOptions, ctx).url
     result = await fetch_feed_items(ctx, url, conditional=True)
     if result.error:
         return replace(result, error=f"Google Alerts feed: {result.error}")

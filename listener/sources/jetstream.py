@@ -61,7 +61,7 @@ from ..models import Item, SourcePoll, SourceSpec
 from ..text import normalise_text, parse_datetime
 from . import PollContext, SourceKind, StreamContext, register
 from ._api import known_code
-from .base import Duration, KindOptions
+from .base import Duration, KindOptions, load_options
 
 log = logging.getLogger(__name__)
 
@@ -448,9 +448,7 @@ async def stream(ctx: StreamContext) -> None:
     """Read the stream until `ctx.stop` (or, for a one-off read, until caught up)."""
     import aiohttp
 
-    opts = JetstreamOptions.model_validate(
-        {k: v for k, v in ctx.spec.options.items() if v is not None}
-    )
+    opts = load_options(JetstreamOptions, ctx)
     name = ctx.spec.name
     v2 = opts.protocol == "v2"
     stored = ctx.state.cursor

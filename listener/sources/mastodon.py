@@ -44,7 +44,7 @@ from ..text import canonical_url, html_to_text, normalise_text, parse_datetime
 from . import PollContext, SourceKind, register
 from ._api import JSON_ACCEPT as JSON_ACCEPT  # still importable from this module
 from ._api import fetch_json, load_options, oldest_first, pace, parse_iso_time
-from .base import Duration, KindOptions, Secret
+from .base import Duration, KindOptions, Secret, spec_options
 
 log = logging.getLogger(__name__)
 
@@ -421,9 +421,7 @@ def login_needed(instance: str, opts: MastodonOptions) -> str:
 def notes(spec: SourceSpec, cursor: Mapping[str, Any]) -> list[str]:
     """What the stored instance info says the user must do (for `check` and `status`)."""
     try:
-        opts = MastodonOptions.model_validate(
-            {k: v for k, v in spec.options.items() if v is not None}
-        )
+        opts = spec_options(MastodonOptions, spec)
     except ValueError:
         return []
     out = []

@@ -70,7 +70,7 @@ from ._api import (
     spend_follow,
     spend_search,
 )
-from .base import THREAD_TITLE, Duration, KindOptions, Secret, WebUrl
+from .base import THREAD_TITLE, Duration, KindOptions, Secret, WebUrl, spec_options
 from .feed import fetch_feed_items
 
 log = logging.getLogger(__name__)
@@ -590,9 +590,7 @@ def check_sources(specs: Sequence[SourceSpec]) -> list[str]:
         if not spec.enabled:
             continue
         try:
-            opts = RedditOptions.model_validate(
-                {k: v for k, v in spec.options.items() if v is not None}
-            )
+            opts = spec_options(RedditOptions, spec)
         except ValueError:
             continue  # `check` has reported it already
         if not opts.uses_oauth:

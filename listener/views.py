@@ -30,6 +30,37 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
+# A post's score in its conversation, the one every thread number, alert and page shows: its most
+# negative score toward a brand it names (its mentions, corrections included), else, for a reply
+# that names none, its own score. `{i}` is the items alias.
+_POST_MENTIONS = (
+    "FROM mentions pm WHERE pm.item_id = {i}.id AND pm.not_relevant = 0 AND pm.label != 'unscored'"
+)
+POST_SCORE = f"coalesce((SELECT min(pm.compound) {_POST_MENTIONS}), {{i}}.compound)"
+POST_WHY = (
+    f"coalesce((SELECT pm.explanation {_POST_MENTIONS} ORDER BY pm.compound LIMIT 1), "
+    "{i}.explanation)"
+)
+# Negative in its conversation: negative toward a brand it names, else negative itself.
+POST_NEGATIVE = (
+    f"(CASE WHEN EXISTS (SELECT 1 {_POST_MENTIONS}) "
+    f"THEN EXISTS (SELECT 1 {_POST_MENTIONS} AND pm.label = 'negative') "
+    "ELSE {i}.label = 'negative' END)"
+)
+
+
+def post_score(alias: str = "i") -> str:
+    return POST_SCORE.format(i=alias)
+
+
+def post_why(alias: str = "i") -> str:
+    return POST_WHY.format(i=alias)
+
+
+def post_negative(alias: str = "i") -> str:
+    return POST_NEGATIVE.format(i=alias)
+
+
 # Timestamps as stored, N units ago.
 _AGO = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-' || {n} || ' {unit}')"
 # The Monday that starts the ISO week of a date (`weekday 0` is the coming Sunday, or today).
@@ -94,7 +125,7 @@ SELECT t.key AS thread_key,
        substr(coalesce(nullif(w.text, ''), w.title), 1, 280) AS worst_post,
        w.url AS worst_url,
        (SELECT max(coalesce(i.published_at, i.first_seen_at)) FROM items i
-         WHERE i.thread_key = t.key AND i.label = 'negative' AND i.by_brand = 0)
+         WHERE i.thread_key = t.key AND {post_negative()} AND i.by_brand = 0)
          AS last_negative_at,
        t.first_seen_at,
        t.last_seen_at,
@@ -103,7 +134,7 @@ FROM threads t
 LEFT JOIN items w ON w.id = (
   SELECT i.id FROM items i
   WHERE i.thread_key = t.key AND i.relevant = 1 AND i.compound IS NOT NULL AND i.by_brand = 0
-  ORDER BY i.compound, i.id LIMIT 1
+  ORDER BY {post_score()}, i.id LIMIT 1
 )
 WHERE t.brands IS NOT NULL AND {NEGATIVE_THREAD_RULE}
 """,
@@ -201,14 +232,18 @@ WITH recent AS (
   SELECT t.* FROM negative_threads t
   WHERE t.last_negative_at >= {_AGO.format(n=_DAYS, unit="days")}
 ),
-worst AS (
-  SELECT i.*, row_number() OVER (PARTITION BY i.thread_key ORDER BY i.compound, i.id) AS rank
+scored AS (
+  SELECT i.*, {post_score()} AS post_compound
   FROM items i JOIN recent r ON r.thread_key = i.thread_key
-  WHERE i.relevant = 1 AND i.compound IS NOT NULL AND i.label = 'negative' AND i.by_brand = 0
+  WHERE i.relevant = 1 AND i.compound IS NOT NULL AND {post_negative()} AND i.by_brand = 0
+),
+worst AS (
+  SELECT s.*, row_number() OVER (PARTITION BY s.thread_key ORDER BY s.post_compound, s.id) AS rank
+  FROM scored s
 )
 SELECT r.title AS thread,
        w.rank,
-       w.compound,
+       w.post_compound AS compound,
        w.author,
        substr(coalesce(nullif(w.text, ''), w.title), 1, 280) AS post,
        w.published_at AS posted_at,

@@ -37,6 +37,7 @@ from listener.pipeline import poll_sources
 from listener.runtime import open_runtime
 from listener.store import Store
 from listener.text import thread_key_for_url
+from listener.views import post_negative, post_score
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TOPIC = "https://forum.example.com/t/kettle-owners/881"
@@ -259,10 +260,21 @@ def test_five_very_negative_posts_of_one_thread_are_one_message_per_channel(
     assert alert.counts["worst compound"] == round(worst, 3) == round(alert.evidence[0].compound, 3)
     assert (alert.counts["negative posts"], alert.counts["posts"]) == (negative, posts)
     shown_scores = {round(e.compound, 4) for e in alert.evidence}
+    # Each post's score is its score in the conversation (toward the brand it names), as the
+    # thread page and the canned queries show it.
     stored = {
-        round(c, 4) for (c,) in sql(tmp_path, "SELECT compound FROM items WHERE label = 'negative'")
+        round(c, 4)
+        for (c,) in sql(
+            tmp_path,
+            f"SELECT {post_score()} FROM items i WHERE {post_negative()} AND i.by_brand = 0",
+        )
     }
     assert shown_scores == stored
+    toward = {
+        round(c, 4)
+        for (c,) in sql(tmp_path, "SELECT compound FROM mentions WHERE label = 'negative'")
+    }
+    assert shown_scores <= toward
 
 
 def test_a_thread_that_gets_worse_is_one_update_that_says_what_changed(
@@ -451,7 +463,7 @@ def test_the_alert_email_as_a_marketer_sees_it(tmp_path, httpd, smtp_server):
     (ARTIFACTS / "alert-slack.txt").write_text(slack_text(render_slack(alert)))
     dom = chromium.chromium(page.as_uri(), ARTIFACTS / "alert-email.png", tmp_path, "800,1100")
     assert "Open the conversation in listener" in dom and "Nobody from Acme has answered" in dom
-    assert 'why: outage -2.2, "leaving Acme"' in render_text(alert)  # not "<brand>"
+    assert 'why: churn: "leaving Acme"' in render_text(alert)  # not "<brand>"
 
 
 def ready(db: Path) -> bool:

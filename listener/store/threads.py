@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..models import THREAD_STATUSES, Item, thread_title
+from ..views import post_negative, post_score, post_why
 from .core import _json_list, iso
 from .records import ProcessedItem
 from .sources import SourcesStore
@@ -135,9 +136,10 @@ class ThreadsStore(SourcesStore):
         `accounts:` (`items.by_brand`) is the brand's reply, and marks the thread answered
         (`answered_at`: the earliest such reply ever seen, kept).
         """
+        score, negative = post_score(), post_negative()
         for start in range(0, len(keys), 500):
             self.conn.execute(
-                """
+                f"""
                 UPDATE threads SET
                   posts = agg.posts, negative_posts = agg.negative_posts,
                   mean_compound = agg.mean_compound, worst_compound = agg.worst_compound,
@@ -151,12 +153,11 @@ class ThreadsStore(SourcesStore):
                 FROM (
                   SELECT k.value AS key,
                          count(i.id) AS posts,
-                         coalesce(sum(i.label = 'negative' AND i.by_brand = 0), 0)
-                           AS negative_posts,
-                         round(avg(CASE WHEN i.by_brand = 0 THEN i.compound END), 4)
+                         coalesce(sum(i.by_brand = 0 AND {negative}), 0) AS negative_posts,
+                         round(avg(CASE WHEN i.by_brand = 0 THEN {score} END), 4)
                            AS mean_compound,
-                         min(CASE WHEN i.by_brand = 0 THEN i.compound END) AS worst_compound,
-                         min(CASE WHEN i.by_brand = 0 AND i.label = 'negative'
+                         min(CASE WHEN i.by_brand = 0 THEN {score} END) AS worst_compound,
+                         min(CASE WHEN i.by_brand = 0 AND {negative}
                              THEN coalesce(i.published_at, i.first_seen_at) END)
                            AS first_negative,
                          min(CASE WHEN i.by_brand = 1
@@ -294,6 +295,7 @@ class ThreadsStore(SourcesStore):
             """
             SELECT i.id, i.url, i.title, i.text, i.author, i.published_at, i.first_seen_at,
                    i.source, i.is_reply, i.compound, i.label, i.explanation,
+                   i.by_brand AS item_by_brand,
                    (SELECT s.url FROM sightings s WHERE s.item_id = i.id
                      ORDER BY s.first_seen_at, s.url LIMIT 1) AS link,
                    (SELECT json_group_array(json_object(
@@ -319,7 +321,10 @@ class ThreadsStore(SourcesStore):
                 m["explanation"] = _json_list(m["explanation"])
                 m["intents"] = _json_list(m["intents"])
             post["mentions"] = mentions
-            post["by_brand"] = any(m["by_brand"] for m in mentions)
+            # A brand reply that names no brand has no mention row: the item says so.
+            post["by_brand"] = bool(post.pop("item_by_brand")) or any(
+                m["by_brand"] for m in mentions
+            )
             posts.append(post)
         return posts
 
@@ -382,16 +387,19 @@ class ThreadSummary:
 # A post as every view shows it: its text (a reply's own words, not its "Re:" title), its own
 # score, and its own link: a comment's anchor (#comment-N), which the canonical URL drops to
 # keep one item per page, else the canonical URL. Takes the brand (for intents) as a parameter.
-_POST_COLUMNS = """
-    i.id, coalesce(nullif(trim(i.text), ''), i.title, ''), i.compound,
+# A post as alerts show it: its score and why in the conversation (`views.post_score`), the
+# same numbers as the thread's aggregates, the thread page and the canned queries.
+_POST_COLUMNS = f"""
+    i.id, coalesce(nullif(trim(i.text), ''), i.title, ''), {post_score()},
     coalesce((SELECT s.url FROM sightings s WHERE s.item_id = i.id AND s.url LIKE '%#%'
               ORDER BY s.first_seen_at LIMIT 1), i.url),
-    i.author, i.published_at, i.explanation,
+    i.author, i.published_at, {post_why()},
     (SELECT m.intents FROM mentions m WHERE m.item_id = i.id AND m.brand = ?)
 """
 
 
-_BY_BRAND = "EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1)"
+# The brand's own voice: the item (also a reply that names no brand) or one of its mentions.
+_BY_BRAND = "(i.by_brand = 1 OR EXISTS (SELECT 1 FROM mentions b WHERE b.item_id = i.id AND b.by_brand = 1))"
 
 
 _EXCLUDED = "EXISTS (SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1)"
@@ -420,7 +428,7 @@ def thread_summary(conn: sqlite3.Connection, key: str, limit: int = 5) -> Thread
     customers, negative_at, replies, answered_first = conn.execute(
         f"""
         SELECT count(DISTINCT CASE WHEN NOT {_BY_BRAND} THEN coalesce(i.author, i.id) END),
-               min(CASE WHEN NOT {_BY_BRAND} AND i.label = 'negative'
+               min(CASE WHEN NOT {_BY_BRAND} AND {post_negative()}
                         THEN coalesce(i.published_at, i.first_seen_at) END),
                coalesce(sum({_BY_BRAND}), 0),
                min(CASE WHEN {_BY_BRAND} THEN coalesce(i.published_at, i.first_seen_at) END)
@@ -439,8 +447,8 @@ def thread_summary(conn: sqlite3.Connection, key: str, limit: int = 5) -> Thread
         SELECT {_POST_COLUMNS}
         FROM items i
         WHERE i.thread_key = ? AND i.relevant = 1 AND i.compound IS NOT NULL
-          AND i.label = 'negative' AND NOT {_EXCLUDED} AND NOT {_BY_BRAND}
-        ORDER BY i.compound, i.id LIMIT ?
+          AND {post_negative()} AND NOT {_EXCLUDED} AND NOT {_BY_BRAND}
+        ORDER BY {post_score()}, i.id LIMIT ?
         """,
         (brand, key, limit),
     ).fetchall()

@@ -364,3 +364,25 @@ def test_a_brands_accounts_are_recognised_in_every_form_a_platform_shows(author,
         ]
     )
     assert author_brand(author, accounts) == brand
+
+
+def test_the_brands_own_opening_post_is_not_an_answer(tmp_path, httpd):
+    # The brand's blog post opens the conversation; customers complain under it. Nobody from the
+    # brand has answered them until a reply of the brand's arrives.
+    post = "https://blog.example.com/2026/acme-pricing/"
+    opening = ("Acme pricing update", post, "Acme Support", "Acme prices change next month.", 9)
+    complaints = [
+        ("Comment by Rosa", f"{post}#comment-1", "Rosa", ANGRY[0], 6),
+        ("Comment by Li", f"{post}#comment-2", "Li", ANGRY[1], 5),
+    ]
+    httpd.add("/blog/feed", _rss([opening, *complaints]), etag='"v1"')
+    cfg = write_config(tmp_path, [("blog", httpd.url("/blog/feed"))], brands=BRANDS)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["-c", str(cfg), "poll"]).exit_code == 0
+    key = "blog.example.com/2026/acme-pricing"
+    assert rows(tmp_path, "SELECT answered_at FROM threads WHERE key = ?", key) == [(None,)]
+    reply = ("Comment by Acme Support", f"{post}#comment-3", "Acme Support", APOLOGY, 1)
+    httpd.add("/blog/feed", _rss([opening, *complaints, reply]), etag='"v2"')
+    assert runner.invoke(cli, ["-c", str(cfg), "poll"]).exit_code == 0
+    answered = (BASE_TIME - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert rows(tmp_path, "SELECT answered_at FROM threads WHERE key = ?", key) == [(answered,)]

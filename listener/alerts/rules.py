@@ -360,9 +360,16 @@ def _unanswered_negative(store: Store, alerting: Alerting, now: datetime) -> lis
     """A conversation with a negative customer post that nobody from the brand answered in
     `after`: once per conversation (an answer, or the team ignoring or resolving it, stops it)."""
     rule = alerting.rules.unanswered_negative
+    if not alerting.answering_brands:
+        return []  # without the brands' accounts, nobody can tell whether anyone answered
     due = now - timedelta(seconds=rule.after)
+    # Asked on every save: only the conversations that can fire now are read.
     keys = store.unanswered_threads(
-        rule.min_negative, now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after), due
+        rule.min_negative,
+        now - UNANSWERED_LOOKBACK - timedelta(seconds=rule.after),
+        due - UNANSWERED_LOOKBACK,
+        due,
+        alerting.answering_brands,
     )
     fired: list[int] = []
     for key in keys:

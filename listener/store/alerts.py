@@ -4,7 +4,7 @@ these methods hand them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -221,20 +221,35 @@ class AlertsStore(ItemsStore):
         return int(n)
 
     def unanswered_threads(
-        self, min_negative: int, seen_since: datetime, negative_by: datetime
+        self,
+        min_negative: int,
+        seen_since: datetime,
+        negative_from: datetime,
+        negative_by: datetime,
+        brands: Collection[str],
     ) -> list[str]:
-        """Brand threads nobody from the brand answered, open, with at least `min_negative`
-        negative posts, a post since `seen_since`, the first negative one by `negative_by`, and
-        no `unanswered_negative` alert yet."""
+        """Threads of these `brands` nobody from the brand answered, open, with at least
+        `min_negative` negative posts, a post since `seen_since`, the first negative one between
+        `negative_from` and `negative_by`, and no `unanswered_negative` alert yet."""
+        if not brands:
+            return []
+        named = " OR ".join("(',' || t.brands || ',') LIKE ?" for _ in brands)
         return [
             k
             for (k,) in self.conn.execute(
                 "SELECT key FROM threads t WHERE brands IS NOT NULL AND answered_at IS NULL "
                 "AND status NOT IN ('ignored', 'resolved') AND negative_posts >= ? "
-                "AND last_seen_at >= ? AND (first_negative_at IS NULL OR first_negative_at <= ?) "
+                "AND last_seen_at >= ? AND first_negative_at >= ? AND first_negative_at <= ? "
+                f"AND ({named}) "
                 "AND NOT EXISTS (SELECT 1 FROM alerts a "
                 "WHERE a.rule = 'unanswered_negative' AND a.subject = t.key)",
-                (min_negative, iso(seen_since), iso(negative_by)),
+                (
+                    min_negative,
+                    iso(seen_since),
+                    iso(negative_from),
+                    iso(negative_by),
+                    *(f"%,{b},%" for b in sorted(brands)),
+                ),
             )
         ]
 

@@ -133,8 +133,9 @@ class ThreadsStore(SourcesStore):
 
         `posts` counts every scored post; the sentiment (`negative_posts`, `mean_compound`,
         `worst_compound`, `first_negative_at`) is the customers': a post by one of a brand's
-        `accounts:` (`items.by_brand`) is the brand's reply, and marks the thread answered
-        (`answered_at`: the earliest such reply ever seen, kept).
+        `accounts:` (`items.by_brand`) is the brand's voice; a reply of the brand's (not the
+        brand's own opening post) marks the thread answered (`answered_at`: the earliest such
+        reply ever seen, kept).
         """
         score, negative = post_score(), post_negative()
         for start in range(0, len(keys), 500):
@@ -160,7 +161,7 @@ class ThreadsStore(SourcesStore):
                          min(CASE WHEN i.by_brand = 0 AND {negative}
                              THEN coalesce(i.published_at, i.first_seen_at) END)
                            AS first_negative,
-                         min(CASE WHEN i.by_brand = 1
+                         min(CASE WHEN i.by_brand = 1 AND i.is_reply = 1
                              THEN coalesce(i.published_at, i.first_seen_at) END) AS answered,
                          min(i.first_seen_at) AS first_seen,
                          max(i.first_seen_at) AS last_seen,
@@ -431,7 +432,8 @@ def thread_summary(conn: sqlite3.Connection, key: str, limit: int = 5) -> Thread
                min(CASE WHEN NOT {_BY_BRAND} AND {post_negative()}
                         THEN coalesce(i.published_at, i.first_seen_at) END),
                coalesce(sum({_BY_BRAND}), 0),
-               min(CASE WHEN {_BY_BRAND} THEN coalesce(i.published_at, i.first_seen_at) END)
+               min(CASE WHEN {_BY_BRAND} AND i.is_reply = 1
+                        THEN coalesce(i.published_at, i.first_seen_at) END)
         FROM items i WHERE i.thread_key = ? AND i.relevant = 1 AND NOT {_EXCLUDED}
         """,
         (key,),

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .alerts.rules import Alerting, PollOutcome, evaluate
 from .fetch import Fetcher, current_budget, poll_budget
 from .models import Brand, Item, Mention, SourcePoll, SourceSpec
-from .sources import PollContext, get_kind
+from .sources import PollContext, StreamContext, get_kind
 from .store import KnownItem, ProcessedItem, Store, iso
 
 if TYPE_CHECKING:  # the CPU side is imported when there is something to parse or score
@@ -292,8 +292,6 @@ async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     started = time.perf_counter()
     kind = get_kind(spec.kind)
     if kind.stream is not None:  # a websocket, read from its cursor until caught up
-        from .stream import read_stream_once
-
         return await read_stream_once(spec, rt)
     state = rt.store.load_source_state(spec.name)
     ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now, store=rt.store)
@@ -552,3 +550,61 @@ def log_report(r: SourceReport) -> None:
             len(r.new_mentions),
             r.duration_s,
         )
+
+
+def stream_context(
+    spec: SourceSpec,
+    rt: Runtime,
+    stop: asyncio.Event,
+    deliver: Callable[[SourcePoll], Awaitable[None]],
+    until_us: int | None = None,
+) -> StreamContext:
+    """What a stream kind reads and writes through, for `run` (listener.stream) and `poll`."""
+    matcher = rt.matcher
+    return StreamContext(
+        spec=spec,
+        state=rt.store.load_source_state(spec.name),
+        now=rt.now,
+        user_agent=rt.fetcher.user_agent,
+        stop=stop,
+        deliver=deliver,
+        wants=lambda text: bool(matcher.match(text)),
+        brand_threads=rt.store.brand_threads,
+        until_us=until_us,
+        connect_timeout_s=rt.fetcher.limits.connect_timeout_s,
+    )
+
+
+async def read_stream_once(spec: SourceSpec, rt: Runtime) -> SourceReport:
+    """`listener poll` of a stream source: read from its cursor (or the live tip) until caught
+    up with the time the poll started, as one report."""
+    kind = get_kind(spec.kind)
+    assert kind.stream is not None
+    started = time.perf_counter()
+    reports: list[SourceReport] = []
+
+    async def deliver(batch: SourcePoll) -> None:
+        reports.append(await save_result(spec, rt, batch, started))
+
+    until_us = int(rt.now().timestamp() * 1_000_000)
+    try:
+        await kind.stream(stream_context(spec, rt, asyncio.Event(), deliver, until_us=until_us))
+    except Exception as exc:
+        log.exception("%s: reading the stream failed with an internal error", spec.name)
+        return await save_result(
+            spec, rt, SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}"), started
+        )
+    if not reports:
+        return await save_result(spec, rt, SourcePoll(items=[], responses=[]), started)
+    last = reports[-1]
+    return replace(
+        last,
+        error=next((r.error for r in reversed(reports) if r.error), None),
+        items=sum(r.items for r in reports),
+        new_items=sum(r.new_items for r in reports),
+        updated_items=sum(r.updated_items for r in reports),
+        new_mentions=tuple(m for r in reports for m in r.new_mentions),
+        threads_touched=tuple(dict.fromkeys(t for r in reports for t in r.threads_touched)),
+        alerts=tuple(a for r in reports for a in r.alerts),
+        duration_s=time.perf_counter() - started,
+    )

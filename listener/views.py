@@ -2,8 +2,9 @@
 
 `VIEWS` are plain SQLite views (any SQL client sees them; Datasette shows them as tables with
 facets). `CANNED_QUERIES` are the questions a marketer asks, with parameters, in the shape of
-Datasette's `queries` metadata. `ensure_views(db)` runs after the migrations on every connect and
-(re)creates a view only when its SQL changed, so the views always match the schema they read.
+Datasette's `queries` metadata. `store.views.ensure_views(db)` runs after the migrations on every
+connect and (re)creates a view only when its SQL changed, so the views always match the schema
+they read.
 
 Columns come in reading order: the words first (snippet, post), then how they feel, whose,
 where and when; ids and keys last or as the narrow link column first.
@@ -23,12 +24,7 @@ Conventions shared by everything here (and by the dashboard, whose links must co
 
 from __future__ import annotations
 
-import logging
-import sqlite3
-from collections.abc import Mapping
-from typing import Any, Protocol
-
-log = logging.getLogger(__name__)
+from typing import Any
 
 # A post's score in its conversation, the one every thread number, alert and page shows: its most
 # negative score toward a brand it names (its mentions, corrections included), else, for a reply
@@ -467,24 +463,6 @@ ORDER BY created_at DESC, alert_id DESC, channel
 }
 
 
-class _HasConn(Protocol):
-    conn: sqlite3.Connection
-
-
-def _conn(db: _HasConn | sqlite3.Connection) -> sqlite3.Connection:
-    """The sqlite3 connection of a sqlite_utils Database (or the connection itself)."""
-    return db if isinstance(db, sqlite3.Connection) else db.conn
-
-
-def existing_tables(conn: sqlite3.Connection) -> set[str]:
-    return {
-        name
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-        )
-    }
-
-
 def available_queries(tables: set[str]) -> dict[str, dict[str, Any]]:
     """The canned queries whose tables exist, in Datasette's shape (our own keys removed)."""
     out = {}
@@ -496,65 +474,3 @@ def available_queries(tables: set[str]) -> dict[str, dict[str, Any]]:
         shaped.setdefault("hide_sql", True)
         out[name] = shaped
     return out
-
-
-def _normalise(sql: str | None) -> str:
-    return " ".join((sql or "").split())
-
-
-def _create_sql(name: str, sql: str) -> str:
-    return f"CREATE VIEW {name} AS {sql.strip()}"
-
-
-def ensure_views(
-    db: _HasConn | sqlite3.Connection,
-    views: Mapping[str, str] = VIEWS,
-    requires: Mapping[str, tuple[str, ...]] = VIEW_REQUIRES,
-) -> list[str]:
-    """Create or update the views; return the names (re)created. Idempotent, and writes nothing
-    when every view is already as declared, so calling it on every connect is cheap."""
-    conn = _conn(db)
-    current = {
-        name: sql
-        for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
-    }
-    tables = existing_tables(conn)
-    changed: list[str] = []
-    todo: list[tuple[str, str | None]] = []
-    for name, sql in views.items():
-        wanted = _create_sql(name, sql)
-        if not set(requires.get(name, ())) <= tables:
-            if name in current:
-                todo.append((name, None))  # its table went away: a view on nothing only errors
-            continue
-        if _normalise(current.get(name)) != _normalise(wanted):
-            todo.append((name, wanted))
-    if not todo:
-        return changed
-    # One transaction: a reader sees the old views or the new ones, never none.
-    in_tx = conn.in_transaction
-    if not in_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        for name, create in todo:
-            conn.execute(f"DROP VIEW IF EXISTS {name}")
-            if create is not None:
-                conn.execute(create)
-                changed.append(name)
-        if not in_tx:
-            conn.execute("COMMIT")
-    except BaseException:
-        if not in_tx:
-            conn.execute("ROLLBACK")
-        raise
-    if changed:
-        log.info("views created or updated: %s", ", ".join(changed))
-    return changed
-
-
-def drop_views(db: _HasConn | sqlite3.Connection) -> None:
-    """Drop our views, so a migration that rebuilds a table they read cannot trip over them
-    (SQLite checks every view when a table is renamed); `ensure_views` puts them back."""
-    conn = _conn(db)
-    for name in VIEWS:
-        conn.execute(f"DROP VIEW IF EXISTS {name}")

@@ -31,7 +31,8 @@ from listener.config import load_config
 from listener.pipeline import PollSummary, poll_sources
 from listener.runtime import open_runtime
 from listener.store import Store, connect
-from listener.views import CANNED_QUERIES, VIEWS, available_queries, ensure_views
+from listener.store.views import ensure_views
+from listener.views import CANNED_QUERIES, VIEWS, available_queries
 from listener.web import thread_page_url
 from listener.web.charts import (
     brand_colors,

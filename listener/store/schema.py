@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..views import ensure_views
+from .views import ensure_views
 
 if TYPE_CHECKING:  # sqlite-utils is imported when a migration is pending (see `migrate`)
     import sqlite_utils

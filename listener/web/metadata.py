@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..views import available_queries, existing_tables
+from ..store.views import existing_tables
+from ..views import available_queries
 from . import DASHBOARD_PATH, PLUGIN_NAME
 
 # Marketing pages aggregate a week or more of mentions: Datasette's 1 s query and 200 ms facet

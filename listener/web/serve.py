@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..views import ensure_views
+from ..store.views import ensure_views
 from . import DASHBOARD_PATH, PLUGIN_NAME
 from .metadata import SETTINGS, datasette_metadata
 

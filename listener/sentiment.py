@@ -1696,8 +1696,11 @@ FACT_PREFIX = "fact: "
 def _fact(sentence: str) -> tuple[str, float] | None:
     """A bad (or good) event stated without a feeling word: a rating, a price moving, a wait,
     a feature taken away, a plan made worse. (words shown, valence)"""
-    for (name, pattern, valence), needs in zip(_FACTS, _FACT_NEEDS, strict=True):
-        if not _intent.has_any(sentence, needs):
+    present = {w for w in _FACT_WORDS if w in sentence}
+    if not present:
+        return None  # none of the words any fact needs: most sentences
+    for name, pattern, valence, needs in _FACT_TRIES:
+        if present.isdisjoint(needs):
             continue
         found = pattern.search(sentence)
         if found is not None and name == "waiting" and not _WAITING_FOR.search(sentence):
@@ -1856,6 +1859,12 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("cap", "throttl"),
     ("ago", "promised", "guaranteed"),
 )
+# Each needed word is looked up once per sentence, not once per fact that needs it.
+_FACT_TRIES = tuple(
+    (name, pattern, valence, frozenset(needs))
+    for (name, pattern, valence), needs in zip(_FACTS, _FACT_NEEDS, strict=True)
+)
+_FACT_WORDS = tuple(sorted({w for ws in _FACT_NEEDS for w in ws}))
 QUESTION_KEEPS = 3.0
 QUESTION_CONTEXT_KEEPS = 2.5
 ASKER_CONTEXT_KEEPS = 3.5

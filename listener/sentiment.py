@@ -47,6 +47,10 @@ RULES_VERSION = "3"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
+# Sentences repeat across calls (syndicated copies, a thread quoting its opening post): what one
+# says is remembered for the last this many sentences, per process (per Scorer for what depends
+# on its lexicon). Every remembered value is immutable and depends only on its key.
+SENTENCES_REMEMBERED = 4096
 # What masked brand/product names become: a token that is in no lexicon and is no VADER modifier.
 BRAND_PLACEHOLDER = "xbrandx"
 _PHRASE_PLACEHOLDER = "xphr{}x"
@@ -515,6 +519,7 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
         self.topics = topics  # the domain lexicon's tokens: see _asks
         # (sentence, ALL-CAPS differential) -> what `_sentence` read, while `Scorer.sharing()`
         self.memo: dict[tuple[str, bool], _SentenceRead] | None = None
+        self._remembered = lru_cache(maxsize=SENTENCES_REMEMBERED)(self._read_sentence)
 
     def trace(self, sentences: Sequence[str]) -> _Trace:
         """VADER over a text already split into sentences (see `_SENTENCE_END`)."""
@@ -571,6 +576,9 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
 
     def _sentence(self, sentence: str, cap_diff: bool) -> _SentenceRead:
         """VADER over one sentence: its tokens, as written, and their valences."""
+        return self._remembered(sentence, cap_diff)
+
+    def _read_sentence(self, sentence: str, cap_diff: bool) -> _SentenceRead:
         # VADER's SentiText tokens (its _strip_punc_if_word, inlined: it runs for every word),
         # built without recounting capitals for every sentence.
         words = [t if len(t := w.strip(_PUNCTUATION)) > 2 else w for w in sentence.split()]
@@ -730,6 +738,7 @@ class Scorer:
         self._analyzer = _TracingAnalyzer(lexicon, base.emojis, neutral, topics)
         self._substituted: dict[str, str] | None = None  # sentence -> phrases found, in `sharing`
         self._cues: dict[str, _SentenceCues] | None = None  # sentence -> what it says, likewise
+        self._phrases_found = lru_cache(maxsize=SENTENCES_REMEMBERED)(self._find_phrases)
         self.lexicon_version = _version(config, domain_digest)
         log.debug(
             "scorer %s: %d words, %d phrases", self.lexicon_version, len(lexicon), len(phrases)
@@ -794,9 +803,7 @@ class Scorer:
         for sentence in sentences:
             done = memo.get(sentence) if memo is not None else None
             if done is None:
-                done = sentence
-                for pattern in self._phrase_res:
-                    done = _substitute(pattern, done, self._phrase_placeholder)
+                done = self._phrases_found(sentence)
                 if memo is not None:
                     memo[sentence] = done
             substituted.append(done)
@@ -830,6 +837,12 @@ class Scorer:
         )
 
     # -- steps ---------------------------------------------------------------------------------
+
+    def _find_phrases(self, sentence: str) -> str:
+        """The sentence with each phrase of the lexicon replaced by its placeholder token."""
+        for pattern in self._phrase_res:
+            sentence = _substitute(pattern, sentence, self._phrase_placeholder)
+        return sentence
 
     def _neutralise(self, text: str, terms: tuple[str, ...], masked: list[str]) -> str:
         compiled = _compile_terms(terms)
@@ -1362,6 +1375,7 @@ _SentenceCues = tuple[
 ]
 
 
+@lru_cache(maxsize=SENTENCES_REMEMBERED)
 def _sentence_cues(s: str) -> _SentenceCues:
     asks = _intent.asks(s)
     seeks = asks and _intent.seeks_information(s)

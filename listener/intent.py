@@ -291,9 +291,11 @@ def has_any(text: str, words: tuple[str, ...]) -> bool:
 
 
 _CHURN_TRIES = tuple(
-    (rule, pattern, needs)
+    (rule, pattern, frozenset(needs))
     for (rule, pattern), needs in zip(_CHURN_RULES, _CHURN_NEEDS, strict=True)
 )
+# Every word some churn rule needs, once: a sentence's words are looked up once, not per rule.
+_CHURN_WORDS = tuple(sorted({w for ws in _CHURN_NEEDS for w in ws}))
 
 # Every word some churn rule needs, in one pattern: one C-speed scan rules most sentences out.
 _CHURN_ANY = re.compile("|".join(sorted({re.escape(w) for ws in _CHURN_NEEDS for w in ws})))
@@ -512,8 +514,9 @@ def churn_cue(sentence: str) -> Cue | None:
     """Leaving, toward the brand: the first rule that fires and is not negated."""
     if _CHURN_ANY.search(sentence) is None:
         return None  # none of the words any churn rule needs: most sentences
+    present = {w for w in _CHURN_WORDS if w in sentence}
     for rule, pattern, needs in _CHURN_TRIES:
-        if not has_any(sentence, needs):
+        if present.isdisjoint(needs):
             continue
         for found in pattern.finditer(sentence):
             if rule != "not staying" and _negated(sentence, found.start()):

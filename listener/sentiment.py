@@ -47,6 +47,10 @@ RULES_VERSION = "3"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
+# Sentences repeat across calls (syndicated copies, a thread quoting its opening post): what one
+# says is remembered for the last this many sentences, per process (per Scorer for what depends
+# on its lexicon). Every remembered value is immutable and depends only on its key.
+SENTENCES_REMEMBERED = 4096
 # What masked brand/product names become: a token that is in no lexicon and is no VADER modifier.
 BRAND_PLACEHOLDER = "xbrandx"
 _PHRASE_PLACEHOLDER = "xphr{}x"
@@ -515,6 +519,7 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
         self.topics = topics  # the domain lexicon's tokens: see _asks
         # (sentence, ALL-CAPS differential) -> what `_sentence` read, while `Scorer.sharing()`
         self.memo: dict[tuple[str, bool], _SentenceRead] | None = None
+        self._remembered = lru_cache(maxsize=SENTENCES_REMEMBERED)(self._read_sentence)
 
     def trace(self, sentences: Sequence[str]) -> _Trace:
         """VADER over a text already split into sentences (see `_SENTENCE_END`)."""
@@ -571,6 +576,9 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
 
     def _sentence(self, sentence: str, cap_diff: bool) -> _SentenceRead:
         """VADER over one sentence: its tokens, as written, and their valences."""
+        return self._remembered(sentence, cap_diff)
+
+    def _read_sentence(self, sentence: str, cap_diff: bool) -> _SentenceRead:
         # VADER's SentiText tokens (its _strip_punc_if_word, inlined: it runs for every word),
         # built without recounting capitals for every sentence.
         words = [t if len(t := w.strip(_PUNCTUATION)) > 2 else w for w in sentence.split()]
@@ -730,6 +738,7 @@ class Scorer:
         self._analyzer = _TracingAnalyzer(lexicon, base.emojis, neutral, topics)
         self._substituted: dict[str, str] | None = None  # sentence -> phrases found, in `sharing`
         self._cues: dict[str, _SentenceCues] | None = None  # sentence -> what it says, likewise
+        self._phrases_found = lru_cache(maxsize=SENTENCES_REMEMBERED)(self._find_phrases)
         self.lexicon_version = _version(config, domain_digest)
         log.debug(
             "scorer %s: %d words, %d phrases", self.lexicon_version, len(lexicon), len(phrases)
@@ -794,9 +803,7 @@ class Scorer:
         for sentence in sentences:
             done = memo.get(sentence) if memo is not None else None
             if done is None:
-                done = sentence
-                for pattern in self._phrase_res:
-                    done = _substitute(pattern, done, self._phrase_placeholder)
+                done = self._phrases_found(sentence)
                 if memo is not None:
                     memo[sentence] = done
             substituted.append(done)
@@ -830,6 +837,12 @@ class Scorer:
         )
 
     # -- steps ---------------------------------------------------------------------------------
+
+    def _find_phrases(self, sentence: str) -> str:
+        """The sentence with each phrase of the lexicon replaced by its placeholder token."""
+        for pattern in self._phrase_res:
+            sentence = _substitute(pattern, sentence, self._phrase_placeholder)
+        return sentence
 
     def _neutralise(self, text: str, terms: tuple[str, ...], masked: list[str]) -> str:
         compiled = _compile_terms(terms)
@@ -1362,6 +1375,7 @@ _SentenceCues = tuple[
 ]
 
 
+@lru_cache(maxsize=SENTENCES_REMEMBERED)
 def _sentence_cues(s: str) -> _SentenceCues:
     asks = _intent.asks(s)
     seeks = asks and _intent.seeks_information(s)
@@ -1696,8 +1710,11 @@ FACT_PREFIX = "fact: "
 def _fact(sentence: str) -> tuple[str, float] | None:
     """A bad (or good) event stated without a feeling word: a rating, a price moving, a wait,
     a feature taken away, a plan made worse. (words shown, valence)"""
-    for (name, pattern, valence), needs in zip(_FACTS, _FACT_NEEDS, strict=True):
-        if not _intent.has_any(sentence, needs):
+    present = {w for w in _FACT_WORDS if w in sentence}
+    if not present:
+        return None  # none of the words any fact needs: most sentences
+    for name, pattern, valence, needs in _FACT_TRIES:
+        if present.isdisjoint(needs):
             continue
         found = pattern.search(sentence)
         if found is not None and name == "waiting" and not _WAITING_FOR.search(sentence):
@@ -1856,6 +1873,12 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("cap", "throttl"),
     ("ago", "promised", "guaranteed"),
 )
+# Each needed word is looked up once per sentence, not once per fact that needs it.
+_FACT_TRIES = tuple(
+    (name, pattern, valence, frozenset(needs))
+    for (name, pattern, valence), needs in zip(_FACTS, _FACT_NEEDS, strict=True)
+)
+_FACT_WORDS = tuple(sorted({w for ws in _FACT_NEEDS for w in ws}))
 QUESTION_KEEPS = 3.0
 QUESTION_CONTEXT_KEEPS = 2.5
 ASKER_CONTEXT_KEEPS = 3.5

@@ -1,31 +1,21 @@
-"""The dashboard's data: every SQL statement the dashboard runs, over a Datasette `Database`, into
-plain data (`DashboardData`) the page and the charts read.
+"""The dashboard's data: the store's dashboard reads (listener/store/dashboard.py), run on a
+Datasette `Database`, into plain data (`DashboardData`) the page and the charts read.
 """
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from ..store.dashboard import load_dashboard_rows
 from .links import LABELS, bound, parse_day
 
-log = logging.getLogger(__name__)
-
 SOV_WEEKS = 8
-THREADS_SHOWN = 10
-VOICE_SHOWN = 8  # churn risks and open questions listed on the dashboard
-REQUESTS_SHOWN = 3  # newest requests shown per brand
 UNSCORED = "unscored"  # a language the scorer does not read: counted, never as a sentiment
-# A mention's intents are a JSON list (`["churn", "complaint"]`): the same test as the canned
-# queries and the dashboard's links (`intents__contains="churn"`), so their counts agree.
-HAS_INTENT = "m.intents LIKE '%\"' || :intent || '\"%'"
 HOURLY_UP_TO_DAYS = 2  # windows this short are drawn hour by hour
-TOP_SHOWN = 5  # worst posts, top sources and top authors on the dashboard
 
 
 def window_buckets(days: int, now: datetime) -> tuple[list[datetime], timedelta]:
@@ -63,7 +53,7 @@ class DashboardData:
     previous_compound: dict[str, float] = field(default_factory=dict)
     weeks: list[date] = field(default_factory=list)
     weekly: dict[tuple[str, date], int] = field(default_factory=dict)
-    threads: list[dict[str, Any]] = field(default_factory=list)  # the worst THREADS_SHOWN
+    threads: list[dict[str, Any]] = field(default_factory=list)  # the worst few
     negative_threads: int = 0  # how many turned negative in the period
     worst_posts: list[dict[str, Any]] = field(default_factory=list)  # most negative mentions
     top_sources: list[dict[str, Any]] = field(default_factory=list)  # with previous counts
@@ -171,14 +161,18 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
     data = DashboardData(buckets=buckets, step=step, brands=[])
     hourly = data.hourly
     window = {"start": bound(data.start), "end": bound(data.end)}
-    in_window = "not_relevant = 0 AND published_at >= :start AND published_at < :end"
-    rows = await db.execute(
-        f"SELECT substr(published_at, 1, {13 if hourly else 10}) AS bucket, brand, label, "
-        f"count(*) AS n, sum(compound) AS compound_sum FROM mentions WHERE {in_window} "
-        "GROUP BY bucket, brand, label",
-        window,
+    before = {"start": bound(data.previous_start), "end": bound(data.start)}
+    data.weeks = [monday(data.today) - timedelta(weeks=SOV_WEEKS - 1 - i) for i in range(SOV_WEEKS)]
+    weeks = {
+        "start": data.weeks[0].isoformat(),
+        "end": (data.weeks[-1] + timedelta(days=7)).isoformat(),
+    }
+    rows = await db.execute_fn(
+        lambda conn: load_dashboard_rows(
+            conn, hourly=hourly, window=window, before=before, weeks=weeks
+        )
     )
-    for r in rows:
+    for r in rows.buckets:
         b = _parse_bucket(r["bucket"], hourly)
         if b is None:
             continue
@@ -190,13 +184,7 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
         data.counts[(r["brand"], b, r["label"])] = r["n"]
         key = (r["brand"], b)
         data.compound_sums[key] = data.compound_sums.get(key, 0.0) + (r["compound_sum"] or 0.0)
-    before = {"start": bound(data.previous_start), "end": bound(data.start)}
-    rows = await db.execute(
-        "SELECT brand, label, count(*) AS n, sum(compound) AS compound_sum FROM mentions "
-        f"WHERE {in_window} GROUP BY brand, label",
-        before,
-    )
-    for r in rows:
+    for r in rows.previous:
         if r["label"] == UNSCORED:
             data.previous_unscored[r["brand"]] = r["n"]
         if r["label"] not in LABELS:
@@ -205,166 +193,28 @@ async def load_dashboard(db: Any, days: int, now: datetime) -> DashboardData:
         data.previous_compound[r["brand"]] = data.previous_compound.get(r["brand"], 0.0) + (
             r["compound_sum"] or 0.0
         )
-    all_brands = [r[0] for r in await db.execute("SELECT DISTINCT brand FROM mentions")]
-    data.brands = sorted(all_brands, key=lambda b: (-data.all_total(b), b))
-
-    today = data.today
-    data.weeks = [monday(today) - timedelta(weeks=SOV_WEEKS - 1 - i) for i in range(SOV_WEEKS)]
-    rows = await db.execute(
-        "SELECT date(published_at, 'weekday 0', '-6 days') AS week, brand, count(*) AS n "
-        "FROM mentions WHERE not_relevant = 0 AND published_at >= :start AND published_at < :end "
-        "GROUP BY week, brand",
-        {
-            "start": data.weeks[0].isoformat(),
-            "end": (data.weeks[-1] + timedelta(days=7)).isoformat(),
-        },
-    )
-    for r in rows:
+    data.brands = sorted(rows.brands, key=lambda b: (-data.all_total(b), b))
+    for r in rows.weekly:
         w = parse_day(r["week"])
         if w is not None:
             data.weekly[(r["brand"], w)] = r["n"]
-
-    # The most negative posts, then where mentions come from and who writes them.
-    rows = await db.execute(
-        "SELECT id, brand, product, label, compound, title, snippet, author, source, url, "
-        f"published_at, thread_key FROM mentions WHERE {in_window} AND label = 'negative' "
-        "AND by_brand = 0 "
-        "ORDER BY compound, published_at DESC, id LIMIT :limit",
-        {**window, "limit": TOP_SHOWN},
-    )
-    data.worst_posts = [dict(r) for r in rows]
-    data.top_sources = await _top(db, ["source"], in_window, window, before)
-    data.top_authors = await _top(
-        db, ["author", "source"], f"{in_window} AND coalesce(author, '') != ''", window, before
-    )
-
-    data.undated = (
-        await db.execute(
-            "SELECT count(*) FROM mentions WHERE not_relevant = 0 AND published_at IS NULL "
-            "AND first_seen_at >= :start AND first_seen_at < :end",
-            window,
-        )
-    ).first()[0]
-    await _load_voice(db, data, window)
-    tables = set(await db.table_names()) | set(await db.view_names())
-    if "negative_threads" in tables:
-        rows = await db.execute(
-            "SELECT * FROM negative_threads WHERE last_negative_at >= :start "
-            "ORDER BY negative_posts DESC, worst_compound LIMIT :limit",
-            {"start": window["start"], "limit": THREADS_SHOWN},
-        )
-        data.threads = [dict(r) for r in rows]
-        data.negative_threads = (
-            await db.execute(
-                "SELECT count(*) FROM negative_threads WHERE last_negative_at >= :start",
-                {"start": window["start"]},
-            )
-        ).first()[0]
-    row = (
-        await db.execute("SELECT count(*), coalesce(sum(consecutive_failures > 0), 0) FROM sources")
-    ).first()
-    data.sources = (row[0], row[1])
-    if "alert_outbox" in tables:
-        try:
-            rows = await db.execute(
-                "SELECT status, count(*) AS n FROM alert_outbox GROUP BY status"
-            )
-            data.alerts = {r["status"]: r["n"] for r in rows}
-            data.alerts["fired"] = (
-                await db.execute(
-                    "SELECT count(*) FROM alerts WHERE created_at >= :start",
-                    {"start": window["start"]},
-                )
-            ).first()[0]
-        except sqlite3.DatabaseError as exc:
-            log.warning("alerts not shown on the dashboard: %s", exc)
-    return data
-
-
-async def _load_voice(db: Any, data: DashboardData, window: dict[str, str]) -> None:
-    """What customers mean, posted in the window: churn risks and questions nobody from the
-    brand answered (newest first), and requests per brand (most first, newest requests)."""
-    customers = (
-        "m.not_relevant = 0 AND m.published_at >= :start AND m.published_at < :end "
-        f"AND m.by_brand = 0 AND {HAS_INTENT}"
-    )
-    mention = (
-        "m.id, m.brand, m.product, m.label, m.compound, m.title, m.snippet, m.author, "
-        "m.source, m.url, m.published_at, m.thread_key, m.intents"
-    )
-    churn = {**window, "intent": "churn"}
-    rows = await db.execute(
-        f"SELECT {mention} FROM mentions m WHERE {customers} "
-        "ORDER BY m.published_at DESC, m.id DESC LIMIT :limit",
-        {**churn, "limit": VOICE_SHOWN},
-    )
-    data.churn = [dict(r) for r in rows]
-    data.churn_count = (
-        await db.execute(f"SELECT count(*) FROM mentions m WHERE {customers}", churn)
-    ).first()[0]
-    # A question is open while its conversation has no answer from the brand's accounts and
-    # the team has not closed it (resolved or ignored).
-    open_question = (
-        f"{customers} AND t.answered_at IS NULL "
-        "AND coalesce(t.status, 'new') NOT IN ('resolved', 'ignored')"
-    )
-    asked = {**window, "intent": "question"}
-    # One row per post: a question naming three brands is listed once, with the three brands
-    # (SQLite takes the other columns from the row of min(m.id)).
-    rows = await db.execute(
-        f"SELECT min(m.id) AS id, group_concat(m.brand, ', ') AS brands, {mention}, "
-        "t.title AS thread_title, t.status FROM mentions m "
-        f"LEFT JOIN threads t ON t.key = m.thread_key WHERE {open_question} "
-        "GROUP BY m.item_id ORDER BY m.published_at DESC, m.id DESC LIMIT :limit",
-        {**asked, "limit": VOICE_SHOWN},
-    )
-    data.questions = [{**dict(r), "brand": r["brands"]} for r in rows]
-    data.questions_count = (
-        await db.execute(
-            "SELECT count(DISTINCT m.item_id) FROM mentions m "
-            f"LEFT JOIN threads t ON t.key = m.thread_key WHERE {open_question}",
-            asked,
-        )
-    ).first()[0]
-    rows = await db.execute(
-        f"WITH r AS (SELECT {mention}, count(*) OVER (PARTITION BY m.brand) AS requests, "
-        "row_number() OVER (PARTITION BY m.brand ORDER BY m.published_at DESC, m.id DESC) "
-        f"AS n FROM mentions m WHERE {customers}) "
-        "SELECT * FROM r WHERE n <= :per_brand ORDER BY requests DESC, brand, n",
-        {**window, "intent": "request", "per_brand": REQUESTS_SHOWN},
-    )
+    data.worst_posts = rows.worst_posts
+    data.top_sources = rows.top_sources
+    data.top_authors = rows.top_authors
+    data.undated = rows.undated
+    data.churn = rows.churn
+    data.churn_count = rows.churn_count
+    data.questions = [{**r, "brand": r["brands"]} for r in rows.questions]
+    data.questions_count = rows.questions_count
     by_brand: dict[str, dict[str, Any]] = {}
-    for r in rows:
+    for r in rows.requests:
         group = by_brand.setdefault(
             r["brand"], {"brand": r["brand"], "count": r["requests"], "posts": []}
         )
-        group["posts"].append(dict(r))
+        group["posts"].append(r)
     data.requests = list(by_brand.values())
-
-
-async def _top(
-    db: Any,
-    keys: list[str],
-    where: str,
-    window: dict[str, str],
-    before: dict[str, str],
-) -> list[dict[str, Any]]:
-    """The TOP_SHOWN groups by `keys` with most mentions in the window, with their negative
-    count and mean, and their mentions in the period before (`previous`)."""
-    cols = ", ".join(keys)
-    rows = await db.execute(
-        f"SELECT {cols}, count(*) AS mentions, sum(label = 'negative') AS negative, "
-        f"avg(compound) AS mean FROM mentions WHERE {where} GROUP BY {cols} "
-        f"ORDER BY mentions DESC, negative DESC, {cols} LIMIT :limit",
-        {**window, "limit": TOP_SHOWN},
-    )
-    top = [dict(r) for r in rows]
-    if not top:
-        return top
-    earlier = await db.execute(
-        f"SELECT {cols}, count(*) AS mentions FROM mentions WHERE {where} GROUP BY {cols}", before
-    )
-    counts = {tuple(r[k] for k in keys): r["mentions"] for r in earlier}
-    for t in top:
-        t["previous"] = counts.get(tuple(t[k] for k in keys), 0)
-    return top
+    data.threads = rows.threads
+    data.negative_threads = rows.negative_threads
+    data.sources = rows.sources
+    data.alerts = rows.alerts
+    return data

@@ -5,11 +5,10 @@ canned queries from `views.py`.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..store.views import existing_tables
+from ..store.dashboard import tables_at
 from ..views import available_queries
 from . import DASHBOARD_PATH, PLUGIN_NAME
 
@@ -67,11 +66,7 @@ def datasette_metadata(db_path: str | Path) -> dict[str, Any]:
     tables exist in it."""
     db_path = Path(db_path)
     name = db_path.stem
-    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        tables = existing_tables(conn)
-    finally:
-        conn.close()
+    tables = tables_at(db_path)
     table_meta: dict[str, Any] = {
         "mentions": {
             "description": (

@@ -9,11 +9,10 @@ from __future__ import annotations
 import html
 import json
 import logging
-import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from datasette.utils import to_css_class
@@ -22,11 +21,15 @@ from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader
 from markupsafe import Markup
 
 from ..alerts.render import safe_url
+from ..store.dashboard import cap_value_length
 from . import DASHBOARD_PATH, PLUGIN_NAME, THREAD_PATH
 from .links import SENTIMENT_LABELS, Links, attr, database_name, parse_day
 from .metadata import READING_ORDER
 from .pages import dashboard
 from .thread import thread_page
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ def register_routes() -> list[tuple[str, Any]]:
 @hookimpl
 def prepare_connection(conn: sqlite3.Connection) -> None:
     """Cap the size of any one value on Datasette's connections (see VALUE_CAP_BYTES)."""
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_CAP_BYTES)
+    cap_value_length(conn, VALUE_CAP_BYTES)
 
 
 @hookimpl

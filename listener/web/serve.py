@@ -43,13 +43,13 @@ def register_plugin() -> None:
 
 def prepare_database(db_path: str | Path) -> None:
     """Bring the database to the current schema and views (idempotent; writes only on change)."""
-    from ..store import connect
+    from ..store import open_connection
 
-    db = connect(db_path)
+    conn = open_connection(db_path)
     try:
-        ensure_views(db)
+        ensure_views(conn)
     finally:
-        db.conn.close()
+        conn.close()
 
 
 def make_datasette(

@@ -6,10 +6,9 @@ and its history; a signed-in actor may change the state.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasette.utils.asgi import Response
 
@@ -17,6 +16,9 @@ from ..alerts.render import safe_url
 from ..models import THREAD_STATUSES
 from . import DASHBOARD_PATH, THREAD_PATH
 from .links import LABELS, Links, database_name, thread_path
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = logging.getLogger(__name__)
 

@@ -789,7 +789,7 @@ def label(
 @click.option("--note", help="Why, for the team (kept in the thread's history).")
 @click.pass_obj
 def triage(state: State, thread: str, status: str, note: str | None) -> None:
-    """Set a conversation's status (new, acknowledged, resolved, ignored).
+    """Triage a conversation: acknowledged, resolved, ignored or new.
 
     THREAD is the conversation's thread key (the `key` of the threads table, the `thread_key`
     of a mention) or its URL. Ignored conversations never alert; a resolved one opens again

@@ -792,8 +792,9 @@ class Scorer:
         lowered = [_lower(s) for s in sentences]
         if neutralise:
             keep = _focus(lowered)
-            sentences = [sentences[i] for i in keep]
-            lowered = [lowered[i] for i in keep]
+            moves = _moves_away(lowered, keep) if others else {}
+            sentences = [moves.get(i, sentences[i]) for i in sorted({*keep, *moves})]
+            lowered = [moves.get(i, lowered[i]) for i in sorted({*keep, *moves})]
             if others:
                 for i, low in enumerate(lowered):
                     if BRAND_PLACEHOLDER in low and OTHER_PLACEHOLDER in low:
@@ -1215,6 +1216,21 @@ _META = re.compile(
 _CLAUSE_END = re.compile(
     r"(?<=[,;:])\s+|\s+(?=(?:but|while|whereas|although|though|meanwhile|so)\b)|\s+[-\u2013\u2014]\s+"
 )
+
+
+def _moves_away(lowered: list[str], keep: list[int]) -> dict[int, str]:
+    """Sentences about another brand only that say the author moves to it ("I am done,
+    switching to <other>"): for the brand scored toward, that move is leaving. By index, only the
+    words of the move, so what the sentence says of the other brand stays the other's."""
+    kept = set(keep)
+    moves: dict[int, str] = {}
+    for i, s in enumerate(lowered):
+        if i in kept or OTHER_PLACEHOLDER not in s or BRAND_PLACEHOLDER in s:
+            continue
+        cue = _intent.churn_cue(s)
+        if cue is not None and cue.rule == "moving elsewhere" and OTHER_PLACEHOLDER in cue.words:
+            moves[i] = cue.words
+    return moves
 
 
 def _focus(lowered: list[str]) -> list[int]:

@@ -63,6 +63,25 @@ def test_two_brand_post_scores_each_brand_on_what_is_said_about_it(scorer) -> No
     assert toward(scorer, text, "Hooli", "Zanderfly").label == "positive"
 
 
+def test_moving_to_another_brand_in_a_sentence_of_its_own_is_churn_for_this_one(scorer) -> None:
+    # The sentence that says where the author goes names only the other brand: for the brand
+    # the post is about, that move is leaving; what it says of the other brand stays the other's.
+    text = (
+        "Hooli Mail has the worst support I have ever dealt with. "
+        "I am done, switching to Globex, which is wonderful and fast."
+    )
+    hooli = toward(scorer, text, "Hooli", "Globex")
+    assert hooli.intents[0] == "churn" and hooli.label == "negative"
+    assert "switching to" in str(hooli.explanation)
+    globex = toward(scorer, text, "Globex", "Hooli")
+    assert "churn" not in globex.intents and globex.label == "positive"
+    # Another brand's own news is not the author leaving.
+    news = toward(
+        scorer, "Hooli Mail is great. Globex is switching to a new logo.", "Hooli", "Globex"
+    )
+    assert "churn" not in news.intents and news.label == "positive"
+
+
 def test_switching_to_a_name_the_config_does_not_know_is_churn(scorer) -> None:
     score = scorer.score("We're switching to Inkwell next month.")
     assert score.intents == ("churn",) and score.label == "negative"

@@ -201,6 +201,22 @@ def test_a_poll_that_cannot_get_the_lock_says_run_owns_the_database(tmp_path, ht
     )
 
 
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (its descriptors come and go as we look)."""
+    target = str(path.resolve())
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue  # closed between the listing and the look
+    return False
+
+
 def test_a_poll_waits_politely_for_a_short_lock(tmp_path, httpd):
     """A lock that is released within the patience: the poll goes through."""
     httpd.add("/feed", rss(ENTRIES))
@@ -212,13 +228,7 @@ def test_a_poll_waits_politely_for_a_short_lock(tmp_path, httpd):
     proc = listener(cfg, "poll")
     try:
         # The poll has the database open, so it is waiting for the lock (or about to).
-        wait_for(
-            lambda: any(
-                os.path.realpath(f"/proc/{proc.pid}/fd/{fd}") == str(db.resolve())
-                for fd in os.listdir(f"/proc/{proc.pid}/fd")
-            ),
-            "the poll to open the database",
-        )
+        wait_for(lambda: has_open(proc.pid, db), "the poll to open the database")
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -620,7 +620,7 @@ async def _email(
     limiter: SlackRateLimiter,
     user_agent: str,
 ) -> Delivery:
-    msg = render_email(message, channel)
+    msg = render_email(message, channel.from_addr, channel.to)
     if "User-Agent" not in msg:
         msg["User-Agent"] = user_agent
     return await asyncio.to_thread(_send_email, channel, msg)

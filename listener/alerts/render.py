@@ -18,19 +18,16 @@ import hashlib
 import html
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from listener.alerts.message import AlertMessage, Digest, Evidence
 from listener.units import parse_iso
-
-if TYPE_CHECKING:
-    from listener.alerts.channels import EmailChannel
 
 # Slack Block Kit limits (https://api.slack.com/reference/block-kit/blocks).
 SLACK_MAX_BLOCKS = 50
@@ -577,15 +574,20 @@ def message_id(item: AlertMessage | Digest, from_addr: str) -> str:
 
 
 def render_email(
-    item: AlertMessage | Digest, channel: EmailChannel, *, now: datetime | None = None
+    item: AlertMessage | Digest,
+    from_addr: str,
+    to: Sequence[str],
+    *,
+    now: datetime | None = None,
 ) -> EmailMessage:
-    """A multipart/alternative (text + HTML) email for `channel`. `now` sets the Date header."""
+    """A multipart/alternative (text + HTML) email from `from_addr` to `to`. `now` sets the
+    Date header."""
     msg = EmailMessage(policy=default_policy)
     msg["Subject"] = email_subject(item)
-    msg["From"] = header_safe(channel.from_addr)
-    msg["To"] = ", ".join(header_safe(a) for a in channel.to if header_safe(a))
+    msg["From"] = header_safe(from_addr)
+    msg["To"] = ", ".join(header_safe(a) for a in to if header_safe(a))
     msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = message_id(item, channel.from_addr)
+    msg["Message-ID"] = message_id(item, from_addr)
     # RFC 3834: tells vacation responders and ticket systems not to answer an automatic message.
     msg["Auto-Submitted"] = "auto-generated"
     if isinstance(item, AlertMessage):

@@ -27,6 +27,9 @@ iso = format_iso
 
 log = logging.getLogger(__name__)
 
+# The connection type, for code the store hands a connection to (Datasette hooks, pages).
+Connection = sqlite3.Connection
+
 
 def _json_list(text: str | None) -> list[Any]:
     """A stored JSON list (explanations, intents); [] when missing or not a list."""

@@ -29,7 +29,7 @@ from .pages import dashboard
 from .thread import thread_page
 
 if TYPE_CHECKING:
-    import sqlite3
+    from ..store import Connection
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def register_routes() -> list[tuple[str, Any]]:
 
 
 @hookimpl
-def prepare_connection(conn: sqlite3.Connection) -> None:
+def prepare_connection(conn: Connection) -> None:
     """Cap the size of any one value on Datasette's connections (see VALUE_CAP_BYTES)."""
     cap_value_length(conn, VALUE_CAP_BYTES)
 

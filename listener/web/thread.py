@@ -18,7 +18,7 @@ from . import DASHBOARD_PATH, THREAD_PATH
 from .links import LABELS, Links, database_name, thread_path
 
 if TYPE_CHECKING:
-    import sqlite3
+    from ..store import Connection
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _post_row(post: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load_thread(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+def _load_thread(conn: Connection, key: str) -> dict[str, Any] | None:
     from ..store import Store
 
     store = Store(conn)
@@ -132,7 +132,7 @@ def _load_thread(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
 
 
 def _set_status(
-    conn: sqlite3.Connection, key: str, status: str, note: str | None, actor: str
+    conn: Connection, key: str, status: str, note: str | None, actor: str
 ) -> str | None:
     from ..store import Store
 

@@ -19,7 +19,6 @@ alias of "Nestlé" if people write it so.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import unicodedata
@@ -30,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from listener import query as q
+from listener.jsonlines import read_objects
 from listener.lang import detect, normalise, source_language
 from listener.models import Brand, Item, Match
 from listener.text import split_sentences
@@ -1368,19 +1368,9 @@ def match_json_lines(matcher: Matcher, lines: Iterable[str]) -> Iterator[dict[st
     """`explain_item` over JSON lines {"text", "title", "url", "author", "source", "lang"} (all
     but text optional; an "id" is passed through). A line that cannot be read yields
     `{"error": ..., "line": n}` and the stream goes on."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield {"error": f"not JSON: {exc.msg} at column {exc.colno}", "line": number}
-            continue
-        if not isinstance(record, dict):
-            yield {
-                "error": 'expected an object like {"text": "...", "title": "..."}',
-                "line": number,
-            }
+    for number, record, problem in read_objects(lines, '{"text": "...", "title": "..."}'):
+        if record is None:
+            yield {"error": problem, "line": number}
             continue
         bad = [k for k in _FIELDS if record.get(k) is not None and not isinstance(record[k], str)]
         if bad or not isinstance(record.get("text", ""), str):

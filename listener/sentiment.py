@@ -37,6 +37,7 @@ from typing import Any
 from vaderSentiment import vaderSentiment as _vader
 
 from listener import intent as _intent
+from listener.jsonlines import read_objects
 from listener.lang import detect, normalise, scored
 from listener.models import Label, Score
 
@@ -1056,19 +1057,9 @@ def score_json_lines(
     Yields one dict per non-blank line; a line that cannot be scored yields
     `{"error": ..., "line": n}` and the stream goes on.
     """
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield {"error": f"not JSON: {exc.msg} at column {exc.colno}", "line": number}
-            continue
-        if not isinstance(record, dict):
-            yield {
-                "error": 'expected an object like {"text": "...", "brand": "..."}',
-                "line": number,
-            }
+    for number, record, problem in read_objects(lines, '{"text": "...", "brand": "..."}'):
+        if record is None:
+            yield {"error": problem, "line": number}
             continue
         text, brand = record.get("text"), record.get("brand")
         if not isinstance(text, str):

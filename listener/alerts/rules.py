@@ -481,30 +481,19 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
             # The conversation as every other alert tells it, with the leaving post as evidence.
             message = conversation_message(summary, alerting, now, rule="churn_risk", why=why)
             message = _replace(message, brand=brand, evidence=_post_evidence(store, mid, brand))
-            fired += _fire(
-                store,
-                alerting,
-                now,
+        else:
+            message = AlertMessage(
+                alert_id="",
                 rule="churn_risk",
-                subject=f"{brand}:{thread}",
                 level=1,
-                message=message,
-                thread_key=thread,
-                channels=channels,
+                brand=brand,
+                title=title or url or "",
+                url=url,
+                why=why,
+                evidence=(Evidence(snippet or "", compound, url, author, pub, _explain(expl)),),
+                counts={"compound": round(compound, 3)},
+                source=source,
             )
-            continue
-        message = AlertMessage(
-            alert_id="",
-            rule="churn_risk",
-            level=1,
-            brand=brand,
-            title=title or url or "",
-            url=url,
-            why=f"a customer says they are leaving {brand} ({words or 'churn'}) on {source}",
-            evidence=(Evidence(snippet or "", compound, url, author, pub, _explain(expl)),),
-            counts={"compound": round(compound, 3)},
-            source=source,
-        )
         fired += _fire(
             store,
             alerting,

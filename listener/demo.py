@@ -205,7 +205,9 @@ class DemoResult:
 def load_negative_threads(store: Store, limit: int = 5) -> list[DemoThread]:
     out = []
     for key, title, url, source, brands, posts, negative, mean in store.negative_threads(limit):
-        worst = store.worst_posts(key, 3)
+        # The worst posts as the alert and the thread page show them (`thread_summary`).
+        summary = store.thread_summary(key, 3)
+        worst = summary.worst if summary is not None else ()
         out.append(
             DemoThread(
                 key=key,
@@ -217,8 +219,14 @@ def load_negative_threads(store: Store, limit: int = 5) -> list[DemoThread]:
                 negative_posts=negative,
                 mean_compound=mean,
                 worst=tuple(
-                    Evidence(text=t or "", compound=c, url=u, author=a, published_at=p)
-                    for t, c, u, a, p in worst
+                    Evidence(
+                        text=w.text,
+                        compound=w.compound,
+                        url=w.url,
+                        author=w.author,
+                        published_at=w.published_at,
+                    )
+                    for w in worst
                 ),
             )
         )

@@ -143,19 +143,24 @@ def _evidence(summary: ThreadSummary) -> tuple[Evidence, ...]:
             p.url,
             p.author,
             p.published_at,
-            (_explain(p.explanation) or "").replace("<brand>", brand) or None,
+            _explain(p.explanation, brand),
         )
         for p in summary.worst
     )
 
 
-def _explain(explanation_json: str | None) -> str | None:
+def _explain(explanation_json: str | None, brand: str | None = None) -> str | None:
     """The stored explanation of a score, as one line a person reads in an alert."""
     if not explanation_json:
         return None
     from ..sentiment import describe_explanation
 
-    return describe_explanation(json.loads(explanation_json)) or None
+    return _named(describe_explanation(json.loads(explanation_json)), brand) or None
+
+
+def _named(words: str, brand: str | None) -> str:
+    """Explanation words with the masked names spelled out ("<brand>", "<other>")."""
+    return words.replace("<brand>", brand or "the brand").replace("<other>", "another brand")
 
 
 # Conversations the team chose to ignore never alert; resolved ones only once a new post
@@ -474,7 +479,7 @@ def _churn_risk(store: Store, alerting: Alerting, outcome: PollOutcome, now: dat
     for mid, brand, title, url, snippet, compound, author, pub, source, thread, expl in rows:
         if _status(store, thread) in _QUIET_STATUSES:
             continue
-        words = describe_intents(json.loads(expl or "[]"), "churn").replace("<brand>", brand)
+        words = _named(describe_intents(json.loads(expl or "[]"), "churn"), brand)
         why = f"a customer says they are leaving {brand} ({words or 'churn'}) on {source}"
         summary = store.thread_summary(thread) if thread else None
         if summary is not None:
@@ -513,7 +518,7 @@ def _post_evidence(store: Store, mention_id: int, brand: str) -> tuple[Evidence,
     post = store.thread_post(mention_id, brand)
     if post is None:
         return ()
-    why = (_explain(post.explanation) or "").replace("<brand>", brand) or None
+    why = _explain(post.explanation, brand)
     return (Evidence(post.text, post.compound, post.url, post.author, post.published_at, why),)
 
 

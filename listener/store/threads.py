@@ -214,15 +214,6 @@ class ThreadsStore(SourcesStore):
             (limit,),
         ).fetchall()
 
-    def worst_posts(self, key: str, limit: int) -> list[tuple[Any, ...]]:
-        """(text, compound, url, author, published_at) of a thread's most negative posts."""
-        return self.conn.execute(
-            "SELECT coalesce(nullif(text, ''), title), compound, url, author, published_at "
-            "FROM items WHERE thread_key = ? AND relevant = 1 AND label = 'negative' "
-            "ORDER BY compound LIMIT ?",
-            (key, limit),
-        ).fetchall()
-
     def thread_status(self, key: str) -> str:
         """A conversation's triage state; `new` for one not stored."""
         row = self.conn.execute("SELECT status FROM threads WHERE key = ?", (key,)).fetchone()
@@ -349,7 +340,7 @@ class ThreadPost:
 
     item_id: int
     text: str  # what the customer wrote (the post's text; its title only when it has none)
-    compound: float  # the post's own compound: `items.compound`, as in the threads views
+    compound: float  # its score in the conversation (`views.post_score`), as every view shows
     url: str | None  # the post's own URL (a comment's anchor, not its page's)
     author: str | None
     published_at: str | None

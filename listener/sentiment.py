@@ -1382,6 +1382,10 @@ _SentenceCues = tuple[
 ]
 
 
+# What most sentences say: no question, no request, no fact, no arrival, no churn.
+_SAYS_NOTHING: _SentenceCues = (False, None, False, None, None, None, False)
+
+
 @lru_cache(maxsize=SENTENCES_REMEMBERED)
 def _sentence_cues(s: str) -> _SentenceCues:
     asks = _intent.asks(s)
@@ -1456,6 +1460,10 @@ def _read(
     courteous = any(asks or request is not None for asks, request in roles)
     for k, s in enumerate(lowered):
         a, b = bounds[k], bounds[k + 1]
+        if read[k] == _SAYS_NOTHING and not any(sent[a:b]):
+            # Most sentences of a long post: no valence and no cue. Every rule below only
+            # moves valences that are there, or acts on a cue, so none can change it.
+            continue
         if _resolved(trace, a, b):
             r.changed = True
         asks, request = roles[k]

@@ -33,6 +33,34 @@ def test_short_posts_in_seven_languages_are_detected() -> None:
     assert detect("Pitch vs Canva for presentations: Pitch wins on collaboration.") == "en"
 
 
+def test_long_posts_with_english_words_in_them_keep_their_language(monkeypatch) -> None:
+    # Brand names, product names and quoted English ("the best", "for you") do not make a post
+    # English; a plainly English post is told without the model.
+    posts = {
+        "de": "Wir haben Acme Cloud for Teams seit zwei Jahren, aber die neue Version ist "
+        "leider viel langsamer und der Support antwortet nicht. Das ist wirklich enttäuschend, "
+        "wir suchen jetzt eine Alternative für unser Team.",
+        "nl": "We hebben de app van Acme getest en het is goed, maar de prijs is te hoog voor "
+        "een klein bedrijf. Wat doen jullie met de data en waar staat de server precies?",
+        "fr": "J'ai testé Acme \"The Best Of Cloud\" pendant un mois : la synchronisation est "
+        "lente, le support ne répond pas et le prix a encore augmenté cette année.",
+        "es": "Llevo un año con Acme y el servicio es un desastre: la app se cierra sola, "
+        "nadie contesta en soporte y ahora quieren cobrar más por el plan \"for you\".",
+    }
+    for lang, text in posts.items():
+        assert detect(text) == lang, text
+    english = (
+        "We moved our whole team to Acme last spring and it has been the best decision of the "
+        "year: the sync is fast, the support people answer within the hour and our data is safe."
+    )
+
+    def no_model() -> None:
+        raise AssertionError("the model was asked about plain English")
+
+    monkeypatch.setattr("listener.lang._identifier", no_model)
+    assert detect(english) == "en"
+
+
 def test_too_short_to_tell_is_unknown_and_scored_as_before() -> None:
     assert detect("Acme down??") is None
     assert detect("https://acme.example/x @acme #acme ok") is None

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from ..models import Rules
-from ..store import Store, ThreadSummary, iso
+from ..models import NegativeThreadRule, Rules
+from ..store import Store, ThreadSummary, ThreadTally, iso
 from ..units import parse_iso
 from .message import AlertMessage, Evidence, message_to_dict
 
@@ -55,8 +55,13 @@ def evaluate(store: Store, alerting: Alerting, outcome: PollOutcome, now: dateti
     rules = alerting.rules
     fired: list[int] = []
     if rules.negative_thread.enabled:
+        # A first poll touches thousands of conversations: their stored counts, read at once,
+        # rule out most before any is summarised.
+        tallies = store.thread_tallies(outcome.threads)
         for key in outcome.threads:
-            fired += _negative_thread(store, alerting, key, now)
+            tally = tallies.get(key)
+            if tally is not None and _may_turn_negative(alerting, tally):
+                fired += _negative_thread(store, alerting, key, now)
     if rules.unanswered_negative.enabled:
         fired += _unanswered_negative(store, alerting, now)
     if rules.very_negative_mention.enabled and outcome.new_mention_ids:
@@ -304,15 +309,29 @@ def _since_last_alert(store: Store, key: str, last_at: str) -> tuple[int, int]:
     return store.negative_since(key, last_at)
 
 
+def _may_turn_negative(alerting: Alerting, tally: ThreadTally) -> bool:
+    """Whether the conversation's counts could meet the rule (the windowed count can only be
+    lower than the whole count: no need to count when the whole falls short)."""
+    rule = alerting.rules.negative_thread
+    if tally.status in _QUIET_STATUSES:
+        return False
+    return tally.negative_posts >= rule.min_negative or _negative_on_average(rule, tally)
+
+
+def _negative_on_average(rule: NegativeThreadRule, tally: ThreadTally | ThreadSummary) -> bool:
+    mean = tally.mean_compound
+    return tally.posts >= rule.min_posts and mean is not None and mean <= rule.mean_at_most
+
+
 def _negative_thread(store: Store, alerting: Alerting, key: str, now: datetime) -> list[int]:
     rule = alerting.rules.negative_thread
     summary = store.thread_summary(key)
     if summary is None or summary.status in _QUIET_STATUSES:
         return []
-    posts, negative, mean = summary.posts, summary.negative_posts, summary.mean_compound
-    by_mean = posts >= rule.min_posts and mean is not None and mean <= rule.mean_at_most
-    if negative < rule.min_negative and not by_mean:
-        return []  # the windowed count can only be lower: no need to count
+    posts, mean = summary.posts, summary.mean_compound
+    by_mean = _negative_on_average(rule, summary)
+    if summary.negative_posts < rule.min_negative and not by_mean:
+        return []
     recent_negative = store.recent_negative_posts(key, now - timedelta(seconds=rule.window))
     by_count = recent_negative >= rule.min_negative
     if not (by_count or by_mean):

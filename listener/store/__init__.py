@@ -46,6 +46,7 @@ from .threads import (
     REOPEN_NOTE,
     ThreadPost,
     ThreadSummary,
+    ThreadTally,
     thread_post,
     thread_summary,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Store",
     "ThreadPost",
     "ThreadSummary",
+    "ThreadTally",
     "connect",
     "is_busy",
     "iso",

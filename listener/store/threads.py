@@ -45,6 +45,22 @@ class ThreadsStore(SourcesStore):
             )
         return out
 
+    def thread_tallies(self, keys: Iterable[str]) -> dict[str, ThreadTally]:
+        """The stored counts of these conversations (those about a brand), read in one go:
+        what a rule checks before it asks for a conversation's full `thread_summary`."""
+        keys = list(dict.fromkeys(k for k in keys if k))
+        out: dict[str, ThreadTally] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, status, posts, negative, mean in self.conn.execute(
+                "SELECT key, status, posts, negative_posts, mean_compound FROM threads "
+                f"WHERE key IN ({marks}) AND brands IS NOT NULL",
+                chunk,
+            ):
+                out[key] = ThreadTally(status or "new", posts or 0, negative or 0, mean)
+        return out
+
     def _stored_thread_title(self, key: str) -> str:
         """A reply without a title of its own is shown under its conversation's title."""
         row = self.conn.execute("SELECT title FROM threads WHERE key = ?", (key,)).fetchone()
@@ -332,6 +348,16 @@ class ThreadsStore(SourcesStore):
 
 
 # --- conversations, as people are told about them ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreadTally:
+    """A conversation's stored counts: its triage state, posts, negative posts, mean score."""
+
+    status: str
+    posts: int
+    negative_posts: int
+    mean_compound: float | None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from httpd import LoopbackServer, RequestInfo, unused_port_url
 from smtp_peer import free_port
 
 from listener.alerts.channels import (
+    SLACK_BURST,
     Delivery,
     EmailChannel,
     SlackChannel,
@@ -390,7 +391,10 @@ class FakeClock:
         self.now += seconds
 
 
-def test_slack_rate_limiter_spaces_sends_per_webhook(httpd: LoopbackServer) -> None:
+def test_slack_limiter_sends_a_burst_at_once_then_one_a_second(httpd: LoopbackServer) -> None:
+    """Slack allows about one message a second per webhook with short bursts: a burst goes out
+    at once, more than that is paced at 1/s, each webhook has its own bucket, and an idle
+    bucket refills."""
     clock = FakeClock()
     arrived: list[tuple[str, float]] = []
 
@@ -400,39 +404,74 @@ def test_slack_rate_limiter_spaces_sends_per_webhook(httpd: LoopbackServer) -> N
 
     httpd.add("/hook-a", handler=record)
     httpd.add("/hook-b", handler=record)
-    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)  # the default burst
     a, b = slack_channel(httpd, "/hook-a"), slack_channel(httpd, "/hook-b")
 
-    async def burst() -> list[Delivery]:
+    async def sends(channels: list[SlackChannel]) -> None:
         async with httpx.AsyncClient(trust_env=False) as http:
-            results = []
-            for channel in (a, a, b, a):
-                results.append(
-                    await send_alert(channel, make_message(), http=http, limiter=limiter)
-                )
-            return results
+            for channel in channels:
+                result = await send_alert(channel, make_message(), http=http, limiter=limiter)
+                assert result.ok
 
-    assert all(r.ok for r in asyncio.run(burst()))
+    asyncio.run(sends([a] * (SLACK_BURST + 2) + [b]))
     times_a = [t for route, t in arrived if route == "/hook-a"]
-    assert len(times_a) == 3
-    assert times_a[1] - times_a[0] >= 1.0 and times_a[2] - times_a[1] >= 1.0
+    assert SLACK_BURST > 1
+    assert times_a == [1000.0] * SLACK_BURST + [1001.0, 1002.0]
     # Another webhook has its own budget: it did not wait behind /hook-a.
-    assert [t for route, t in arrived if route == "/hook-b"] == [times_a[1]]
+    assert [t for route, t in arrived if route == "/hook-b"] == [1002.0]
+    assert clock.sleeps == [1.0, 1.0]
+
+    clock.now += 60  # a quiet minute: the bucket is full again
+    arrived.clear()
+    asyncio.run(sends([a] * SLACK_BURST))
+    assert [t for _, t in arrived] == [1062.0] * SLACK_BURST
     assert clock.sleeps == [1.0, 1.0]
 
 
-def test_slack_rate_limiter_queues_concurrent_senders() -> None:
+def test_slack_limiter_queues_concurrent_senders() -> None:
     clock = FakeClock()
-    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    limiter = SlackRateLimiter(1.0, burst=2, clock=clock, sleep=clock.sleep)
 
     async def send_one() -> float:
         await limiter.wait("https://hooks.example/a")
         return clock.now  # when this sender got its slot
 
-    async def three_at_once() -> list[float]:
-        return list(await asyncio.gather(*(send_one() for _ in range(3))))
+    async def four_at_once() -> list[float]:
+        return list(await asyncio.gather(*(send_one() for _ in range(4))))
 
-    assert asyncio.run(three_at_once()) == [1000.0, 1001.0, 1002.0]
+    # Two at once (the burst), then one a second, in the order they asked.
+    assert asyncio.run(four_at_once()) == [1000.0, 1000.0, 1001.0, 1002.0]
+
+
+def test_slack_429_retry_after_pauses_the_webhook_for_every_message(
+    httpd: LoopbackServer,
+) -> None:
+    """After a 429 with Retry-After, nothing more goes to that webhook before the time Slack
+    named (not only the refused message: the next one too), and then no burst."""
+    clock = FakeClock()
+    arrived: list[float] = []
+
+    def limited_once(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        arrived.append(clock.now)
+        if len(arrived) == 2:
+            return 429, {"retry-after": "7"}, b"rate_limited"
+        return 200, {}, b"ok"
+
+    httpd.add("/hook", handler=limited_once)
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    channel = slack_channel(httpd, "/hook")
+
+    async def sends(n: int) -> list[Delivery]:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            return [
+                await send_alert(channel, make_message(), http=http, limiter=limiter)
+                for _ in range(n)
+            ]
+
+    results = asyncio.run(sends(4))
+    assert [r.ok for r in results] == [True, False, True, True]
+    assert results[1].retry_after_s == 7
+    assert arrived == [1000.0, 1000.0, 1007.0, 1008.0]
 
 
 def test_slack_respects_block_kit_limits() -> None:

@@ -9,7 +9,8 @@ was sent), and when the Slack message naming its URL arrived. Prints p50/p95 per
     .venv/bin/python bench/time_to_alert.py --posts 20 --every 30s
 
 Goals (issue 14): polled <= its interval + 10 s; streamed p95 <= 5 s. Slack takes about one
-message a second per webhook (listener paces itself), so keep `--gap` at 2 s or more.
+message a second per webhook with short bursts (listener paces itself: a burst of 5, then 1/s),
+so keep `--gap` at 2 s or more for a sustained rate Slack accepts.
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +21,7 @@ from httpd import LoopbackServer, RequestInfo, unused_port_url
 from smtp_peer import free_port
 
 from listener.alerts.channels import (
+    SLACK_BURST,
     Delivery,
     EmailChannel,
     SlackChannel,
@@ -25,7 +29,8 @@ from listener.alerts.channels import (
     WebhookChannel,
     send_alert,
 )
-from listener.alerts.message import AlertMessage, Digest, Evidence
+from listener.alerts.message import AlertMessage, Digest, Evidence, message_to_dict
+from listener.alerts.outbox import deliver_pending
 from listener.alerts.render import (
     SLACK_HEADER_MAX,
     SLACK_MAX_BLOCKS,
@@ -36,6 +41,7 @@ from listener.alerts.render import (
 )
 from listener.cli import cli
 from listener.fetch import default_user_agent
+from listener.store import Store, iso
 
 HOSTILE = (
     "Acme support is a joke <!channel> <!here> <!everyone> ping <@U123ABC> "
@@ -390,7 +396,10 @@ class FakeClock:
         self.now += seconds
 
 
-def test_slack_rate_limiter_spaces_sends_per_webhook(httpd: LoopbackServer) -> None:
+def test_slack_limiter_sends_a_burst_at_once_then_one_a_second(httpd: LoopbackServer) -> None:
+    """Slack allows about one message a second per webhook with short bursts: a burst goes out
+    at once, more than that is paced at 1/s, each webhook has its own bucket, and an idle
+    bucket refills."""
     clock = FakeClock()
     arrived: list[tuple[str, float]] = []
 
@@ -400,39 +409,178 @@ def test_slack_rate_limiter_spaces_sends_per_webhook(httpd: LoopbackServer) -> N
 
     httpd.add("/hook-a", handler=record)
     httpd.add("/hook-b", handler=record)
-    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)  # the default burst
     a, b = slack_channel(httpd, "/hook-a"), slack_channel(httpd, "/hook-b")
 
-    async def burst() -> list[Delivery]:
+    async def sends(channels: list[SlackChannel]) -> None:
         async with httpx.AsyncClient(trust_env=False) as http:
-            results = []
-            for channel in (a, a, b, a):
-                results.append(
-                    await send_alert(channel, make_message(), http=http, limiter=limiter)
-                )
-            return results
+            for channel in channels:
+                result = await send_alert(channel, make_message(), http=http, limiter=limiter)
+                assert result.ok
 
-    assert all(r.ok for r in asyncio.run(burst()))
+    asyncio.run(sends([a] * (SLACK_BURST + 2) + [b]))
     times_a = [t for route, t in arrived if route == "/hook-a"]
-    assert len(times_a) == 3
-    assert times_a[1] - times_a[0] >= 1.0 and times_a[2] - times_a[1] >= 1.0
+    assert SLACK_BURST > 1
+    assert times_a == [1000.0] * SLACK_BURST + [1001.0, 1002.0]
     # Another webhook has its own budget: it did not wait behind /hook-a.
-    assert [t for route, t in arrived if route == "/hook-b"] == [times_a[1]]
+    assert [t for route, t in arrived if route == "/hook-b"] == [1002.0]
+    assert clock.sleeps == [1.0, 1.0]
+
+    clock.now += 60  # a quiet minute: the bucket is full again
+    arrived.clear()
+    asyncio.run(sends([a] * SLACK_BURST))
+    assert [t for _, t in arrived] == [1062.0] * SLACK_BURST
     assert clock.sleeps == [1.0, 1.0]
 
 
-def test_slack_rate_limiter_queues_concurrent_senders() -> None:
+def test_slack_limiter_queues_concurrent_senders() -> None:
     clock = FakeClock()
-    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    limiter = SlackRateLimiter(1.0, burst=2, clock=clock, sleep=clock.sleep)
 
     async def send_one() -> float:
         await limiter.wait("https://hooks.example/a")
         return clock.now  # when this sender got its slot
 
-    async def three_at_once() -> list[float]:
-        return list(await asyncio.gather(*(send_one() for _ in range(3))))
+    async def four_at_once() -> list[float]:
+        return list(await asyncio.gather(*(send_one() for _ in range(4))))
 
-    assert asyncio.run(three_at_once()) == [1000.0, 1001.0, 1002.0]
+    # Two at once (the burst), then one a second, in the order they asked.
+    assert asyncio.run(four_at_once()) == [1000.0, 1000.0, 1001.0, 1002.0]
+
+
+def test_slack_429_retry_after_pauses_the_webhook_for_every_message(
+    httpd: LoopbackServer,
+) -> None:
+    """After a 429 with Retry-After, nothing more goes to that webhook before the time Slack
+    named (not only the refused message: the next one too), and then no burst."""
+    clock = FakeClock()
+    arrived: list[float] = []
+
+    def limited_once(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        arrived.append(clock.now)
+        if len(arrived) == 2:
+            return 429, {"retry-after": "7"}, b"rate_limited"
+        return 200, {}, b"ok"
+
+    httpd.add("/hook", handler=limited_once)
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    channel = slack_channel(httpd, "/hook")
+
+    async def sends(n: int) -> list[Delivery]:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            return [
+                await send_alert(channel, make_message(), http=http, limiter=limiter)
+                for _ in range(n)
+            ]
+
+    results = asyncio.run(sends(4))
+    assert [r.ok for r in results] == [True, False, True, True]
+    assert results[1].retry_after_s == 7
+    assert arrived == [1000.0, 1000.0, 1007.0, 1008.0]
+
+
+def queue_test_alert(store: Store, n: int, now: datetime) -> None:
+    """Alert number `n` (its URL ends in /post/n) queued for the channel "slack", due `now`."""
+    message = make_message(alert_id=f"a{n}", url=f"https://example.com/post/{n}")
+    with store.transaction():
+        store.queue_alert(
+            key=f"a{n}",
+            created_at=iso(now),
+            rule="very_negative_mention",
+            level=1,
+            brand="Acme",
+            subject=f"post {n}",
+            thread_key=None,
+            title=None,
+            url=None,
+            why=None,
+            payload=json.dumps(message_to_dict(message)),
+            channels=["slack"],
+        )
+
+
+def test_outbox_sends_the_freshest_alert_first_when_slack_is_backlogged(
+    tmp_path: Path, httpd: LoopbackServer
+) -> None:
+    """More alerts than the burst wait for one Slack webhook: the burst goes in order, then the
+    newest alert first, including one queued while the backlog drains (a stream's alert is not
+    held behind a poll's). None is lost: the rest follows, every outbox row is `sent` once."""
+    clock = FakeClock()
+    got: list[str] = []
+
+    def record(request: RequestInfo) -> tuple[int, dict[str, str], bytes]:
+        got.append(re.findall(r"example\.com/post/(\d+)", request.body.decode())[0])
+        return 200, {}, b"ok"
+
+    httpd.add("/hook", handler=record)
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    store = Store.open(tmp_path / "mentions.db")
+
+    def queue(n: int) -> None:
+        queue_test_alert(store, n, now)
+
+    for n in range(1, 7):
+        queue(n)
+
+    async def sleep_then_a_fresh_alert(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if len(clock.sleeps) == 1:
+            queue(7)  # arrives while the backlog is being paced
+
+    limiter = SlackRateLimiter(1.0, burst=2, clock=clock, sleep=sleep_then_a_fresh_alert)
+    channels = {"slack": SlackChannel(name="slack", webhook_url=httpd.url("/hook"))}
+
+    async def flush() -> int:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            report = await deliver_pending(
+                store, channels, http=http, now=lambda: now, limiter=limiter
+            )
+        assert not report.errors
+        return report.sent
+
+    try:
+        # One turn per alert due when the flush began (6): the seventh, queued meanwhile, takes
+        # one of them, so the oldest is left for the next flush rather than holding it up.
+        assert asyncio.run(flush()) == 6
+        assert got == ["1", "2", "6", "7", "5", "4"]
+        assert asyncio.run(flush()) == 1
+        assert got[-1] == "3"
+        rows = store.conn.execute("SELECT status, attempts FROM outbox").fetchall()
+        assert sorted(rows) == [("sent", 1)] * 7
+    finally:
+        store.close()
+
+
+def test_outbox_leaves_a_paused_slack_webhook_for_a_later_flush(
+    tmp_path: Path, httpd: LoopbackServer
+) -> None:
+    """Slack answered 429 "retry after 60 s": the next flush neither posts to that webhook nor
+    sits out the minute (it would hold up every other channel); the alert stays pending."""
+    clock = FakeClock()
+    httpd.add("/hook", body="rate_limited", status=429, retry_after="60", content_type="text/plain")
+    store = Store.open(tmp_path / "mentions.db")
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    for n in (1, 2):
+        queue_test_alert(store, n, now)
+    limiter = SlackRateLimiter(1.0, clock=clock, sleep=clock.sleep)
+    channels = {"slack": SlackChannel(name="slack", webhook_url=httpd.url("/hook"))}
+
+    async def flush() -> tuple[int, int]:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            report = await deliver_pending(
+                store, channels, http=http, now=lambda: now, limiter=limiter
+            )
+        return report.sent, report.retrying
+
+    try:
+        assert asyncio.run(flush()) == (0, 1)  # the first alert was refused, the second waits
+        clock.now += 1
+        assert asyncio.run(flush()) == (0, 0)
+        assert httpd.hits["/hook"] == 1 and clock.sleeps == []
+        rows = store.conn.execute("SELECT status, attempts FROM outbox ORDER BY alert_id")
+        assert rows.fetchall() == [("pending", 1), ("pending", 0)]
+    finally:
+        store.close()
 
 
 def test_slack_respects_block_kit_limits() -> None:

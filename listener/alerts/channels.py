@@ -95,35 +95,66 @@ class Delivery:
 # ------------------------------------------------------------------------------ rate limiting
 
 
-class SlackRateLimiter:
-    """At most one message per `interval_s` per webhook URL (Slack allows about 1/s).
+# Slack documents "1 per second, short bursts >1 allowed" for posting messages, incoming webhooks
+# included (https://api.slack.com/docs/rate-limits). A burst this size goes out at once; past it,
+# messages are spaced one a second, so a sustained stream stays within the documented rate.
+SLACK_BURST = 5
 
-    Each caller reserves the next free slot before it sleeps, so concurrent senders queue up in
-    order without a lock (and the limiter is not tied to one event loop). `clock` and `sleep` are
-    injectable so tests need not wait.
+
+class SlackRateLimiter:
+    """A token bucket per webhook URL: up to `burst` messages at once, refilled one every
+    `interval_s` (Slack allows about 1/s with short bursts). `burst=1` is strict pacing.
+
+    Each caller reserves its slot before it sleeps (the bucket is kept as the time its next
+    token is "paid off", as in GCRA), so concurrent senders queue up in order without a lock and
+    the limiter is not tied to one event loop. `hold` empties a bucket until a time the receiver
+    asked for (a 429's Retry-After). `clock` and `sleep` are injectable so tests need not wait.
     """
 
     def __init__(
         self,
         interval_s: float = 1.0,
         *,
+        burst: int = SLACK_BURST,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
         self.interval_s = interval_s
+        self.burst = burst
         self._clock = clock
         self._sleep = sleep
-        self._next: dict[str, float] = {}
+        # Per key: when the bucket would be full again if nothing more were sent.
+        self._full_at: dict[str, float] = {}
+
+    def _slot(self, key: str, now: float) -> tuple[float, float]:
+        """(when `key`'s next message may go, the bucket's "full again" time after it)."""
+        full_at = max(now, self._full_at.get(key, now))
+        # A message may go once at most `burst - 1` earlier ones are still being paid off.
+        slot = max(now, full_at - (self.burst - 1) * self.interval_s)
+        return slot, full_at + self.interval_s
+
+    def delay(self, key: str) -> float:
+        """Seconds until `key` may send (0 when a message could go now); reserves nothing."""
+        now = self._clock()
+        return self._slot(key, now)[0] - now
 
     async def wait(self, key: str) -> float:
         """Wait for `key`'s next slot; returns the seconds waited (0 when the slot was free)."""
         now = self._clock()
-        slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + self.interval_s
+        slot, self._full_at[key] = self._slot(key, now)
         delay = slot - now
         if delay > 0:
             await self._sleep(delay)
         return delay
+
+    def hold(self, key: str, seconds: float) -> None:
+        """Send nothing more on `key` for `seconds` (what a 429 asked for), and then no burst:
+        one message per `interval_s` until the bucket has refilled."""
+        until = self._clock() + max(seconds, 0.0)
+        full_at = until + (self.burst - 1) * self.interval_s
+        self._full_at[key] = max(self._full_at.get(key, full_at), full_at)
 
 
 # Used when the caller does not pass one, so the limit holds across calls in one process.
@@ -321,9 +352,14 @@ async def _send_slack(
     await limiter.wait(channel.webhook_url)
     # Slack's incoming webhooks ignore Idempotency-Key today; a relay or proxy in front may not.
     headers = {"Idempotency-Key": _message_key(message)}
-    return await _post(
+    result = await _post(
         "Slack", channel.name, http, channel.webhook_url, payload, headers, user_agent
     )
+    if not result.ok and result.retry_after_s is not None:
+        # Slack asked for a pause (429 Retry-After): the other alerts waiting for this webhook
+        # keep it too, not just the one that was refused (Slack disables apps that push on).
+        limiter.hold(channel.webhook_url, result.retry_after_s)
+    return result
 
 
 def _bad_header(name: str, value: str) -> bool:

@@ -13,6 +13,10 @@ receiver may show it twice, webhooks and mail can deduplicate by Idempotency-Key
 `run` starts again (`recover_interrupted`), or by any flush once its lease has run out. A second
 process flushing at the same time cannot claim a row that is already in flight.
 
+Alerts for a channel go out oldest first while the channel can take them at once (Slack: a short
+burst); once it must pace them, the newest due alert goes first, so a fresh alert is never held
+behind a backlog. Each alert is still claimed, sent and recorded on its own row.
+
 One alert or channel failing never stops the others: every batch is delivered and recorded on its
 own, and an unexpected error is logged and recorded on the row it concerns.
 """
@@ -31,8 +35,10 @@ import httpx
 from ..store import Store
 from ..units import clamp_wait, parse_iso
 from .channels import (
+    DEFAULT_SLACK_LIMITER,
     Channel,
     Delivery,
+    SlackChannel,
     SlackRateLimiter,
     send_alert,
 )
@@ -47,6 +53,9 @@ DIGEST_PERIOD_S = {"hourly": 3600.0, "daily": 86400.0}
 # the HTTP / SMTP timeouts (20 s per step), so a row still `sending` after this was abandoned by a
 # process that died mid-send; `run` also takes them back at once when it starts.
 SEND_LEASE_S = 300.0
+# A channel whose receiver asked for a longer pause than this is left for a later flush rather
+# than waited for (a flush delivers every channel in turn).
+HOLD_MAX_S = 10.0
 INTERRUPTED = (
     "interrupted mid-send (the process stopped before the receiver answered); sent once more, "
     "so the receiver may show it twice"
@@ -195,47 +204,95 @@ async def _deliver_channel(
     rows = _pending(store, name, now(), force)
     if not rows:
         return
-    if channel.digest and not force and not _digest_due(store, channel, now()):
+    if channel.digest:
+        if force or _digest_due(store, channel, now()):
+            # A digest channel sends everything due as one message.
+            ids = [aid for aid, _, _ in rows]
+            await _send(
+                store, name, channel, ids, rows, report, http, now, limiter, backoff, user_agent
+            )
         return
+    limiter = limiter or DEFAULT_SLACK_LIMITER
+    key = _rate_key(channel)
+    tried: set[int] = set()
+    # As many sends as were due when this channel's turn began: alerts queued meanwhile may take
+    # some of them, but a steady stream on one channel never keeps the next channel waiting.
+    turns = len(rows)
+    while turns > 0 and (rows := [row for row in rows if row[0] not in tried]):
+        turns -= 1
+        wait = limiter.delay(key) if key is not None else 0.0
+        if wait > HOLD_MAX_S:
+            # The receiver asked for a long pause (429 Retry-After): the rows stay pending for a
+            # later flush instead of holding up the other channels.
+            log.info("outbox: channel %s paused for %.0f s more (rate limited)", name, wait)
+            return
+        # In order while the channel can take them at once; once it must wait, the newest alert
+        # first, so a fresh alert is never held behind a backlog (the older ones follow, none is
+        # dropped).
+        aid = rows[0][0] if wait <= 0 else rows[-1][0]
+        tried.add(aid)
+        if not await _send(
+            store, name, channel, [aid], rows, report, http, now, limiter, backoff, user_agent
+        ):
+            return  # the channel is down: the rest waits for the next attempt
+        # Read again: alerts queued while this one was paced or sent are due too.
+        rows = _pending(store, name, now(), force)
+
+
+def _rate_key(channel: Channel) -> str | None:
+    """What `SlackRateLimiter` paces this channel by (its webhook URL), None if it is not paced."""
+    return channel.webhook_url if isinstance(channel, SlackChannel) else None
+
+
+async def _send(
+    store: Store,
+    name: str,
+    channel: Channel,
+    batch: Sequence[int],
+    rows: Sequence[tuple[int, int, str]],
+    report: FlushReport,
+    http: httpx.AsyncClient,
+    now: Callable[[], datetime],
+    limiter: SlackRateLimiter | None,
+    backoff: Backoff,
+    user_agent: str | None,
+) -> bool:
+    """Claim, send and record one message (one alert, or a digest of `batch`); False when the
+    channel is down for now (a failure worth retrying later)."""
+    ids, attempts = _claim(store, batch, name, now())
+    if not ids:
+        return True  # another process is sending these
     payloads = {aid: payload for aid, _, payload in rows}
-    ids_due = [aid for aid, _, _ in rows]
-    # A digest channel sends everything due as one message; the others one message per alert.
-    batches = [ids_due] if channel.digest else [[aid] for aid in ids_due]
-    for batch in batches:
-        ids, attempts = _claim(store, batch, name, now())
-        if not ids:
-            continue  # another process is sending these
+    try:
+        messages = [message_from_payload(payloads[aid]) for aid in ids]
+        message: AlertMessage | Digest = (
+            Digest(channel=name, period=channel.digest, messages=tuple(messages))
+            if channel.digest
+            else messages[0]
+        )
+    except Exception as exc:
+        log.exception("outbox: alert(s) %s cannot be read for channel %s", ids, name)
+        delivery = Delivery(
+            False, f"{name}: the stored alert cannot be read ({type(exc).__name__})", None, True
+        )
+    else:
         try:
-            messages = [message_from_payload(payloads[aid]) for aid in ids]
-            message: AlertMessage | Digest = (
-                Digest(channel=name, period=channel.digest, messages=tuple(messages))
-                if channel.digest
-                else messages[0]
+            delivery = await send_alert(
+                channel, message, http=http, limiter=limiter, user_agent=user_agent
             )
-        except Exception as exc:
-            log.exception("outbox: alert(s) %s cannot be read for channel %s", ids, name)
-            delivery = Delivery(
-                False, f"{name}: the stored alert cannot be read ({type(exc).__name__})", None, True
-            )
-        else:
-            try:
-                delivery = await send_alert(
-                    channel, message, http=http, limiter=limiter, user_agent=user_agent
-                )
-            except Exception as exc:  # send_alert answers Delivery; this is a bug
-                log.exception("outbox: sending on channel %s failed", name)
-                delivery = Delivery(False, f"{name}: unexpected {type(exc).__name__} (see log)")
-        outcome = _record(store, ids, name, delivery, attempts, now(), backoff)
-        if outcome == "sent":
-            report.sent += len(ids)
-        elif outcome == "failed":
-            report.failed += len(ids)
-            report.errors.append(f"{name}: {delivery.error}")
-        else:
-            report.retrying += len(ids)
-            report.errors.append(f"{name}: {delivery.error}")
-        if not delivery.ok and not delivery.permanent:
-            break  # the channel is down: the rest waits for the next attempt
+        except Exception as exc:  # send_alert answers Delivery; this is a bug
+            log.exception("outbox: sending on channel %s failed", name)
+            delivery = Delivery(False, f"{name}: unexpected {type(exc).__name__} (see log)")
+    outcome = _record(store, ids, name, delivery, attempts, now(), backoff)
+    if outcome == "sent":
+        report.sent += len(ids)
+    elif outcome == "failed":
+        report.failed += len(ids)
+        report.errors.append(f"{name}: {delivery.error}")
+    else:
+        report.retrying += len(ids)
+        report.errors.append(f"{name}: {delivery.error}")
+    return delivery.ok or delivery.permanent
 
 
 def outbox_counts(store: Store) -> dict[str, int]:

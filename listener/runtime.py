@@ -51,12 +51,6 @@ def build_matcher(config: Config) -> Matcher:
     return Matcher.from_brands(config.brands)
 
 
-def scorer_version(config: Config) -> str:
-    from .sentiment import lexicon_version
-
-    return lexicon_version(sentiment_config(config))
-
-
 def build_scorer(config: Config) -> Scorer:
     from .sentiment import Scorer
 
@@ -146,7 +140,6 @@ async def open_runtime(
                 fetcher=fetcher,
                 matcher_factory=lambda: build_matcher(config),
                 scorer_factory=lambda: build_scorer(config),
-                lexicon_version_factory=lambda: scorer_version(config),
                 now=now,
                 alerting=build_alerting(config),
                 brands=config.brands,

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from .analyse import Analysis, Identity
     from .match import Matcher
     from .models import Item
-    from .sentiment import Scorer, SentimentConfig
+    from .sentiment import Scorer
     from .workers import CpuPool
 
 
 def sentiment_settings(config: Config) -> dict[str, Any]:
-    """The `sentiment:` block as plain keyword arguments of `SentimentConfig` (picklable)."""
+    """The `sentiment:` block as plain keyword arguments of `SentimentConfig`, for a worker
+    process (its read-only mappings do not pickle)."""
     s = config.sentiment
     return {
         "positive_threshold": s.positive_threshold,
@@ -37,12 +38,6 @@ def sentiment_settings(config: Config) -> dict[str, Any]:
         "phrases": dict(s.phrases),
         "domain_lexicon": s.domain_lexicon,
     }
-
-
-def sentiment_config(config: Config) -> SentimentConfig:
-    from .sentiment import SentimentConfig
-
-    return SentimentConfig(**sentiment_settings(config))
 
 
 def build_matcher(config: Config) -> Matcher:
@@ -54,7 +49,7 @@ def build_matcher(config: Config) -> Matcher:
 def build_scorer(config: Config) -> Scorer:
     from .sentiment import Scorer
 
-    return Scorer(sentiment_config(config))
+    return Scorer(config.sentiment)
 
 
 def build_alerting(config: Config) -> Alerting:

@@ -45,6 +45,9 @@ class Analysis:
     mentions: tuple[MentionScore, ...]
     item_score: Score | None  # set when the item names a brand or sits in a brand thread
     lang: str | None = None  # given by the source or detected (scored items); None: unknown
+    # The lexicon version of the scorer that made these scores (None: nothing was scored), so
+    # a score read in a worker process is stored with the version it was made with.
+    lexicon_version: str | None = None
 
 
 def identity_keys(item: Item) -> tuple[str, ...]:
@@ -164,7 +167,7 @@ def score_matches(
             )
             for m in matches
         )
-    return Analysis(mentions, item_score, lang)
+    return Analysis(mentions, item_score, lang, scorer.lexicon_version)
 
 
 def _reply_title(item: Item) -> bool:

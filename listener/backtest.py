@@ -156,10 +156,8 @@ def apply_rules(
             item_score = None
             if adds:
                 analysis = score_matches(item, matches, matcher, scorer, in_brand_thread=True)
-                extra = {**item.extra, "lexicon_version": scorer.lexicon_version}
                 if analysis.lang:
-                    extra["lang"] = analysis.lang
-                item = replace(item, extra=extra)
+                    item = replace(item, extra={**item.extra, "lang": analysis.lang})
                 item_score = analysis.item_score
                 mentions = tuple(
                     Mention(
@@ -170,6 +168,7 @@ def apply_rules(
                         snippet=ms.snippet,
                         score=ms.score,
                         item_score=item_score,
+                        lexicon_version=analysis.lexicon_version,
                     )
                     for ms in analysis.mentions
                     if ms.match.brand in adds

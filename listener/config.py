@@ -35,6 +35,7 @@ from pydantic import (
 
 from .models import AlertSettings, Brand, FetchLimits, Product, Retention, Rules, SourceSpec
 from .secrets import mask
+from .sentiment import SentimentConfig
 
 # Durations are read and written in `listener.units` (every layer uses them); importable here too.
 from .units import MAX_DURATION_S as MAX_DURATION_S
@@ -585,7 +586,7 @@ class Config:
     database: Path
     brands: tuple[Brand, ...]
     sources: tuple[SourceSpec, ...]
-    sentiment: SentimentModel
+    sentiment: SentimentConfig
     fetch: FetchLimits
     user_agent: str | None
     transport: Literal["aiohttp", "httpx"]
@@ -918,7 +919,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             errors.append(
                 (f"alerts.rules.very_negative_mention.sources[{i}]", f"no source named {name!r}")
             )
-    if errors:
+    sentiment = _sentiment(model.sentiment, errors)
+    if errors or sentiment is None:
         raise ConfigError(_format_errors(path, index, errors), secrets)
 
     f = model.fetch
@@ -941,7 +943,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         database=database,
         brands=tuple(_brand(b) for b in model.brands),
         sources=tuple(specs),
-        sentiment=model.sentiment,
+        sentiment=sentiment,
         fetch=limits,
         user_agent=f.user_agent,
         transport=f.transport,
@@ -961,6 +963,26 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ),
         serve_url=model.serve_url,
     )
+
+
+def _sentiment(model: SentimentModel, errors: list[tuple[str, str]]) -> SentimentConfig | None:
+    """The `sentiment:` block as the scorer's own frozen `SentimentConfig`; None (with `errors`
+    added) when the scorer refuses a word the YAML allowed (`"great!"` can never match)."""
+    try:
+        return SentimentConfig(
+            positive_threshold=model.positive_threshold,
+            negative_threshold=model.negative_threshold,
+            lexicon=model.lexicon,
+            phrases=model.phrases,
+            domain_lexicon=model.domain_lexicon,
+        )
+    except ValueError as exc:
+        # Its messages start with where: "sentiment.lexicon['great!']: ...".
+        where, sep, why = str(exc).partition(": ")
+        errors.append(
+            (where, why) if sep and where.startswith("sentiment") else ("sentiment", str(exc))
+        )
+        return None
 
 
 def _channels(raw: Sequence[Any], errors: list[tuple[str, str]]) -> list[Any] | None:

@@ -174,6 +174,9 @@ class Mention:
     snippet: str
     score: Score
     item_score: Score | None = None
+    # The scorer's lexicon version that gave `score` (`mentions.lexicon_version`): what
+    # `listener rescore` compares to know which mentions a lexicon change left stale.
+    lexicon_version: str | None = None
 
 
 @dataclass(frozen=True)

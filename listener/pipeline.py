@@ -49,8 +49,6 @@ class Runtime:
     # The scorer is built on first use: compiling its phrase lexicon takes about a second, which
     # a poll where nothing changed never needs to spend.
     scorer_factory: Callable[[], Scorer]
-    # The scorer's lexicon version, known without building it (needed once there are mentions).
-    lexicon_version_factory: Callable[[], str]
     now: Callable[[], datetime] = utc_now
     alerting: Alerting | None = None  # None: no rules run (e.g. a one-off poll without alerts)
     cpu: CpuPool | None = None  # worker processes for parsing and scoring; None: inline
@@ -58,7 +56,6 @@ class Runtime:
     brands: tuple[Brand, ...] = ()
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
     _matcher: Matcher | None = field(default=None, init=False, repr=False)
-    _lexicon_version: str | None = field(default=None, init=False, repr=False)
     _accounts: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -69,12 +66,6 @@ class Runtime:
 
             self._accounts = brand_accounts(self.brands)
         return self._accounts
-
-    @property
-    def lexicon_version(self) -> str:
-        if self._lexicon_version is None:
-            self._lexicon_version = self.lexicon_version_factory()
-        return self._lexicon_version
 
     @property
     def matcher(self) -> Matcher:
@@ -238,8 +229,6 @@ def process_items(
         if not analysis.mentions and analysis.item_score is None and in_thread:
             # Its thread turned out to be about a brand only with what the store knows.
             analysis = score_matches(item, [], rt.matcher, rt.scorer, in_brand_thread=True)
-        if analysis.mentions:
-            item = replace(item, extra={**item.extra, "lexicon_version": rt.lexicon_version})
         if analysis.lang:
             item = replace(item, extra={**item.extra, "lang": analysis.lang})
         voice = author_brand(item.author, rt.accounts)
@@ -253,6 +242,7 @@ def process_items(
                 # The brand's own account: its replies carry no customer intent.
                 score=ms.score if voice is None else brand_voice(ms.score),
                 item_score=analysis.item_score,
+                lexicon_version=analysis.lexicon_version,
             )
             for ms in analysis.mentions
         )

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from .analyse import Analysis, Identity
     from .match import Matcher
     from .models import Item
-    from .sentiment import Scorer, SentimentConfig
+    from .sentiment import Scorer
     from .workers import CpuPool
 
 
 def sentiment_settings(config: Config) -> dict[str, Any]:
-    """The `sentiment:` block as plain keyword arguments of `SentimentConfig` (picklable)."""
+    """The `sentiment:` block as plain keyword arguments of `SentimentConfig`, for a worker
+    process (its read-only mappings do not pickle)."""
     s = config.sentiment
     return {
         "positive_threshold": s.positive_threshold,
@@ -39,28 +40,16 @@ def sentiment_settings(config: Config) -> dict[str, Any]:
     }
 
 
-def sentiment_config(config: Config) -> SentimentConfig:
-    from .sentiment import SentimentConfig
-
-    return SentimentConfig(**sentiment_settings(config))
-
-
 def build_matcher(config: Config) -> Matcher:
     from .match import Matcher
 
     return Matcher.from_brands(config.brands)
 
 
-def scorer_version(config: Config) -> str:
-    from .sentiment import lexicon_version
-
-    return lexicon_version(sentiment_config(config))
-
-
 def build_scorer(config: Config) -> Scorer:
     from .sentiment import Scorer
 
-    return Scorer(sentiment_config(config))
+    return Scorer(config.sentiment)
 
 
 def build_alerting(config: Config) -> Alerting:
@@ -146,7 +135,6 @@ async def open_runtime(
                 fetcher=fetcher,
                 matcher_factory=lambda: build_matcher(config),
                 scorer_factory=lambda: build_scorer(config),
-                lexicon_version_factory=lambda: scorer_version(config),
                 now=now,
                 alerting=build_alerting(config),
                 brands=config.brands,

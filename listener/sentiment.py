@@ -962,14 +962,6 @@ def _apply_words(
             source.pop(word, None)
 
 
-def lexicon_version(config: SentimentConfig) -> str:
-    """What `Scorer(config).lexicon_version` will be, without building the scorer."""
-    if not config.domain_lexicon:
-        return _version(config, "off")
-    data = (resources.files("listener") / "sentiment_lexicon" / LEXICON_RESOURCE).read_bytes()
-    return _version(config, hashlib.sha256(data).hexdigest()[:16])
-
-
 def _version(config: SentimentConfig, domain_digest: str) -> str:
     state = {
         "rules": RULES_VERSION,

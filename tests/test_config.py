@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from listener.config import ConfigError, load_config, parse_duration
+from listener.sentiment import SentimentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,3 +138,22 @@ def test_sentiment_overrides_validated(tmp_path: Path) -> None:
     text = GOOD + "sentiment:\n  lexicon:\n    refund: -9\n    still waiting: -2\n"
     msg = problems(tmp_path, text)
     assert "sentiment.lexicon" in msg and "-4 to 4" in msg
+
+
+def test_sentiment_words_the_scorer_refuses_are_config_errors_with_their_line(
+    tmp_path: Path,
+) -> None:
+    # A key that could never match is refused when the config is read, not when scoring starts.
+    text = GOOD + 'sentiment:\n  lexicon:\n    "great!": 2\n'
+    msg = problems(tmp_path, text)
+    line = len(GOOD.splitlines()) + 2
+    assert f"sources.yaml:{line}: sentiment.lexicon['great!']:" in msg
+    assert "use 'great'" in msg
+
+
+def test_the_sentiment_block_arrives_as_the_scorers_frozen_dataclass(tmp_path: Path) -> None:
+    text = GOOD + 'sentiment:\n  lexicon:\n    Refund: -1.5\n  phrases:\n    "Still  waiting": -2\n'
+    config = load_config(write(tmp_path, text), env=ENV)
+    assert config.sentiment == SentimentConfig(
+        lexicon={"refund": -1.5}, phrases={"still waiting": -2.0}
+    )

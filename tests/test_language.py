@@ -42,10 +42,10 @@ def test_long_posts_with_english_words_in_them_keep_their_language(monkeypatch) 
         "wir suchen jetzt eine Alternative für unser Team.",
         "nl": "We hebben de app van Acme getest en het is goed, maar de prijs is te hoog voor "
         "een klein bedrijf. Wat doen jullie met de data en waar staat de server precies?",
-        "fr": "J'ai testé Acme \"The Best Of Cloud\" pendant un mois : la synchronisation est "
+        "fr": 'J\'ai testé Acme "The Best Of Cloud" pendant un mois : la synchronisation est '
         "lente, le support ne répond pas et le prix a encore augmenté cette année.",
         "es": "Llevo un año con Acme y el servicio es un desastre: la app se cierra sola, "
-        "nadie contesta en soporte y ahora quieren cobrar más por el plan \"for you\".",
+        'nadie contesta en soporte y ahora quieren cobrar más por el plan "for you".',
     }
     for lang, text in posts.items():
         assert detect(text) == lang, text

@@ -314,7 +314,7 @@ class ItemsStore(ThreadsStore):
                 "auto_label": m.score.label,
                 "item_compound": m.item_score.compound if m.item_score else None,
                 "explanation": json.dumps(list(m.score.explanation), ensure_ascii=False),
-                "lexicon_version": m.item.extra.get("lexicon_version"),
+                "lexicon_version": m.lexicon_version,
                 "intents": json.dumps(list(m.score.intents)),
                 "lang": it.extra.get("lang"),
                 "by_brand": int(p.by_brand is not None),

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .lang import item_language
+from .lang import item_language, scored
 from .match import Matcher, snippet_around
 from .models import Brand, Item, Match, Score
 from .sentiment import Scorer, score_in
@@ -148,11 +148,17 @@ def score_matches(
     lang = item_language(item, text, all_terms)
     # The post's own words: a reply's "Re: <topic>" title is its thread's, not what it says.
     own = item.text if _reply_title(item) else text
+    whole = own[:ITEM_SCORE_CHARS]
+    if len(matches) == 1 and scored(lang) and mention_text(item, text, matches[0].spans) == whole:
+        # One brand, named from the start (often in the title): the item as a whole and the
+        # mention are the same words, read once.
+        m = matches[0]
+        toward, item_score = scorer.score_both(whole, neutralise=terms[m.brand])
+        mention = MentionScore(m, snippet_around(text, m.spans), toward)
+        return Analysis((mention,), item_score, lang, scorer.lexicon_version)
     # The item's score and each mention's read mostly the same sentences: each is read once.
     with scorer.sharing():
-        item_score = score_in(
-            scorer, own[:ITEM_SCORE_CHARS], lang, neutralise=all_terms, toward=False
-        )
+        item_score = score_in(scorer, whole, lang, neutralise=all_terms, toward=False)
         mentions = tuple(
             MentionScore(
                 m,

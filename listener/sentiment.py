@@ -27,7 +27,7 @@ import re
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from itertools import product
@@ -677,6 +677,15 @@ class _TracingAnalyzer(_vader.SentimentIntensityAnalyzer):  # type: ignore[misc]
 # The scorer
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A snippet as read, before it is scored toward its brand or as a whole."""
+
+    polarity: dict[str, float]
+    reading: _Reading
+    explanation: tuple[dict[str, Any], ...]
+
+
 class Scorer:
     """Scores snippets of customer text. Build one per configuration and reuse it: it is cheap
     to call (thousands of snippets a second) and safe to share between threads."""
@@ -779,7 +788,18 @@ class Scorer:
         `neutralise`: the brand's own names, masked before scoring (the brand scored toward).
         `others`: other brands' names; in a post naming both, only what is said about this
         brand counts ("moving from Hooli to Globex" is churn for Hooli, praise for Globex).
+        `toward=False`: the text as a whole (an item's own score): nobody leaves or arrives.
         """
+        return self._finish(self._snippet(text, neutralise, others), toward=toward)
+
+    def score_both(self, text: str, *, neutralise: Sequence[str] = ()) -> tuple[Score, Score]:
+        """`score(text, toward=True)` and `score(text, toward=False)`, read once: an item that
+        names one brand from its start is scored on the same words as a whole and toward it."""
+        read = self._snippet(text, neutralise, ())
+        whole = replace(read, reading=replace(read.reading, cues=list(read.reading.cues)))
+        return self._finish(read, toward=True), self._finish(whole, toward=False)
+
+    def _snippet(self, text: str, neutralise: Sequence[str], others: Sequence[str]) -> _Read:
         if not text.isascii():
             text = text.translate(_QUOTES)
         masked: list[str] = []
@@ -818,14 +838,17 @@ class Scorer:
             lexicon=self._analyzer.lexicon,
             phrases=self._token_phrase,
         )
-        compound = trace.polarity["compound"]
         polarity = trace.polarity
         if reading.changed:
             polarity = self._analyzer.score_valence(trace.sentiments, " ".join(substituted))
-            compound = polarity["compound"]
+        explanation = self._explain(trace, masked)
+        return _Read(polarity, reading, explanation)
+
+    def _finish(self, read: _Read, *, toward: bool) -> Score:
+        reading, polarity = read.reading, read.polarity
         if not toward:
             reading.arrival = reading.churn = False
-        compound = _stance(compound, reading)
+        compound = _stance(polarity["compound"], reading)
         label = self.label_for(compound)
         intents = _intents(reading, label)
         return Score(
@@ -834,7 +857,7 @@ class Scorer:
             neu=polarity["neu"],
             neg=polarity["neg"],
             label=label,
-            explanation=self._explain(trace, masked) + _explain_reading(reading, intents),
+            explanation=read.explanation + _explain_reading(reading, intents),
             intents=intents,
         )
 

@@ -442,3 +442,24 @@ def test_a_problem_solved_is_told_as_praise(scorer: Scorer) -> None:
 def test_opening_remarks_about_the_article_are_not_about_the_brand(scorer: Scorer) -> None:
     text = "Great article, thanks! Acme support took 6 days to answer and the app still crashes."
     assert brand(scorer, text).label == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cancelling Acme today. The sync broke again and support never answered.",
+        "Switched our whole team to Acme last month, best decision this year!",
+        "Is Acme down? Thanks for the 3-day outage, great job.",
+        'Acme\'s new "simplified" pricing: the plan went from $10 to $25.',
+    ],
+)
+def test_an_item_and_its_one_mention_read_once_score_as_read_twice(
+    scorer: Scorer, text: str
+) -> None:
+    # A post naming one brand from its start is read once for its two scores (the mention's,
+    # toward the brand, and the item's as a whole): the same as reading it twice.
+    toward, whole = scorer.score_both(text, neutralise=["Acme"])
+    assert toward == scorer.score(text, neutralise=["Acme"])
+    assert whole == scorer.score(text, neutralise=["Acme"], toward=False)
+    if "Cancelling" in text:
+        assert "churn" in toward.intents and "churn" not in whole.intents

@@ -193,10 +193,6 @@ class SourcePoll:
     # What the user should know about a poll that worked (a feed cut to its first entries): kept
     # on the source (`sources.last_note`, shown by `status`) until a later poll reads it anew.
     note: str | None = None
-    # What a worker process worked out when it parsed the items (`listener.analyse.analyse_items`):
-    # (the items it analysed, one analysis each). Used only while `items` are still those items:
-    # a kind that rewrites or reorders them (Reddit, Google Alerts, YouTube) has them analysed anew.
-    analysed: tuple[list[Item], list[Any]] | None = None
 
 
 # The key under which every source kind keeps the title of the conversation a reply belongs to

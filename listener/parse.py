@@ -70,9 +70,6 @@ class ParsedFeed:
     items: list[Item]
     parser: str  # which parser produced the entries: fastfeedparser, feedparser or jsonfeed
     warning: str | None  # why the document was not clean, when entries were recovered anyway
-    # What a worker process worked out about `items` when it parsed them
-    # (`listener.analyse.analyse_items`, one entry per item); None when not analysed.
-    analysed: list[Any] | None = None
     # Entries the document has beyond the MAX_ITEMS that were read (see `truncation`).
     dropped: int = 0
 

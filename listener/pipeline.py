@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .alerts.rules import Alerting, PollOutcome, evaluate
 from .fetch import Fetcher, current_budget, poll_budget
@@ -28,7 +28,6 @@ from .store import KnownItem, ProcessedItem, Store, iso
 if TYPE_CHECKING:  # the CPU side is imported when there is something to parse or score
     from .analyse import Analysis, Identity
     from .match import Matcher
-    from .parse import ParsedFeed
     from .sentiment import Scorer
     from .workers import CpuPool
 
@@ -287,18 +286,12 @@ async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
     ctx = PollContext(spec=spec, fetcher=rt.fetcher, state=state, now=rt.now, store=rt.store)
     cpu = rt.cpu
     if cpu is not None:
-
-        async def parse_and_analyse(body: bytes, **kwargs: Any) -> ParsedFeed:
-            skip = rt.store.seen_hashes(spec.name, rt.now() - SEEN_WINDOW)
-            return await cpu.parse_feed(body, analyse_skip=skip, **kwargs)
-
-        ctx = replace(ctx, parse_feed=parse_and_analyse)
+        ctx = replace(ctx, parse_feed=cpu.parse_feed)
     analysed: Analysed | None = None
     try:
         result = await kind.poll(ctx)
-        if result.analysed is not None and result.analysed[0] == result.items:
-            analysed = result.analysed[1]
-        if analysed is None and cpu is not None and len(result.items) >= WORKER_MIN_ITEMS:
+        # The kind's items, as it returns them, are analysed by the workers on a big poll.
+        if cpu is not None and len(result.items) >= WORKER_MIN_ITEMS:
             analysed = await cpu.analyse(
                 result.items,
                 rt.store.seen_hashes(spec.name, rt.now() - SEEN_WINDOW),
@@ -309,8 +302,6 @@ async def _poll_source(spec: SourceSpec, rt: Runtime) -> SourceReport:
         result = SourcePoll(items=[], responses=[], error=f"internal error: {exc!r}")
     report = await save_result(spec, rt, result, started, analysed=analysed)
     if report.ok and spec.follow_threads and kind.fetch_thread is not None:
-        if cpu is not None:  # replies are re-threaded before analysis: parse only
-            ctx = replace(ctx, parse_feed=cpu.parse_feed)
         report = await follow_threads(spec, rt, ctx, report)
     return report
 

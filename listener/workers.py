@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # imported by the workers themselves: the polling process may never need them
@@ -93,15 +92,10 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _parse(body: bytes, kwargs: dict[str, Any], skip_hashes: Collection[str] | None) -> ParsedFeed:
+def _parse(body: bytes, kwargs: dict[str, Any]) -> ParsedFeed:
     from .parse import parse_feed
 
-    parsed = parse_feed(body, **kwargs)
-    if skip_hashes is None or not parsed.items:
-        return parsed
-    # Analysed here too, in the same round trip: sending the items back to a worker to be
-    # analysed would pickle them twice more.
-    return replace(parsed, analysed=_analyse(parsed.items, skip_hashes, ()))
+    return parse_feed(body, **kwargs)
 
 
 def _analyse(
@@ -210,13 +204,9 @@ class CpuPool:
                 log.warning("a worker process died; parsing and scoring go on in this process")
             return None
 
-    async def parse_feed(
-        self, body: bytes, *, analyse_skip: Collection[str] | None = None, **kwargs: Any
-    ) -> ParsedFeed:
-        """`parse_feed(body, **kwargs)` in a worker. With `analyse_skip` (content hashes not to
-        analyse again), the items are analysed there too: see `ParsedFeed.analysed`."""
-        skip = frozenset(analyse_skip) if analyse_skip is not None else None
-        parsed = await self._run(len(body), _parse, body, kwargs, skip)
+    async def parse_feed(self, body: bytes, **kwargs: Any) -> ParsedFeed:
+        """`parse_feed(body, **kwargs)` in a worker."""
+        parsed = await self._run(len(body), _parse, body, kwargs)
         if parsed is None:
             from .parse import parse_feed
 

@@ -77,7 +77,6 @@ async def fetch_feed_items(
         responses=[response],
         validators=response.validators,
         body_hash=digest,
-        analysed=(parsed.items, parsed.analysed) if parsed.analysed is not None else None,
         note=note,
     )
 

@@ -155,8 +155,22 @@ class ThreadsStore(SourcesStore):
         """
         score, negative = post_score(), post_negative()
         for start in range(0, len(keys), 500):
+            # Each post's score and negativity are worked out once (MATERIALIZED), then summed
+            # up per thread: the same numbers as reading them in every aggregate.
             self.conn.execute(
                 f"""
+                WITH k(key) AS (SELECT value FROM json_each(?)),
+                p AS MATERIALIZED (
+                  SELECT i.thread_key, i.by_brand, i.is_reply, i.first_seen_at,
+                         coalesce(i.published_at, i.first_seen_at) AS at,
+                         {score} AS score, {negative} AS negative
+                  FROM items i
+                  WHERE i.thread_key IN (SELECT key FROM k) AND i.relevant = 1
+                    AND i.compound IS NOT NULL
+                    AND NOT EXISTS (
+                      SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1
+                    )
+                )
                 UPDATE threads SET
                   posts = agg.posts, negative_posts = agg.negative_posts,
                   mean_compound = agg.mean_compound, worst_compound = agg.worst_compound,
@@ -168,28 +182,22 @@ class ThreadsStore(SourcesStore):
                     THEN coalesce(agg.answered, threads.answered_at)
                     ELSE threads.answered_at END
                 FROM (
-                  SELECT k.value AS key,
-                         count(i.id) AS posts,
-                         coalesce(sum(i.by_brand = 0 AND {negative}), 0) AS negative_posts,
-                         round(avg(CASE WHEN i.by_brand = 0 THEN {score} END), 4)
+                  SELECT k.key AS key,
+                         count(p.thread_key) AS posts,
+                         coalesce(sum(p.by_brand = 0 AND p.negative), 0) AS negative_posts,
+                         round(avg(CASE WHEN p.by_brand = 0 THEN p.score END), 4)
                            AS mean_compound,
-                         min(CASE WHEN i.by_brand = 0 THEN {score} END) AS worst_compound,
-                         min(CASE WHEN i.by_brand = 0 AND {negative}
-                             THEN coalesce(i.published_at, i.first_seen_at) END)
+                         min(CASE WHEN p.by_brand = 0 THEN p.score END) AS worst_compound,
+                         min(CASE WHEN p.by_brand = 0 AND p.negative THEN p.at END)
                            AS first_negative,
-                         min(CASE WHEN i.by_brand = 1 AND i.is_reply = 1
-                             THEN coalesce(i.published_at, i.first_seen_at) END) AS answered,
-                         min(i.first_seen_at) AS first_seen,
-                         max(i.first_seen_at) AS last_seen,
+                         min(CASE WHEN p.by_brand = 1 AND p.is_reply = 1 THEN p.at END)
+                           AS answered,
+                         min(p.first_seen_at) AS first_seen,
+                         max(p.first_seen_at) AS last_seen,
                          (SELECT group_concat(DISTINCT m.brand) FROM mentions m
-                           WHERE m.thread_key = k.value AND m.not_relevant = 0) AS brands
-                  FROM json_each(?) AS k
-                  LEFT JOIN items i ON i.thread_key = k.value AND i.relevant = 1
-                    AND i.compound IS NOT NULL
-                    AND NOT EXISTS (
-                      SELECT 1 FROM mentions x WHERE x.item_id = i.id AND x.not_relevant = 1
-                    )
-                  GROUP BY k.value
+                           WHERE m.thread_key = k.key AND m.not_relevant = 0) AS brands
+                  FROM k LEFT JOIN p ON p.thread_key = k.key
+                  GROUP BY k.key
                 ) AS agg
                 WHERE threads.key = agg.key
                 """,

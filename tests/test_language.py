@@ -47,6 +47,16 @@ def test_long_posts_with_english_words_in_them_keep_their_language(monkeypatch) 
         "es": "Llevo un año con Acme y el servicio es un desastre: la app se cierra sola, "
         'nadie contesta en soporte y ahora quieren cobrar más por el plan "for you".',
     }
+    posts["it"] = (
+        "Uso Acme da tre anni e devo dire che il servizio clienti è peggiorato molto: nessuno "
+        'risponde alle email, l\'app si blocca spesso e il nuovo piano "Pro for Teams" costa il '
+        "doppio. Sto pensando di passare a un altro fornitore."
+    )
+    posts["pt"] = (
+        "Comprei o Acme Hub no mês passado e as atualizações quebraram tudo: a sincronização "
+        "não funciona, o suporte não responde e as faturas vieram com valores errados. Alguém "
+        "sabe se existe uma alternativa melhor?"
+    )
     for lang, text in posts.items():
         assert detect(text) == lang, text
     english = (

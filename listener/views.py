@@ -29,8 +29,10 @@ from typing import Any
 # A post's score in its conversation, the one every thread number, alert and page shows: its most
 # negative score toward a brand it names (its mentions, corrections included), else, for a reply
 # that names none, its own score. `{i}` is the items alias.
+# (`+pm.label`: looked up by item, never through the label index, which the planner would
+# otherwise scan for every post: all negative mentions, per post.)
 _POST_MENTIONS = (
-    "FROM mentions pm WHERE pm.item_id = {i}.id AND pm.not_relevant = 0 AND pm.label != 'unscored'"
+    "FROM mentions pm WHERE pm.item_id = {i}.id AND pm.not_relevant = 0 AND +pm.label != 'unscored'"
 )
 POST_SCORE = f"coalesce((SELECT min(pm.compound) {_POST_MENTIONS}), {{i}}.compound)"
 POST_WHY = (
@@ -40,7 +42,7 @@ POST_WHY = (
 # Negative in its conversation: negative toward a brand it names, else negative itself.
 POST_NEGATIVE = (
     f"(CASE WHEN EXISTS (SELECT 1 {_POST_MENTIONS}) "
-    f"THEN EXISTS (SELECT 1 {_POST_MENTIONS} AND pm.label = 'negative') "
+    f"THEN EXISTS (SELECT 1 {_POST_MENTIONS} AND +pm.label = 'negative') "
     "ELSE {i}.label = 'negative' END)"
 )
 

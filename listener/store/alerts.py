@@ -261,7 +261,7 @@ class AlertsStore(ItemsStore):
         marks = ",".join("?" * len(mention_ids))
         return self.conn.execute(
             f"SELECT {_POST_ROW} FROM mentions WHERE id IN ({marks}) AND not_relevant = 0 "
-            "AND by_brand = 0 AND label = 'negative' AND compound <= ? ORDER BY compound, id",
+            "AND by_brand = 0 AND +label = 'negative' AND compound <= ? ORDER BY compound, id",
             (*mention_ids, compound_at_most),
         ).fetchall()
 
@@ -276,12 +276,13 @@ class AlertsStore(ItemsStore):
         ).fetchall()
 
     def negative_brands(self, mention_ids: Sequence[int]) -> list[str]:
-        """The brands of the negative ones among these mentions."""
+        """The brands of the negative ones among these mentions (`+label`, here and above: by
+        id, never by scanning the label index's every negative mention)."""
         marks = ",".join("?" * len(mention_ids))
         return [
             b
             for (b,) in self.conn.execute(
-                f"SELECT DISTINCT brand FROM mentions WHERE id IN ({marks}) AND label = 'negative'",
+                f"SELECT DISTINCT brand FROM mentions WHERE id IN ({marks}) AND +label = 'negative'",
                 tuple(mention_ids),
             )
         ]

@@ -8,6 +8,7 @@ the Fetcher checks IP literals before a request is made.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_internal(ip: IPAddress) -> bool:
     """Whether `ip` is not on the public internet: loopback, private (10/8, 172.16/12,
     192.168/16, fc00::/7), link-local and cloud metadata (169.254/16, fe80::/10), shared
@@ -37,6 +39,7 @@ def is_internal(ip: IPAddress) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
+@functools.lru_cache(maxsize=4096)  # every request asks, mostly about the same few hosts
 def ip_of(text: str) -> IPAddress | None:
     """The IP address `text` is written as (no brackets, an IPv6 zone dropped), or None."""
     try:

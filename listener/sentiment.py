@@ -1115,16 +1115,24 @@ def describe_intents(explanation: Sequence[Mapping[str, Any]], intent: str | Non
 
 def describe_explanation(explanation: Sequence[Mapping[str, Any]], limit: int = 4) -> str:
     """A short human line for alerts: 'never answered -2.2, crashing -2.0, "not" negates bad'."""
-    parts: list[str] = [
-        f'{e["intent"]}: "{e["words"]}"'
-        for e in explanation
-        if e.get("rule") == "intent" and "words" in e
-    ][:limit]
+    phrases = {e["phrase"]: e["valence"] for e in explanation if "phrase" in e}
+    quoted: set[str] = set()
+    parts: list[str] = []
+    for e in explanation:
+        if e.get("rule") == "intent" and "words" in e and len(parts) < limit:
+            words = e["words"]
+            part = f'{e["intent"]}: "{words}"'
+            if words in phrases:
+                # The intent's words are also a scored phrase: said once, with its valence.
+                part += f" {phrases[words]:+.1f}"
+                quoted.add(words)
+            parts.append(part)
     for entry in explanation:
         if len(parts) >= limit:
             break
         if "phrase" in entry:
-            parts.append(f'"{entry["phrase"]}" {entry["valence"]:+.1f}')
+            if entry["phrase"] not in quoted:
+                parts.append(f'"{entry["phrase"]}" {entry["valence"]:+.1f}')
         elif "word" in entry and "rule" not in entry:
             parts.append(f"{entry['word']} {entry['valence']:+.1f}")
         elif entry.get("rule") == "negation":

@@ -265,6 +265,14 @@ def test_describe_explanation_is_one_readable_line(scorer: Scorer) -> None:
     assert '"never answered" -2.2' in line and '"not" negates bad' in line
 
 
+def test_an_intents_words_that_also_scored_are_said_once(scorer: Scorer) -> None:
+    # An alert's "why" once read 'churn: "leaving <brand>", "leaving <brand>" -2.0'.
+    line = describe_explanation(
+        scorer.score("We are leaving Acme next month.", neutralise=["Acme"]).explanation
+    )
+    assert line == 'churn: "leaving <brand>" -2.0'
+
+
 # --- `listener score` --------------------------------------------------------------------------
 
 

@@ -40,6 +40,17 @@ def _json_list(text: str | None) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+# At most this many values in one `IN (...)`: SQLite's default limit on parameters is 999.
+IN_CHUNK = 500
+
+
+def _in_chunks(values: Sequence[Any]) -> Iterator[tuple[list[Any], str]]:
+    """`values` in pieces for `... IN ({marks})`: (the piece, its "?,?,..." placeholders)."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start : start + IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _insert_many(conn: sqlite3.Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         return

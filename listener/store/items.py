@@ -13,7 +13,7 @@ from typing import Any
 from ..models import Mention, Response, Score, Validators, thread_title
 from ..secrets import mask, mask_url
 from ..units import parse_iso
-from .core import _insert_many, iso
+from .core import _in_chunks, _insert_many, iso
 from .records import KnownItem, ProcessedItem, SaveResult
 from .threads import ThreadsStore
 
@@ -26,9 +26,7 @@ class ItemsStore(ThreadsStore):
     def lookup_keys(self, keys: Sequence[str]) -> dict[str, KnownItem]:
         """Which of these identity keys belong to stored items."""
         found: dict[str, KnownItem] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(keys):
             for key, item_id, content_hash, source, relevant in self.conn.execute(
                 "SELECT k.key, i.id, i.content_hash, i.source, i.relevant FROM item_keys k "
                 f"JOIN items i ON i.id = k.item_id WHERE k.key IN ({marks})",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..models import THREAD_STATUSES, Item, thread_title
 from ..views import post_negative, post_score, post_why
-from .core import _json_list, iso
+from .core import _in_chunks, _json_list, iso
 from .records import ProcessedItem
 from .sources import SourcesStore
 
@@ -34,9 +34,7 @@ class ThreadsStore(SourcesStore):
         """Which of these thread keys are conversations known to be about a brand."""
         keys = list(dict.fromkeys(k for k in keys if k))
         out: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(keys):
             out.update(
                 k
                 for (k,) in self.conn.execute(
@@ -50,9 +48,7 @@ class ThreadsStore(SourcesStore):
         what a rule checks before it asks for a conversation's full `thread_summary`."""
         keys = list(dict.fromkeys(k for k in keys if k))
         out: dict[str, ThreadTally] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(keys):
             for key, status, posts, negative, mean in self.conn.execute(
                 "SELECT key, status, posts, negative_posts, mean_compound FROM threads "
                 f"WHERE key IN ({marks}) AND brands IS NOT NULL",
@@ -209,12 +205,11 @@ class ThreadsStore(SourcesStore):
     ) -> list[tuple[str, str]]:
         """Brand threads with a replies URL: those this poll touched, and the source's recent ones."""
         found: dict[str, str] = {}
-        for start in range(0, len(touched), 500):
-            chunk = list(touched[start : start + 500])
+        for chunk, marks in _in_chunks(touched):
             found.update(
                 self.conn.execute(
                     "SELECT key, replies_url FROM threads WHERE replies_url IS NOT NULL "
-                    f"AND brands IS NOT NULL AND key IN ({','.join('?' * len(chunk))}) "
+                    f"AND brands IS NOT NULL AND key IN ({marks}) "
                     "ORDER BY last_seen_at DESC",
                     chunk,
                 ).fetchall()

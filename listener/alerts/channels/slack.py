@@ -51,9 +51,10 @@ _SLACK_HINTS = {
 }
 
 
-async def _send_slack(
+async def _slack(
     channel: SlackChannel,
     message: AlertMessage | Digest,
+    *,
     http: httpx.AsyncClient,
     limiter: SlackRateLimiter,
     user_agent: str,
@@ -70,17 +71,6 @@ async def _send_slack(
         # keep it too, not just the one that was refused (Slack disables apps that push on).
         limiter.hold(channel.webhook_url, result.retry_after_s)
     return result
-
-
-async def _slack(
-    channel: SlackChannel,
-    message: AlertMessage | Digest,
-    *,
-    http: httpx.AsyncClient,
-    limiter: SlackRateLimiter,
-    user_agent: str,
-) -> Delivery:
-    return await _send_slack(channel, message, http, limiter, user_agent)
 
 
 def _build_slack(o: SlackOptions) -> SlackChannel:

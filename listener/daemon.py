@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from .alerts.channels import Channel, SlackRateLimiter
 from .alerts.outbox import Backoff, deliver_pending, recover_interrupted
@@ -89,6 +91,22 @@ def running_pid(database: Path) -> str | None:
     return None
 
 
+# Where a source's job waits while its poll runs: the poll's end sets the real next time.
+_PARKED = timedelta(days=3650)
+
+
+class _WhenTold(BaseTrigger):  # type: ignore[misc]
+    """A source's next poll is when the daemon says: once its job fires, it parks far ahead,
+    and the end of the poll moves it to the source's next poll time. One job per source for
+    the life of the service: a poll costs APScheduler a move, not a new job (building one
+    inspects the callable's signature, ~0.1 ms, 100 times a second at 100,000 sources)."""
+
+    __slots__ = ()
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        return now + _PARKED
+
+
 class Service:
     def __init__(
         self,
@@ -114,6 +132,7 @@ class Service:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
+        self._jobs: dict[str, Job] = {}  # one per polled source, for the life of the service
         self._http: httpx.AsyncClient | None = None
         self._limiter = SlackRateLimiter()
         self._pruning = False
@@ -133,10 +152,14 @@ class Service:
         if self._stop.is_set() or self._scheduler is None:
             return
         when = when or self._due(name, self.rt.now())
-        self._scheduler.add_job(
+        job = self._jobs.get(name)
+        if job is not None:
+            job.modify(next_run_time=when)
+            return
+        self._jobs[name] = self._scheduler.add_job(
             self._start_poll,
-            "date",
-            run_date=when,
+            _WhenTold(),
+            next_run_time=when,
             args=[name],
             id=f"poll:{name}",
             replace_existing=True,

@@ -251,3 +251,15 @@ def test_kill_9_mid_poll_then_restart_loses_and_doubles_nothing(world, start_ser
     assert len(slack.accepted) == 1 and len(smtp.envelopes) == 1
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(timeout=10) == 0
+
+
+def test_each_source_is_polled_again_at_its_interval_for_as_long_as_it_runs(world, start_service):
+    # Every poll schedules the source's next one (one job per source, moved each time): a
+    # source polled every second is polled again and again, not once.
+    cfg, httpd, slack, smtp = world
+    proc = start_service(cfg)
+    wait_for(lambda: httpd.hits["/feed"] >= 4, timeout=30, what="four polls of the feed")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    db = cfg.parent / "mentions.db"
+    assert count(db, "SELECT count(*) FROM fetches WHERE source = 'blog'") >= 4

@@ -256,7 +256,7 @@ def test_kill_9_mid_poll_then_restart_loses_and_doubles_nothing(world, start_ser
 def test_each_source_is_polled_again_at_its_interval_for_as_long_as_it_runs(world, start_service):
     # Every poll schedules the source's next one (one job per source, moved each time): a
     # source polled every second is polled again and again, not once.
-    cfg, httpd, slack, smtp = world
+    cfg, httpd, _slack, _smtp = world
     proc = start_service(cfg)
     wait_for(lambda: httpd.hits["/feed"] >= 4, timeout=30, what="four polls of the feed")
     proc.send_signal(signal.SIGTERM)

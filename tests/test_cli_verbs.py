@@ -19,6 +19,7 @@ from helpers import BASE_TIME, Clock, poll_once, rss, write_config
 from httpd import LoopbackServer, RequestInfo
 
 from listener.cli import cli
+from listener.units import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 ANGRY = "Acme is a scam, the worst company ever. Horrible, useless, I hate it. Never again."
@@ -86,7 +87,11 @@ def test_status_shows_each_sources_health_next_poll_and_the_outbox(
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     polled_at = BASE_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert lines["blog"].split()[1:4] == ["ok", polled_at, "0"]
-    assert lines["blog"].split()[4].startswith(BASE_TIME.strftime("%Y-%m-%dT"))  # next poll
+    # The next poll: its interval (15 minutes) and at most a minute of jitter after this one,
+    # whatever the hour (near midnight it falls on the next day).
+    next_poll = parse_iso(lines["blog"].split()[4])
+    assert next_poll is not None
+    assert timedelta(minutes=15) <= next_poll - BASE_TIME <= timedelta(minutes=16)
     assert lines["gone"].split()[1:4] == ["failing", "never", "1"]
     assert lines["gone"].endswith("HTTP 404 Not Found")
     assert lines["later"].split()[1:5] == ["new", "-", "0", "now"]

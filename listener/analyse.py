@@ -149,7 +149,8 @@ def score_matches(
     # The post's own words: a reply's "Re: <topic>" title is its thread's, not what it says.
     own = item.text if _reply_title(item) else text
     whole = own[:ITEM_SCORE_CHARS]
-    if len(matches) == 1 and scored(lang) and mention_text(item, text, matches[0].spans) == whole:
+    texts = [mention_text(item, text, m.spans) for m in matches]
+    if len(matches) == 1 and scored(lang) and texts[0] == whole:
         # One brand, named from the start (often in the title): the item as a whole and the
         # mention are the same words, read once.
         m = matches[0]
@@ -165,13 +166,13 @@ def score_matches(
                 snippet_around(text, m.spans),
                 score_in(
                     scorer,
-                    mention_text(item, text, m.spans),
+                    words,
                     lang,
                     neutralise=terms[m.brand],
                     others=[t for brand, ts in terms.items() if brand != m.brand for t in ts],
                 ),
             )
-            for m in matches
+            for m, words in zip(matches, texts, strict=True)
         )
     return Analysis(mentions, item_score, lang, scorer.lexicon_version)
 

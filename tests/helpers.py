@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 import textwrap
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -157,3 +158,29 @@ def kind_source(name: str, kind: str, extra: str = "", **options: object) -> str
     in order, then `extra` (more lines, already indented)."""
     lines = "".join(f"    {key}: {value}\n" for key, value in options.items())
     return f"  - name: {name}\n    kind: {kind}\n{lines}{extra}"
+
+
+def wait_for(check: Callable[[], Any], what: str = "condition", timeout: float = 30.0) -> Any:
+    """Poll `check` until it returns something truthy (returned), for a process or a server
+    in another thread; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def db_count(db: Path, sql: str) -> int:
+    """A `SELECT count(*)` on a database another process writes: 0 while the file or its
+    tables do not exist yet."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()

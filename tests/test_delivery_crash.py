@@ -10,12 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import rss, write_config
+from helpers import rss, wait_for, write_config
 from httpd import LoopbackServer, RequestInfo
 from smtp_peer import SmtpRecorder
 
@@ -24,16 +23,6 @@ ANGRY = [
     "The outage lasted two days. Awful, I hate this.",
     "Requested a refund after data loss. Worst service ever.",
 ]
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def outbox(db: Path) -> dict[str, tuple[str, int, str | None]]:

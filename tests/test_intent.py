@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from helpers import BASE_TIME, rss, write_config
+from helpers import BASE_TIME, db_count, rss, wait_for, write_config
 from httpd import RequestInfo
 
 from listener.alerts.outbox import Backoff, build_channels, deliver_pending
@@ -507,28 +507,6 @@ def test_an_account_added_later_takes_the_intent_off_its_posts_and_rescore_keeps
 # --- churn_risk through `listener run` ---------------------------------------------------------
 
 
-def _wait(check, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-
-
 def test_listener_run_raises_one_churn_risk_alert_on_the_churn_channel_only(
     tmp_path, httpd
 ) -> None:
@@ -565,7 +543,7 @@ def test_listener_run_raises_one_churn_risk_alert_on_the_churn_channel_only(
         text=True,
     )
     try:
-        _wait(lambda: success.got, "the churn alert")
+        wait_for(lambda: success.got, "the churn alert")
         alert = success.got[0]
         assert alert["rule"] == "churn_risk" and alert["brand"] == "Acme"
         assert 'churn: "not renewing"' in alert["why"]  # the words that showed it
@@ -575,16 +553,16 @@ def test_listener_run_raises_one_churn_risk_alert_on_the_churn_channel_only(
             ("Re: Acme for agencies?", f"{topic}/3", "li", "Same, switching to Globex."),
         ]
         httpd.add("/forum", _authored_rss(later), etag='"v2"')
-        _wait(
+        wait_for(
             lambda: (
-                _count(db, "SELECT count(*) FROM mentions WHERE intents LIKE '%\"churn\"%'") == 2
+                db_count(db, "SELECT count(*) FROM mentions WHERE intents LIKE '%\"churn\"%'") == 2
             ),
             "the second leaving customer",
         )
-        _wait(
+        wait_for(
             lambda: (
-                _count(db, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0
-                and _count(db, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL")
+                db_count(db, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0
+                and db_count(db, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL")
             ),
             "the outbox flushed",
         )

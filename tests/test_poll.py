@@ -9,12 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import rows, rss, write_config
+from helpers import rows, rss, wait_for, write_config
 
 from listener.cli import cli
 from listener.config import load_config
@@ -529,16 +528,6 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _wait(check, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_worker_processes_exit_when_the_poll_is_killed_9(tmp_path, httpd):
     """kill -9 of a `listener poll` with workers: no orphaned worker is left running."""
@@ -566,17 +555,17 @@ def test_worker_processes_exit_when_the_poll_is_killed_9(tmp_path, httpd):
     )
     pids: list[int] = []
     try:
-        _wait(lambda: httpd.requests_for("/slow"), "the poll to wait on the slow feed")
+        wait_for(lambda: httpd.requests_for("/slow"), "the poll to wait on the slow feed")
 
         def workers() -> list[int]:
             found = [pid for pid in _children(proc.pid) if b"spawn_main" in _cmdline(pid)]
             return found if len(found) == 2 else []
 
-        pids = _wait(workers, "two worker processes")
+        pids = wait_for(workers, "two worker processes")
         assert proc.poll() is None  # still polling: the workers' parent is alive
         proc.kill()
         proc.wait(10)
-        _wait(lambda: not any(_alive(p) for p in pids), "the orphaned workers to exit", 10)
+        wait_for(lambda: not any(_alive(p) for p in pids), "the orphaned workers to exit", 10)
     finally:
         release.set()
         if proc.poll() is None:

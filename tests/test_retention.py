@@ -11,13 +11,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import rss, write_config
+from helpers import rss, wait_for, write_config
 
 from listener.config import ConfigError, load_config
 from listener.store import Store, iso
@@ -26,15 +24,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 BODY = "<p>Acme lost my order and support never answered. Terrible.</p>"
 ENTRIES = [{"title": f"Acme {i}", "link": f"https://f.example/{i}", "body": BODY} for i in range(3)]
 RETENTION = "retention:\n  fetches: 30d\n  fetches_per_source: 10\n"
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def seed(db: Path, source: str, *, recent: int, old: int) -> None:

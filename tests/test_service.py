@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import rss, write_config
+from helpers import db_count, rss, wait_for, write_config
 from httpd import LoopbackServer, RequestInfo
 from smtp_peer import SmtpRecorder, messages
 
@@ -25,28 +24,6 @@ ANGRY = [
     "I requested a refund after the data loss. Worst service I have used, I hate it.",
     "Cancelled today. Horrible, slow and broken.",
 ]
-
-
-def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
 
 
 class Slack:
@@ -160,7 +137,9 @@ def test_negative_thread_alerts_once_on_both_channels_and_sigterm_exits_0(world,
     cfg, httpd, slack, smtp = world
     db = cfg.parent / "mentions.db"
     proc = start_service(cfg)
-    wait_for(lambda: count(db, "SELECT count(*) FROM threads WHERE brands = 'Acme'"), what="thread")
+    wait_for(
+        lambda: db_count(db, "SELECT count(*) FROM threads WHERE brands = 'Acme'"), what="thread"
+    )
     assert not slack.accepted and not smtp.envelopes
 
     # The conversation turns: angry replies that do not repeat the brand's name.
@@ -176,7 +155,7 @@ def test_negative_thread_alerts_once_on_both_channels_and_sigterm_exits_0(world,
     body = mail.get_body(("plain",)).get_content()
     assert "data loss" in body
     assert "why:" in body  # the words that drove each score are shown with the evidence
-    assert count(db, "SELECT count(*) FROM outbox WHERE status = 'sent'") == 2
+    assert db_count(db, "SELECT count(*) FROM outbox WHERE status = 'sent'") == 2
 
     proc.send_signal(signal.SIGTERM)
     try:
@@ -192,7 +171,7 @@ def test_second_instance_on_the_same_database_says_so(world, start_service):
     cfg, *_ = world
     db = cfg.parent / "mentions.db"
     first = start_service(cfg)
-    wait_for(lambda: count(db, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL"))
+    wait_for(lambda: db_count(db, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL"))
     second = start_service(cfg)
     assert second.wait(timeout=20) == 1
     assert "already" in (second.stdout.read() if second.stdout else "")
@@ -228,26 +207,26 @@ def test_kill_9_mid_poll_then_restart_loses_and_doubles_nothing(world, start_ser
 
     proc = start_service(cfg)
     wait_for(lambda: httpd.hits["/slow"] >= 1, what="the slow poll to start")
-    wait_for(lambda: count(db, "SELECT count(*) FROM alerts"), what="the thread alert")
+    wait_for(lambda: db_count(db, "SELECT count(*) FROM alerts"), what="the thread alert")
     proc.kill()  # SIGKILL: no cleanup at all
     proc.wait(10)
     # Not delivered: pending, or `sending` when the kill landed mid-send (sent again at restart).
-    assert count(db, "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')") == 2
+    assert db_count(db, "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')") == 2
     slack.fail = 0
     smtp.refuse_rcpt = None
 
     restarted = start_service(cfg)
     wait_for(
-        lambda: count(db, "SELECT count(*) FROM mentions WHERE source = 'slow'") == 6,
+        lambda: db_count(db, "SELECT count(*) FROM mentions WHERE source = 'slow'") == 6,
         what="slow mentions",
     )
     wait_for(lambda: len(slack.accepted) >= 1 and len(smtp.envelopes) >= 1, what="alert delivery")
     time.sleep(3)
-    assert count(db, "SELECT count(*) FROM mentions WHERE source = 'slow'") == 6
-    assert count(db, "SELECT count(*) FROM items") == count(
+    assert db_count(db, "SELECT count(*) FROM mentions WHERE source = 'slow'") == 6
+    assert db_count(db, "SELECT count(*) FROM items") == db_count(
         db, "SELECT count(DISTINCT content_hash) FROM items"
     )
-    assert count(db, "SELECT count(*) FROM alerts") == 1
+    assert db_count(db, "SELECT count(*) FROM alerts") == 1
     assert len(slack.accepted) == 1 and len(smtp.envelopes) == 1
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(timeout=10) == 0
@@ -262,4 +241,4 @@ def test_each_source_is_polled_again_at_its_interval_for_as_long_as_it_runs(worl
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
     db = cfg.parent / "mentions.db"
-    assert count(db, "SELECT count(*) FROM fetches WHERE source = 'blog'") >= 4
+    assert db_count(db, "SELECT count(*) FROM fetches WHERE source = 'blog'") >= 4

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import kind_source, poll_once, rows, source_cursor, write_config
+from helpers import kind_source, poll_once, rows, source_cursor, wait_for, write_config
 from httpd import LoopbackServer, unused_port_url
 from wsd import Jetstream, delete, identity, like, post, uri
 
@@ -41,16 +41,6 @@ def config(tmp_path: Path, server_url: str, **options: object) -> Path:
     return write_config(
         tmp_path, [], extra=kind_source("bsky-live", "jetstream", base_url=server_url, **opts)
     )
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stream_while(cfg: Path, script: Callable[[], None], done: Callable[[], object]) -> None:

@@ -13,11 +13,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from helpers import rss, write_config
+from helpers import rss, wait_for, write_config
 
 from listener.config import load_config
 from listener.daemon import instance_lock
@@ -30,16 +28,6 @@ ENTRIES = [
     {"title": f"Acme order {i}", "link": f"https://f.example/{i}", "guid": f"g{i}", "body": BODY}
     for i in range(3)
 ]
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def scalar(db: Path, sql: str, *args: object) -> object:

@@ -10,10 +10,12 @@ inline: results are the same either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -42,16 +44,18 @@ _scorer: Scorer | None = None
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
+def _die_with_parent(parent_pid: int | None, pdeathsig: bool) -> None:
     """Exit as soon as the polling process is gone, however it went (kill -9 included).
 
     A worker otherwise waits on its job queue for ever: the queue's pipe stays open in the
     worker itself, so it never sees end-of-file. The watch: "spawn" hands each child one end of a
-    pipe whose other end only the parent holds (`parent_process().sentinel`); it becomes readable
-    when the parent dies, and a daemon thread exits the worker then. The belt, on Linux:
-    PR_SET_PDEATHSIG, which the kernel delivers even when the worker is busy in C code holding
-    the GIL, but which fires when the *thread* that started the worker ends, so it is only asked
-    for when that thread was the parent's main thread.
+    pipe whose other end only the parent holds (`parent_process().sentinel`; "forkserver" does
+    the same); it becomes readable when the parent dies, and a daemon thread exits the worker
+    then. The belt, on Linux: PR_SET_PDEATHSIG, which the kernel delivers even when the worker is
+    busy in C code holding the GIL, but which fires when the *thread* that started the worker
+    ends, so it is only asked for when that thread was a main thread (the fork server's is; it
+    exits when the polling process is gone). `parent_pid`: the polling process when it started
+    the worker itself ("spawn"); None when a fork server did.
     """
     if pdeathsig and sys.platform.startswith("linux"):
         try:
@@ -59,7 +63,7 @@ def _die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):  # no prctl here: the watch below is enough
             pass
-    if os.getppid() != parent_pid:  # it died before either was in place
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before either was in place
         os._exit(1)
     parent = multiprocessing.parent_process()
     if parent is None or parent.sentinel is None:
@@ -75,7 +79,7 @@ def _die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
 
 
 def _init_worker(
-    brands: Sequence[Brand], sentiment: dict[str, Any], parent_pid: int, pdeathsig: bool
+    brands: Sequence[Brand], sentiment: dict[str, Any], parent_pid: int | None, pdeathsig: bool
 ) -> None:
     global _matcher, _scorer
     # Ctrl-C in a terminal reaches the whole process group: the parent decides how to stop.
@@ -137,6 +141,7 @@ class CpuPool:
         self.workers = workers
         self._initargs = (tuple(brands), dict(sentiment))
         self._pool: ProcessPoolExecutor | None = None
+        self._fork_server = False  # the workers were forked by a fork server (see `close`)
         self._analyse_inline = analyse_inline
         self.broken = False
         self.min_bytes = min_bytes
@@ -168,15 +173,24 @@ class CpuPool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # "spawn": a fresh interpreter, never a fork of a process with an event loop and
-            # threads. The processes all start below, from this thread (see `_die_with_parent`).
+            # Never a fork of this process, which has an event loop and threads: each worker is
+            # forked from a fork server that imported listener and compiled the lexicon once
+            # (`listener.worker_preload`), or, where there is none, spawned as a fresh
+            # interpreter. The processes all start below, from this thread (see
+            # `_die_with_parent`).
+            context, forked = _worker_context()
             on_main_thread = threading.current_thread() is threading.main_thread()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=context,
                 initializer=_init_worker,
-                initargs=(*self._initargs, os.getpid(), on_main_thread),
+                initargs=(
+                    *self._initargs,
+                    None if forked else os.getpid(),
+                    forked or on_main_thread,
+                ),
             )
+            self._fork_server = forked
             for _ in range(self.workers):  # start them all now, not one per queued job
                 self._pool.submit(_ready)
             log.debug("started %d worker processes", self.workers)
@@ -227,3 +241,28 @@ class CpuPool:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._fork_server:
+                _stop_fork_server()
+
+
+def _worker_context() -> tuple[multiprocessing.context.BaseContext, bool]:
+    """The start method for workers, and whether it forks them from a fork server."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # Only read when the server starts (once per process, or again after a stop).
+        context.set_forkserver_preload(["listener.worker_preload"])
+        return context, True
+    return multiprocessing.get_context("spawn"), False
+
+
+def _stop_fork_server() -> None:
+    """Stop and reap the fork server. The standard library leaves it running until this process
+    exits, and never waits for it: its CPU would not count in this process's (wait4, `time`),
+    and a long-lived embedding process would keep it for nothing. Its stop is not public API,
+    hence the care; without it the server still exits with this process."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if callable(stop):
+        with contextlib.suppress(OSError):
+            stop()

@@ -558,10 +558,12 @@ def test_worker_processes_exit_when_the_poll_is_killed_9(tmp_path, httpd):
         wait_for(lambda: httpd.requests_for("/slow"), "the poll to wait on the slow feed")
 
         def workers() -> list[int]:
-            found = [pid for pid in _children(proc.pid) if b"spawn_main" in _cmdline(pid)]
-            return found if len(found) == 2 else []
+            # The fork server the poll started, and the two workers it forked.
+            server = [pid for pid in _children(proc.pid) if b"forkserver" in _cmdline(pid)]
+            found = [*server, *(pid for s in server for pid in _children(s))]
+            return found if len(found) == 3 else []
 
-        pids = wait_for(workers, "two worker processes")
+        pids = wait_for(workers, "a fork server and two worker processes")
         assert proc.poll() is None  # still polling: the workers' parent is alive
         proc.kill()
         proc.wait(10)

@@ -268,12 +268,15 @@ class StoreCore:
                 c.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     def _end_group_soon(self) -> None:
-        """In a grouped poll, after a source's save: commit once the event loop has run what is
-        ready now (other sources' saves join the same commit), so the lock is never held while
-        the poll waits on a server. Without a running loop, commit every `every_s`."""
+        """In a grouped poll, after a source's save: commit once the group is `every_s` old
+        (the saves of other sources that end before then join the same commit). On an event
+        loop, a timer commits it then even if no other save comes, so the write lock is never
+        held longer than that while the poll waits on a server. Off a loop, the next save past
+        `every_s` commits, and leaving `grouped()` commits the rest."""
         if self._group_every is None:
             return
-        if time.monotonic() - self._group_started >= self._group_every:
+        age = time.monotonic() - self._group_started
+        if age >= self._group_every:
             self._commit()
             return
         try:
@@ -282,7 +285,7 @@ class StoreCore:
             return
         if not self._group_commit_due:
             self._group_commit_due = True
-            loop.call_soon(self._commit_group)
+            loop.call_later(self._group_every - age, self._commit_group)
 
     def _commit_group(self) -> None:
         self._group_commit_due = False
@@ -290,17 +293,18 @@ class StoreCore:
             self._commit()
 
     @contextmanager
-    def grouped(self, every_s: float = 0.5) -> Iterator[None]:
-        """Commit the transactions made in this block together: those that end within one turn
-        of the event loop (or, off a loop, within `every_s`).
+    def grouped(self, every_s: float = 0.25) -> Iterator[None]:
+        """Commit the transactions made in this block together: those that end within
+        `every_s` of the first.
 
         For a one-off poll of many sources: a commit per source costs more than the source's
-        own writes. Each source's writes stay all-or-nothing (a savepoint each). The shared
-        transaction is committed as soon as the loop is about to wait again, never held across
-        a fetch: another process (`listener run`) gets the lock between. A crash loses at most
-        the saves of that turn, which the next poll fetches again (their state, such as the
-        ETag, was not committed either). Never used by the service, which delivers alerts and
-        so must commit them first.
+        own writes, and a commit writes every page it touched, so fewer, larger commits write
+        the shared index pages once instead of once per source. Each source's writes stay
+        all-or-nothing (a savepoint each). The write lock is held at most `every_s` at a time,
+        fetches or not: another process (`listener run`) gets it between. A crash loses at
+        most the saves of those `every_s`, which the next poll fetches again (their state, such
+        as the ETag, was not committed either). Never used by the service, which delivers
+        alerts and so must commit them first.
         """
         self._group_every = every_s
         try:

@@ -576,3 +576,29 @@ def test_worker_processes_exit_when_the_poll_is_killed_9(tmp_path, httpd):
         for pid in pids:  # whatever the outcome, leave no orphan behind
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_log_says_which_polls_found_something_and_stays_quiet_about_the_rest(tmp_path, httpd):
+    """`listener -v` (what a service logs at info): one line for a poll that found new items;
+    none for one that found nothing new, the common case of a service polling every source
+    every few minutes. -vv shows those too."""
+    body = "<p>Acme lost my order. Terrible support.</p>"
+    httpd.add("/f", rss([{"title": "Acme", "link": "https://f.example/1", "body": body}]))
+    cfg = write_config(tmp_path, [("f", httpd.url("/f"))])
+
+    def run(*flags: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "listener", *flags, "-c", str(cfg), "poll"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=True,
+        )
+        return done.stderr
+
+    first = run("-v")
+    assert "f: 1 items, 1 new, 0 updated, 1 new mentions" in first
+    again = run("-v")
+    assert "f: " not in again  # the same feed again: nothing new, nothing said at info
+    assert "f: unchanged" in run("-vv")

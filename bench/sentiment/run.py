@@ -255,7 +255,7 @@ def render(results: dict) -> str:
     ours, plain = engines["listener"], engines["plain VADER"]
     sets = list(results["sets"])
     lines = [f"data: {results['data']}", ""]
-    width = 12
+    width = 14
 
     def row(label: str, values: list[str]) -> None:
         lines.append(f"{label:<30}" + "".join(f"{v:>{width}}" for v in values))

@@ -563,6 +563,11 @@ def _negated(sentence: str, at: int) -> bool:
     )
 
 
+def negated_before(sentence: str, at: int) -> bool:
+    """A negation governs the words at `at`: "has never lost my data", "didn't cut the ..."."""
+    return _NEGATION.search(sentence[max(0, at - 40) : at]) is not None
+
+
 def _subject_is_author(sentence: str, at: int) -> bool:
     """The author does it: a first-person word in the sentence, or the verb opens it ("Switched
     carriers yesterday.", "Cancelling <brand> after two years.")."""

@@ -44,7 +44,7 @@ from listener.models import Label, Score
 log = logging.getLogger(__name__)
 
 # Bump when the scoring rules in this module change, so stored scores are known to be stale.
-RULES_VERSION = "3"
+RULES_VERSION = "4"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
@@ -1536,6 +1536,8 @@ def _read(
                     sent[i] = 0.0
                     r.changed = True
         total = sum(sent[a:b])
+        if fact is not None and fact[1] < 0 and _said_already(trace, a, b, fact[0], phrases):
+            fact = None
         if fact is not None:
             facts.append((k, *fact))
             total += fact[1]
@@ -1617,6 +1619,23 @@ _BEST_YET = re.compile(
     r"looked|worked|run|ran|gone)\s+(?:any\s+|so\s+|much\s+)?(easier|better|happier|smoother|"
     r"simpler|faster|nicer|quicker|more \w+)\b"
 )
+
+
+def _said_already(
+    trace: _Trace, a: int, b: int, fact: str, phrases: Mapping[str, tuple[str, str]] | None
+) -> bool:
+    """A bad fact whose words a lexicon phrase of the sentence already scored ("keeps
+    crashing"): counted once, not twice."""
+    if not phrases:
+        return False
+    said = set(fact.split(": ", 2)[-1].strip(" .!?").split())
+    for i in range(a, b):
+        phrase = phrases.get(trace.lowered[i]) if trace.sentiments[i] < 0 else None
+        if phrase is not None:
+            words = set(phrase[0].split())
+            if words <= said or said <= words:
+                return True
+    return False
 
 
 def _absent_bad(
@@ -1761,6 +1780,8 @@ def _fact(sentence: str) -> tuple[str, float] | None:
             continue  # "loads increased 30%" is not a price going up
         if found is None:
             continue
+        if name in _NEGATABLE and _intent.negated_before(sentence, found.start()):
+            continue  # "has never lost a file": an absence, which _absent_bad reads as praise
         if name == "rating":
             value = _rating(found)
             if value is None:
@@ -1819,6 +1840,11 @@ _MONEY = re.compile(r"(?<=[$\u00a3\u20ac])\s?(\d[\d,]*(?:\.\d+)?)")
 _WAITING_FOR = re.compile(
     r"\b(?:ticket|support|repl(?:y|ied)|respon\w+|answer\w*|wait\w*|restor\w*|refund\w*|"
     r"ship\w*|deliver\w*|pending|hold|still|outage|down|without|no|awaiting|stuck|order)\b"
+)
+_WHEN = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|autumn|fall|winter|"
+    r"christmas|easter|(?:last\s+)?(?:week|month|year)|\d{4})"
 )
 _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
     (name, re.compile(pattern), valence)
@@ -1882,13 +1908,79 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
             "promise not kept",
             r"\bthat was\s+(?:over\s+|nearly\s+|almost\s+)?(?:\d+|two|three|four|five|six|seven|"
             r"eight|nine|ten|several)\s+(?:days?|weeks?|months?)\s+ago\b|"
-            r"\b(?:promised|guaranteed)\b[^.?!]*\b(?:never|didn't|hasn't|haven't|yet to|instead)\b",
+            r"\b(?:promised|guaranteed)\b[^.?!]*\b(?:never|didn't|hasn't|haven't|yet to|instead)\b|"
+            # "That was in October.": said after what was promised, the date says it did not come
+            rf"^\W*that was\s+(?:back\s+)?(?:in\s+|on\s+|last\s+)?{_WHEN}\W*$",
             -1.5,
+        ),
+        (
+            # The brand destroys or loses what is the customer's: "wiped every note", "lost our
+            # order", "reset his progress". Not when the author does it ("I deleted my ...").
+            "lost or destroyed",
+            r"(?<!\bi )(?<!\bwe )(?<!\bto )(?<!\bi've )(?<!\bwe've )(?<!\byou )\b"
+            r"(?:lost|loses|wiped|wipes|erased|erases|deleted|deletes|reset|resets|corrupted|"
+            r"corrupts|overwrote|overwrites|scrambled|mangled|bricked|nuked|broke|breaks|ate)\s+"
+            r"(?:(?:all|every|each|half|most|some)\s+(?:of\s+)?)?(?:my|our|his|her|their|the|"
+            r"everyone's|years|months|weeks|\d+)\b",
+            -1.8,
+        ),
+        (
+            # Still not done: a wait, a fix or a refund that has not come ("still hasn't refunded").
+            "still not",
+            r"\bstill\s+(?:hasn't|haven't|has not|have not|hasnt|havent|isn't|isnt|is not|aren't|"
+            r"wasn't|doesn't|doesnt|don't|didn't|won't|wont|can't|cant|cannot|not)\b",
+            -1.5,
+        ),
+        (
+            # The brand takes something back: "cut the interest", "shrank the portions", "no
+            # longer lets you ...". Cutting a price, a wait or a bill is good news, not this.
+            "cut back",
+            r"\b(?:xbrandx|they|the company|the bank|the app)\b(?:['\u2019]s)?[^.?!,;]{0,30}?\b"
+            r"(?:cut|cuts|slashed|slashes|halved|halves|shrank|shrunk|shrinks|reduced|reduces|"
+            r"lowered|downgraded|axed|scrapped|pulled|dropped|disabled|restricted|limited|"
+            r"stopped (?:offering|supporting|allowing|including|selling)|got rid of|"
+            r"no longer (?:offers?|supports?|includes?|lets?|allows?|has|comes? with))\s+"
+            r"(?!(?:the\s+|their\s+|its\s+|our\s+|my\s+|your\s+)?(?:[\w-]+\s+)?"
+            r"(?:price|prices|pricing|costs?|bills?|fees?|wait|waits|waiting|latency|load|noise|"
+            r"spam|ads|bloat|steps|clicks|size|errors?|bugs?|downtime|queues?|times?|"
+            r"emissions|carbon|delays?)\b)",
+            -1.5,
+        ),
+        (
+            # A charge or a limit put on: "added a £1.99 service fee", "introduced ads".
+            "added a charge",
+            r"\b(?:add(?:s|ed|ing)?|introduc(?:es|ed|ing)|slapp(?:ed|ing)|tack(?:s|ed|ing) on|"
+            r"start(?:s|ed|ing) charging|now charg(?:es|ing))\s+(?:on\s+)?"
+            r"(?:(?:a|an|another|new|extra|the)\s+)?(?:[\w\u00a3$\u20ac.'-]+\s+){0,3}?"
+            r"(?:fee|fees|charge|charges|surcharge|levy|paywall|ads|adverts)\b",
+            -1.5,
+        ),
+        (
+            # A change made behind the customer's back: "quietly moved", "without notice",
+            # "with two weeks notice", "I found out from my bank".
+            "without notice",
+            r"\bquietly\s+(?!\w+ly\b)\w+|\bwithout\s+(?:any\s+)?(?:telling|notice|notifying|"
+            r"warning|asking|informing|an? (?:email|heads-up|announcement|word))\b|"
+            r"\bwith\s+(?:only\s+|just\s+|barely\s+)?(?:a|one|two|three|four|\d+)\s+"
+            r"(?:days?|weeks?)(?:'s?|')?\s+notice\b|\bno\s+(?:prior\s+)?(?:notice|warning|"
+            r"heads-up|announcement)\b|\bfound out (?:from|when|via|through|on|by)\b",
+            -1.3,
+        ),
+        (
+            # The same failure again: "Again.", "for the third time", "keeps logging me out".
+            "again",
+            r"^\W*(?:and\s+)?(?:again|yet again|once again|again and again)\W*$|"
+            r"\bfor the\s+(?:second|third|fourth|fifth|sixth|nth|\d+(?:st|nd|rd|th))\s+time\b|"
+            r"\b(?:second|third|fourth|fifth|sixth|\d+(?:st|nd|rd|th))\s+(?:\w+\s+)?"
+            r"(?:in a row|running)\b|\b(?:keeps?|kept)\s+(?:on\s+)?(?!working\b|improving\b|"
+            r"getting\s+better\b|impressing\b|delivering\b|growing\b|surprising\b)\w+ing\b",
+            -1.2,
         ),
     )
 )
 
 
+_NEGATABLE = frozenset(["lost or destroyed", "cut back", "added a charge", "again"])
 _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("\u2605", "\u2b50", "\u2606", "/", "star"),
     ("$", "\u00a3", "\u20ac"),
@@ -1909,7 +2001,20 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("%", "went up", "gone up", "increased", "rose", "doubled", "tripled"),
     ("clos",),
     ("cap", "throttl"),
-    ("ago", "promised", "guaranteed"),
+    ("ago", "promised", "guaranteed", "that was"),
+    (
+        *["lost", "loses", "wipe", "erase", "delete", "reset", "corrupt", "overwr"],
+        *["scrambled", "mangled", "bricked", "nuked", "broke", "ate "],
+    ),
+    ("still",),
+    (
+        *["cut", "slashe", "halve", "shr", "reduce", "lowered", "downgraded", "axed", "scrapped"],
+        *["pulled", "dropped", "disabled", "restricted", "limited", "stopped", "got rid"],
+        "no longer",
+    ),
+    ("fee", "charge", "surcharge", "levy", "paywall", "ads", "advert"),
+    ("quietly", "without", "notice", "no warning", "heads-up", "announcement", "found out"),
+    ("again", "time", "in a row", "running", "keep", "kept"),
 )
 # Each needed word is looked up once per sentence, not once per fact that needs it.
 _FACT_TRIES = tuple(

@@ -422,6 +422,42 @@ def test_bad_facts_without_a_feeling_word_are_negative(
     assert any(e.get("rule") == "fact" and e["words"].startswith(fact) for e in score.explanation)
 
 
+@pytest.mark.parametrize(
+    ("text", "fact"),
+    [
+        ("Acme's sync overwrote all of the drafts on my tablet.", "lost or destroyed"),
+        ("Acme still hasn't sent the replacement charger.", "still not"),
+        ("Acme shrank the lunch portions this spring.", "cut back"),
+        ("Acme tacked on a $2 paper statement charge.", "added a charge"),
+        ("Acme moved our renewal date with two days notice.", "without notice"),
+        ("Acme promised the invoices would be corrected by Friday. That was in 2023.", "promise"),
+        ("Acme keeps forgetting my delivery address.", "again"),
+    ],
+)
+def test_bad_events_stated_plainly_are_negative(scorer: Scorer, text: str, fact: str) -> None:
+    score = brand(scorer, text)
+    assert score.label == "negative", score.explanation
+    assert any(e.get("rule") == "fact" and e["words"].startswith(fact) for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Acme has never lost a single photo of mine in six years.",  # negated: an absence
+        "Acme cut the delivery fee for members.",  # cutting a fee is good news
+        "I deleted my old Acme projects to tidy up.",  # the author did it
+    ],
+)
+def test_bad_event_words_that_are_not_bad_events_are_not_negative(
+    scorer: Scorer, text: str
+) -> None:
+    score = brand(scorer, text)
+    assert not any(
+        e.get("rule") == "fact" and e["words"].startswith(("lost", "cut", "added"))
+        for e in score.explanation
+    ), score.explanation
+
+
 def test_a_price_cut_and_five_stars_are_positive(scorer: Scorer) -> None:
     assert (
         brand(scorer, "Acme cut prices: our plan went from $15 to $9 per seat.").label == "positive"

@@ -1308,6 +1308,7 @@ def _focus_clauses(sentence: str, lowered: str) -> tuple[str, str]:
 _IRONY = re.compile(
     "[\U0001f643\U0001f644\U0001f612\U0001f921]|(?:^|\\s)/s\\b|\\byeah,? right\\b|\\bsaid no one\\b|"
     "\\bnothing says\\b|\\bslow clap\\b|\\bwhat a time to be alive\\b|\\bgalaxy brain\\b|"
+    "\\bthanks for nothing\\b|\\bcool,? cool,? cool\\b|"
     "\\blove that for (?:me|us)\\b|\\bjust what (?:i|we|everyone) needed\\b|"
     "\\boh,? (?:good|great|joy|wonderful|perfect|fantastic|nice|cool)\\b|"
     "\\b(?:very|much|so) (?:smart|intelligence|innovation|wow)\\b.*\\b(?:very|much|so) \\w+\\b"
@@ -1345,6 +1346,9 @@ _IRONY_NEEDS = (
         "slow clap",
         "what a time",
         "galaxy brain",
+        "thanks for nothing",
+        "cool cool",
+        "cool, cool",
     ],
     *[
         "love that for",
@@ -1370,6 +1374,13 @@ _IRONY_NEEDS = (
 _POLITE_NEEDS = tuple(
     ["thank", "thx", "cheers", "happy", "glad", "willing", "keen", "apolog", "sorry"]
 )
+# Praise that opens a sentence before the event it is about: "Brilliant, ...", "Great job <brand>,".
+_PRAISE_OPENER = re.compile(
+    r"^\W*(?:oh\W+|wow\W+|well\W+)?(?:great|brilliant|fantastic|amazing|wonderful|perfect|lovely|"
+    r"superb|excellent|awesome|impressive|incredible|stellar|splendid|outstanding|nice|cool)"
+    r"(?:\s+(?:work|job|stuff|one|move|going|effort))?(?:\s*[,!:]|\s+xbrandx\b)"
+)
+IRONIC_TAIL_WORDS = 5  # a sarcastic aside after a complaint: "Great service.", "Truly helpful."
 _CONTRAST = re.compile(r"\b(?:but|though|although|however|except|whereas|yet|while)\b")
 COMPLAINT_SENTENCE = -1.0  # a sentence whose valences sum to this or less complains
 PRAISE_SENTENCE = 1.5  # one whose valences sum to this or more praises
@@ -1474,6 +1485,7 @@ def _read(
     if ironic and marker is None:
         facts.append((0, f"{FACT_PREFIX}scare quotes: {_shown(_clip(scare or '', 40))}", -1.5))
     asking_post = asked_info = False
+    after_complaint = False  # the sentence before complains, with nothing good or mixed in it
     if memo is None:
         read = [_sentence_cues(s) for s in lowered]
     else:
@@ -1486,6 +1498,7 @@ def _read(
         if read[k] == _SAYS_NOTHING and not any(sent[a:b]):
             # Most sentences of a long post: no valence and no cue. Every rule below only
             # moves valences that are there, or acts on a cue, so none can change it.
+            after_complaint = False
             continue
         if _resolved(trace, a, b):
             r.changed = True
@@ -1499,15 +1512,39 @@ def _read(
                 if 0 < sent[i] < ANNOUNCEMENT_KEEPS:
                     sent[i] = 0.0
                     r.changed = True
-        if not ironic:
-            g = _GRATITUDE.search(s) if targeted and _intent.has_any(s, _GRATITUDE_NEEDS) else None
+        bad_fact = read[k][3] is not None and read[k][3][1] < 0
+        if not ironic and targeted:
+            g = _GRATITUDE.search(s) if _intent.has_any(s, _GRATITUDE_NEEDS) else None
             if (
                 g
                 and not _CONTRAST.search(s)
                 and (g.group() in _IRONIC_OPENERS or " for " in s[g.end() :])
-                and _bad_after(trace, a, b, g.end(), s)
+                and (bad_fact or _bad_after(trace, a, b, g.end(), s))
             ):
                 flip(a, b, g.group())
+            elif (
+                (opener := _PRAISE_OPENER.match(s)) is not None
+                and not _CONTRAST.search(s)
+                and (bad_fact or _bad_after(trace, a, b, opener.end(), s))
+            ):
+                # "Brilliant, <brand> left the box out in the rain": praise that opens a
+                # sentence about a bad event is said the other way round.
+                flip(a, b, opener.group().strip(" ,!"))
+            elif (
+                after_complaint
+                and b - a <= IRONIC_TAIL_WORDS
+                and not asks
+                and request is None
+                and any(sent[a:b])
+                and all(v >= 0 for v in sent[a:b])
+                and not _intent.first_person(s)
+                and not _CONTRAST.search(s)
+                and not _REVERSAL.search(s)
+                and _FEELINGS.isdisjoint(trace.lowered[a:b])
+            ):
+                # "<brand> lost my parcel. Great service.": a few words of praise straight
+                # after a plain complaint, about nothing else, are sarcasm.
+                flip(a, b, s.strip())
         if (targeted and request is not None) or (
             courteous and _intent.has_any(s, _POLITE_NEEDS) and _POLITE.search(s)
         ):
@@ -1555,6 +1592,7 @@ def _read(
             r.cues.append(churn)
         if total <= COMPLAINT_SENTENCE:
             r.complaint_sentence = True
+        after_complaint = _plain_complaint(trace, a, b, s)
         if total >= PRAISE_SENTENCE and k not in flipped and not asks and request is None:
             r.praise_sentence = True
     if asking_post and not ironic:
@@ -1780,7 +1818,9 @@ def _fact(sentence: str) -> tuple[str, float] | None:
             continue  # "loads increased 30%" is not a price going up
         if found is None:
             continue
-        if name in _NEGATABLE and _intent.negated_before(sentence, found.start()):
+        if name in _NEGATABLE and (
+            _intent.negated_before(sentence, found.start()) or _NEGATED_VERB.search(found.group())
+        ):
             continue  # "has never lost a file": an absence, which _absent_bad reads as praise
         if name == "rating":
             value = _rating(found)
@@ -1980,6 +2020,7 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
 )
 
 
+_NEGATED_VERB = re.compile(r"\b(?:not|never|hasn't|hasnt|haven't|didn't|didnt|doesn't|won't)\b")
 _NEGATABLE = frozenset(["lost or destroyed", "cut back", "added a charge", "again"])
 _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("\u2605", "\u2b50", "\u2606", "/", "star"),
@@ -2111,6 +2152,34 @@ def _resolved(trace: _Trace, a: int, b: int) -> bool:
             sent[i] = -sent[i] * 0.5
             changed = True
     return changed
+
+
+# Words that name the author's own feeling: after a problem story ("... it was all in within
+# the hour. Impressed.") they are meant; the sarcastic aside evaluates the brand instead.
+_FEELINGS = frozenset(
+    "impressed amazed grateful thankful relieved happy delighted chuffed glad pleased stoked"  # noqa: SIM905
+    " thrilled blown".split()
+)
+# The story turns: "turns out it's excellent", "luckily ...": what follows is meant.
+_REVERSAL = re.compile(
+    r"\b(?:turns? out|turned out|actually|in the end|luckily|thankfully|fortunately|silver lining)"
+)
+_SUBORDINATE = frozenset(
+    "when after before during since once until while because whenever".split()  # noqa: SIM905
+)
+
+
+def _plain_complaint(trace: _Trace, a: int, b: int, sentence: str) -> bool:
+    """The sentence complains in words of its own, about nothing else: nothing good in it, no
+    contrast, no fix, and the bad words are not a circumstance ("the same day our boiler
+    failed", "after the storm")."""
+    sent, lowered = trace.sentiments, trace.lowered
+    if sum(v for v in sent[a:b] if v < 0) > COMPLAINT_SENTENCE or any(v > 0 for v in sent[a:b]):
+        return False
+    if _CONTRAST.search(sentence) or not _RESOLVING.isdisjoint(lowered[a:b]):
+        return False
+    first_bad = next(i for i in range(a, b) if sent[i] < 0)
+    return _SUBORDINATE.isdisjoint(lowered[a:first_bad])
 
 
 def _bad_after(trace: _Trace, a: int, b: int, at: int, sentence: str) -> bool:

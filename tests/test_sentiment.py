@@ -423,6 +423,33 @@ def test_bad_facts_without_a_feeling_word_are_negative(
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        # a few words of praise straight after a plain complaint
+        "Acme's app crashes every time I open the camera. Truly helpful.",
+        # praise opening a sentence about a bad event stated as a fact
+        "Fantastic, Acme still hasn't sent the replacement charger.",
+    ],
+)
+def test_praise_around_a_bad_event_is_irony(scorer: Scorer, text: str) -> None:
+    score = brand(scorer, text)
+    assert score.label == "negative", score.explanation
+    assert any(e.get("rule") == "irony" for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Acme's router crashed twice this week. Still love it though.",  # a contrast
+        "Acme's router failed on Sunday. Impressed.",  # the author's own feeling
+        "Acme sent an engineer round when our boiler broke. Brilliant.",  # a circumstance
+    ],
+)
+def test_praise_after_a_problem_that_is_meant_is_not_irony(scorer: Scorer, text: str) -> None:
+    assert not any(e.get("rule") == "irony" for e in brand(scorer, text).explanation)
+
+
+@pytest.mark.parametrize(
     ("text", "fact"),
     [
         ("Acme's sync overwrote all of the drafts on my tablet.", "lost or destroyed"),

@@ -1512,7 +1512,8 @@ def _read(
                 if 0 < sent[i] < ANNOUNCEMENT_KEEPS:
                     sent[i] = 0.0
                     r.changed = True
-        bad_fact = read[k][3] is not None and read[k][3][1] < 0
+        stated = read[k][3]
+        bad_fact = stated is not None and stated[1] < 0
         if not ironic and targeted:
             g = _GRATITUDE.search(s) if _intent.has_any(s, _GRATITUDE_NEEDS) else None
             if (

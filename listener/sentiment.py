@@ -1593,7 +1593,8 @@ def _read(
             r.cues.append(churn)
         if total <= COMPLAINT_SENTENCE:
             r.complaint_sentence = True
-        after_complaint = _plain_complaint(trace, a, b, s)
+        # Relief after leaving ("Deleted <brand>. Life is better.") is meant, not sarcasm.
+        after_complaint = churn is None and _plain_complaint(trace, a, b, s)
         if total >= PRAISE_SENTENCE and k not in flipped and not asks and request is None:
             r.praise_sentence = True
     if asking_post and not ironic:

@@ -136,6 +136,13 @@ def test_negated_or_unrelated_leaving_words_are_not_churn(scorer, text: str) -> 
         "Trialling Globex to replace Acme across all 30 stores.",
         "Recommend me something other than Acme for payroll?",
         "Third outage this month. Time to find a new host.",
+        "We're walking away from Acme after six years.",
+        "Refund the deposit or I'm gone, Acme.",
+        "If Acme doesn't fix the invoices by Friday, we're cancelling.",
+        "This is our last month on Acme.",
+        "Our department is replacing Acme next year.",
+        "We are winding down our Acme seats.",
+        "Uninstalled the app and deleted Acme. Shopping around now.",
     ],
 )
 def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
@@ -154,6 +161,9 @@ def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
         "We need a new app for expenses, does Acme do that?",
         "I'm leaving a five star review for Acme.",
         "Dropped my Acme phone down the stairs. Not a scratch.",
+        "My last order from Acme arrived a day late.",
+        "How do I delete the Acme cache on a Mac?",
+        "Acme is winding down its Berlin office.",
     ],
 )
 def test_supposing_and_praising_are_not_churn(scorer, text: str) -> None:

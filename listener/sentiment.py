@@ -1401,6 +1401,7 @@ class _Reading:
     vader_negative: bool = False  # before churn and arrival set the stance
     irony: list[str] = field(default_factory=list)
     changed: bool = False
+    staff: str = ""  # the words that show the author speaks for the brand
 
 
 # What a (lower-cased) sentence says whatever its snippet: asks, request cue, seeks information,
@@ -1631,6 +1632,14 @@ def _read(
     if r.arrival:
         r.churn = False
         r.cues = [c for c in r.cues if c.intent != "churn"]
+    if targeted and _intent.has_any(full, _STAFF_NEEDS) and (own := _STAFF.search(full)):
+        # The brand's own staff ("Priya from the <brand> team here"): their apologies,
+        # announcements and thanks are the brand's voice, not a customer's stance or intent.
+        for i, v in enumerate(sent):
+            if v:
+                sent[i] = 0.0
+        r = _Reading(changed=True, staff=own.group().strip())
+        return r
     r.no_fault = r.churn and _intent.no_fault(full)
     if r.no_fault:
         # Leaving without blame ("nothing wrong with it, I just don't need it"): the leaving
@@ -1641,6 +1650,21 @@ def _read(
                 r.changed = True
         r.complaint_sentence = False
     return r
+
+
+# A post by someone who speaks for the brand: "<brand> support here", "from the <brand> product
+# team", "I lead engineering at <brand>", "disclosure: I work at <brand>". Not former staff.
+_STAFF = re.compile(
+    r"\bxbrandx(?:'s)?\s+(?:[\w-]+\s+)?(?:team|support|staff|employee|engineer|pm|dev|developer|"
+    r"founder|ceo|cto|cofounder|co-founder)\s+here\b|"
+    r"\b(?:from|on|with|in)\s+the\s+xbrandx\s+(?:[\w-]+\s+){0,2}?team\b|"
+    r"\b(?:i|we)\s+(?:work|lead|run|manage|head)\s+(?:[\w-]+\s+){0,2}?(?:at|for)\s+xbrandx\b|"
+    r"\b(?:i'm|i am)\s+(?:the|a|an|one of the)\s+(?:[\w-]+\s+){0,2}?(?:founder|ceo|cto|pm|"
+    r"product manager|engineer|developer|designer|community manager|cofounder|co-founder)\s+"
+    r"(?:at|of|for)\s+xbrandx\b|\b(?:i'm|i am)\s+on\s+the\s+xbrandx\s+(?:[\w-]+\s+)?team\b|"
+    r"\b(?:disclosure|disclaimer)\W+(?:i|we)\s+work\s+(?:at|for|on)\b"
+)
+_STAFF_NEEDS = (" here", " team", "work", "lead", "run ", "manage", "head", "founder", "ceo", "cto")
 
 
 # Negation scope beyond VADER's three words, and "zero": what is absent is a bad thing, so the
@@ -2205,6 +2229,8 @@ def _stance(compound: float, reading: _Reading) -> float:
 
 
 def _intents(reading: _Reading, label: Label) -> tuple[str, ...]:
+    if reading.staff:
+        return ()
     found = set()
     if reading.churn:
         found.add("churn")
@@ -2243,6 +2269,8 @@ def _explain_reading(reading: _Reading, intents: tuple[str, ...]) -> tuple[dict[
             out.append(
                 {"rule": "intent", "intent": intent, "cue": cue.rule, "words": _shown(cue.words)}
             )
+    if reading.staff:
+        out.append({"rule": "brand's own voice", "words": _shown(_clip(reading.staff, 60))})
     if reading.churn and reading.no_fault:
         out.append(
             {

@@ -586,3 +586,32 @@ def test_listener_run_raises_one_churn_risk_alert_on_the_churn_channel_only(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+# --- the brand's own voice ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi all, Sam from the Acme support team here. Sorry about the outage, it's fixed now.",
+        "Acme support here: thanks for flagging, a fix is rolling out tonight.",
+        "Disclosure: I work for Acme. Cancelling the old plan is one click in Settings.",
+    ],
+)
+def test_a_post_by_the_brands_own_staff_carries_no_customer_intent(scorer, text: str) -> None:
+    score = toward(scorer, text, "Acme")
+    assert score.intents == ()
+    assert score.label == "neutral"
+    assert any(e.get("rule") == "brand's own voice" for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We're on Acme and the support team here has been great.",  # a customer of the brand
+        "I used to work at Acme and the product has gone downhill.",  # former staff
+    ],
+)
+def test_customers_who_mention_staff_or_work_are_still_customers(scorer, text: str) -> None:
+    assert toward(scorer, text, "Acme").intents != ()

@@ -1632,13 +1632,13 @@ def _read(
     if r.arrival:
         r.churn = False
         r.cues = [c for c in r.cues if c.intent != "churn"]
-    if targeted and _intent.has_any(full, _STAFF_NEEDS) and (own := _STAFF.search(full)):
+    if targeted and _intent.has_any(full, _STAFF_NEEDS) and (voice := _STAFF.search(full)):
         # The brand's own staff ("Priya from the <brand> team here"): their apologies,
         # announcements and thanks are the brand's voice, not a customer's stance or intent.
         for i, v in enumerate(sent):
             if v:
                 sent[i] = 0.0
-        r = _Reading(changed=True, staff=own.group().strip())
+        r = _Reading(changed=True, staff=voice.group().strip())
         return r
     r.no_fault = r.churn and _intent.no_fault(full)
     if r.no_fault:

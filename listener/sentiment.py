@@ -1853,6 +1853,13 @@ def _fact(sentence: str) -> tuple[str, float] | None:
             if value is None:
                 continue
             valence = value
+        elif name == "time":
+            change = _duration_change(found.group())
+            if not change:
+                continue
+            if _LONGER_IS_BETTER.search(sentence):
+                change = -change
+            valence = valence if change < 0 else -valence * 0.75
         elif name == "price":
             numbers = [float(n.replace(",", "")) for n in _MONEY.findall(found.group())]
             if len(numbers) < 2 or numbers[-1] == numbers[0]:
@@ -1860,6 +1867,50 @@ def _fact(sentence: str) -> tuple[str, float] | None:
             valence = -valence if numbers[-1] > numbers[0] else valence * 0.75
         return f"{FACT_PREFIX}{name}: {_shown(found.group().strip())}", valence
     return None
+
+
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
+_SECONDS_BY_WORD = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_SECONDS_BY_WORD["month"] = 30 * 86400
+# Where a longer time is the good news (how long a battery, a warranty or a trial lasts), the
+# change reads the other way round.
+_LONGER_IS_BETTER = re.compile(
+    r"\b(?:battery|batteries|lasts?|lasted|life|uptime|warranty|trial|guarantee|support window|"
+    r"retention|streak|runtime)\b"
+)
+_SPAN_PARTS = re.compile(
+    r"(\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"twelve|twenty|thirty)(?:\s*|-)([a-z]*)"
+)
+
+
+def _duration_change(text: str) -> float | None:
+    """'from 22 minutes to 6' -> seconds after minus seconds before; None when not two times.
+    A unit given once ("from 22 to 6 minutes") is shared by both numbers."""
+    parts = _SPAN_PARTS.findall(text.split("from", 1)[-1])
+    if len(parts) != 2:
+        return None
+    before, after = (_unit_seconds(u) for _, u in parts)
+    first = before or after
+    second = after or before
+    if first is None or second is None:
+        return None
+    values = [_amount(n) for n, _ in parts]
+    return values[1] * second - values[0] * first
+
+
+def _unit_seconds(unit: str) -> int | None:
+    if not unit:
+        return None
+    for word, seconds in _SECONDS_BY_WORD.items():
+        if unit.startswith(word):
+            return seconds
+    return _SECONDS.get(unit.rstrip("s") if len(unit) > 1 else unit)
+
+
+def _amount(number: str) -> float:
+    words = {"a": 1, "an": 1, "twelve": 12, "twenty": 20, "thirty": 30, **_NUMBER_WORDS}
+    return float(number) if number[0].isdigit() else float(words[number])
 
 
 _NUMBER_WORDS = {
@@ -1911,6 +1962,10 @@ _WHEN = (
     r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|autumn|fall|winter|"
     r"christmas|easter|(?:last\s+)?(?:week|month|year)|\d{4})"
+)
+_SPAN = (
+    r"(?:\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|thirty)"
+    r"(?:\s*|-)(?:(?:seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|weeks?|months?)\b)?"
 )
 _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
     (name, re.compile(pattern), valence)
@@ -1984,8 +2039,9 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
             # order", "reset his progress". Not when the author does it ("I deleted my ...").
             "lost or destroyed",
             r"(?<!\bi )(?<!\bwe )(?<!\bto )(?<!\bi've )(?<!\bwe've )(?<!\byou )\b"
-            r"(?:lost|loses|wiped|wipes|erased|erases|deleted|deletes|reset|resets|corrupted|"
-            r"corrupts|overwrote|overwrites|scrambled|mangled|bricked|nuked|broke|breaks|ate)\s+"
+            r"(?:lost|loses|lose|wiped|wipes|wipe|erased|erases|erase|deleted|deletes|delete|reset|"
+            r"resets|corrupted|corrupts|corrupt|overwrote|overwrites|overwrite|scrambled|mangled|"
+            r"bricked|nuked|broke|breaks|ate)\s+"
             r"(?:(?:all|every|each|half|most|some)\s+(?:of\s+)?)?(?:my|our|his|her|their|the|"
             r"everyone's|years|months|weeks|\d+)\b",
             -1.8,
@@ -2042,6 +2098,13 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
             r"getting\s+better\b|impressing\b|delivering\b|growing\b|surprising\b)\w+ing\b",
             -1.2,
         ),
+        (
+            # A time that went from one length to another: shorter is better ("builds went from
+            # 22 minutes to 6"), longer is worse ("delivery went from 2 days to 2 weeks").
+            "time",
+            rf"\bfrom\s+{_SPAN}\s+(?:down\s+|up\s+)?to\s+{_SPAN}",
+            2.0,
+        ),
     )
 )
 
@@ -2082,6 +2145,7 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("fee", "charge", "surcharge", "levy", "paywall", "ads", "advert"),
     ("quietly", "without", "notice", "no warning", "heads-up", "announcement", "found out"),
     ("again", "time", "in a row", "running", "keep", "kept"),
+    ("from ",),
 )
 # Each needed word is looked up once per sentence, not once per fact that needs it.
 _FACT_TRIES = tuple(

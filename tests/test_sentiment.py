@@ -459,6 +459,7 @@ def test_praise_after_a_problem_that_is_meant_is_not_irony(scorer: Scorer, text:
         ("Acme moved our renewal date with two days notice.", "without notice"),
         ("Acme promised the invoices would be corrected by Friday. That was in 2023.", "promise"),
         ("Acme keeps forgetting my delivery address.", "again"),
+        ("Why did Acme erase my playlists?", "lost or destroyed"),
     ],
 )
 def test_bad_events_stated_plainly_are_negative(scorer: Scorer, text: str, fact: str) -> None:
@@ -483,6 +484,22 @@ def test_bad_event_words_that_are_not_bad_events_are_not_negative(
         e.get("rule") == "fact" and e["words"].startswith(("lost", "cut", "added"))
         for e in score.explanation
     ), score.explanation
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Acme's new runners took our test suite from 18 minutes to 5.", "positive"),
+        ("Acme refunds went from 3 days to 3 weeks this year.", "negative"),
+        ("Acme's earbud battery went from 9 hours to 4 after the update.", "negative"),
+    ],
+)
+def test_a_time_that_changed_length_is_good_or_bad_news(
+    scorer: Scorer, text: str, label: str
+) -> None:
+    score = brand(scorer, text)
+    assert score.label == label, score.explanation
+    assert any(e.get("rule") == "fact" and e["words"].startswith("time") for e in score.explanation)
 
 
 def test_a_price_cut_and_five_stars_are_positive(scorer: Scorer) -> None:

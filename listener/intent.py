@@ -73,7 +73,9 @@ _LEAVE = (
     r"(?:cancel(?:s|l?ed|l?ing)?|leav(?:e|es|ing)|left|quit(?:s|ting)?|ditch(?:es|ed|ing)?|"
     r"dump(?:s|ed|ing)?|drop(?:s|ped|ping)?|abandon(?:s|ed|ing)?|uninstall(?:s|ed|ing)?|"
     r"clos(?:e|es|ed|ing)|terminat(?:e|es|ed|ing)|unsubscrib(?:e|es|ed|ing)|"
-    r"downgrad(?:e|es|ed|ing)|churn(?:s|ed|ing)?|offboard(?:s|ed|ing)?)"
+    r"downgrad(?:e|es|ed|ing)|churn(?:s|ed|ing)?|offboard(?:s|ed|ing)?|"
+    r"wind(?:s|ing)? down|wound down|phas(?:e|es|ed|ing) out|sunsett?(?:s|ed|ing)?|"
+    r"retir(?:e|es|ed|ing))"
 )
 _HOLDING = (
     r"(?:subscription|account|plan|seats?|contract|membership|license|licence|renewal|service|"
@@ -182,7 +184,7 @@ _CHURN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "alternatives",
-            rf"(?:^|\b(?:i|we|i'm|we're|i've|we've|i'll|we'll|to|are|am)\s+(?:\w+\s+)?)"
+            rf"(?:^|\b(?:i|we|i'm|we're|i've|we've|i'll|we'll|to|are|am|is|will be)\s+(?:\w+\s+)?)"
             rf"replac(?:e|ed|ing)\s+{_FILL}{BRAND}\b|"
             rf"\b(?:something|anything|one|options?|tools?|apps?)\s+other than\s+{_FILL}{BRAND}|"
             rf"\b(?:find|finding|found|need)\s+(?:a\s+|an\s+)?(?:new|different|another|better)\s+"
@@ -197,6 +199,33 @@ _CHURN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "refund or gone",
             rf"\b(?:return(?:ed|ing)?|sen[dt](?:ing)? back)\s+(?:the|my|our|it|{BRAND})\b"
             rf"|{BRAND}(?:\s+[\w#-]+){{0,2}}\s+(?:returned|went back)\b",
+        ),
+        (
+            # Leaving told as an idiom of going: "walking away from", "moving on from",
+            # "jumping ship", "time to switch", "shopping around", the app deleted.
+            "leaving",
+            rf"\b(?:walk(?:s|ed|ing)?\s+away\s+from|mov(?:e|es|ed|ing)\s+on\s+from|"
+            rf"bail(?:s|ed|ing)?\s+on)\s+{_FILL}{_YOU}|\bjump(?:s|ed|ing)?\s+ship\b|"
+            r"\btime\s+(?:to|for)\s+(?:me\s+|us\s+)?(?:to\s+)?(?:switch|move on|leave|cancel|go|"
+            r"jump ship|shop around|look elsewhere|find (?:a|an|another|something))\b|"
+            r"\bshop(?:s|ped|ping)?\s+around\b|"
+            rf"\b(?:deleted|uninstalled|removed)\s+(?:the\s+)?{BRAND}(?:\s+app)?\s*(?:[.!,;]|$|from\b)",
+        ),
+        (
+            # The end of a term said outright: "this is our last month", "my final week with".
+            "done with",
+            r"\b(?:this is|it's|that's|this was|will be|was)\s+(?:my|our)\s+(?:very\s+)?"
+            r"(?:last|final)\s+(?:day|week|month|year|billing cycle|term|season)\b|"
+            r"\b(?:my|our)\s+(?:last|final)\s+(?:day|week|month|year)\s+(?:with|on|at|as)\b",
+        ),
+        (
+            # An ultimatum: "... or I'm gone", "if <brand> doesn't fix this, we're leaving".
+            "refund or gone",
+            r"\bor\s+(?:else\s+)?(?:i'm|we're|i'll|we'll|i am|we are|i will|we will)\s+"
+            r"(?:be\s+)?(?:leaving|cancel\w*|switch\w*|gone|out|done|off|taking)\b|"
+            r"\bif\b[^.?!]{0,80}\b(?:doesn't|don't|can't|won't|isn't|aren't|not)\b[^.?!]{0,80}?"
+            r"\b(?:i'm|we're|i'll|we'll|i am|we are|i will|we will)\s+(?:be\s+|definitely\s+|"
+            r"seriously\s+)?(?:leaving|cancel\w*|switch\w*|gone|out|done|taking|looking|shopping)\b",
         ),
     )
 )
@@ -278,6 +307,9 @@ _CHURN_NEEDS: tuple[tuple[str, ...], ...] = (
     ("replac", "other than", "new", "different", "another", "better"),
     ("leaving",),
     ("return", "back"),
+    ("away", "move on", "moving on", "moved on", "bail", "ship", "time ", "around", "xbrandx"),
+    ("last", "final"),
+    ("or ", "if "),
 )
 assert len(_CHURN_NEEDS) == len(_CHURN_RULES)
 
@@ -561,6 +593,11 @@ def _negated(sentence: str, at: int) -> bool:
     return _NEGATION.search(before) is not None or (
         "?" in sentence[at:] and _SUPPOSING.search(before) is not None
     )
+
+
+def negated_before(sentence: str, at: int) -> bool:
+    """A negation governs the words at `at`: "has never lost my data", "didn't cut the ..."."""
+    return _NEGATION.search(sentence[max(0, at - 40) : at]) is not None
 
 
 def _subject_is_author(sentence: str, at: int) -> bool:

@@ -44,7 +44,7 @@ from listener.models import Label, Score
 log = logging.getLogger(__name__)
 
 # Bump when the scoring rules in this module change, so stored scores are known to be stale.
-RULES_VERSION = "3"
+RULES_VERSION = "4"
 LEXICON_RESOURCE = "customer_voice.tsv"
 MAX_EXPLANATION = 8
 MAX_VALENCE = 4.0  # VADER's scale
@@ -1308,6 +1308,7 @@ def _focus_clauses(sentence: str, lowered: str) -> tuple[str, str]:
 _IRONY = re.compile(
     "[\U0001f643\U0001f644\U0001f612\U0001f921]|(?:^|\\s)/s\\b|\\byeah,? right\\b|\\bsaid no one\\b|"
     "\\bnothing says\\b|\\bslow clap\\b|\\bwhat a time to be alive\\b|\\bgalaxy brain\\b|"
+    "\\bthanks for nothing\\b|\\bcool,? cool,? cool\\b|"
     "\\blove that for (?:me|us)\\b|\\bjust what (?:i|we|everyone) needed\\b|"
     "\\boh,? (?:good|great|joy|wonderful|perfect|fantastic|nice|cool)\\b|"
     "\\b(?:very|much|so) (?:smart|intelligence|innovation|wow)\\b.*\\b(?:very|much|so) \\w+\\b"
@@ -1345,6 +1346,9 @@ _IRONY_NEEDS = (
         "slow clap",
         "what a time",
         "galaxy brain",
+        "thanks for nothing",
+        "cool cool",
+        "cool, cool",
     ],
     *[
         "love that for",
@@ -1370,6 +1374,13 @@ _IRONY_NEEDS = (
 _POLITE_NEEDS = tuple(
     ["thank", "thx", "cheers", "happy", "glad", "willing", "keen", "apolog", "sorry"]
 )
+# Praise that opens a sentence before the event it is about: "Brilliant, ...", "Great job <brand>,".
+_PRAISE_OPENER = re.compile(
+    r"^\W*(?:oh\W+|wow\W+|well\W+)?(?:great|brilliant|fantastic|amazing|wonderful|perfect|lovely|"
+    r"superb|excellent|awesome|impressive|incredible|stellar|splendid|outstanding|nice|cool)"
+    r"(?:\s+(?:work|job|stuff|one|move|going|effort))?(?:\s*[,!:]|\s+xbrandx\b)"
+)
+IRONIC_TAIL_WORDS = 5  # a sarcastic aside after a complaint: "Great service.", "Truly helpful."
 _CONTRAST = re.compile(r"\b(?:but|though|although|however|except|whereas|yet|while)\b")
 COMPLAINT_SENTENCE = -1.0  # a sentence whose valences sum to this or less complains
 PRAISE_SENTENCE = 1.5  # one whose valences sum to this or more praises
@@ -1390,6 +1401,7 @@ class _Reading:
     vader_negative: bool = False  # before churn and arrival set the stance
     irony: list[str] = field(default_factory=list)
     changed: bool = False
+    staff: str = ""  # the words that show the author speaks for the brand
 
 
 # What a (lower-cased) sentence says whatever its snippet: asks, request cue, seeks information,
@@ -1474,6 +1486,7 @@ def _read(
     if ironic and marker is None:
         facts.append((0, f"{FACT_PREFIX}scare quotes: {_shown(_clip(scare or '', 40))}", -1.5))
     asking_post = asked_info = False
+    after_complaint = False  # the sentence before complains, with nothing good or mixed in it
     if memo is None:
         read = [_sentence_cues(s) for s in lowered]
     else:
@@ -1486,6 +1499,7 @@ def _read(
         if read[k] == _SAYS_NOTHING and not any(sent[a:b]):
             # Most sentences of a long post: no valence and no cue. Every rule below only
             # moves valences that are there, or acts on a cue, so none can change it.
+            after_complaint = False
             continue
         if _resolved(trace, a, b):
             r.changed = True
@@ -1499,15 +1513,40 @@ def _read(
                 if 0 < sent[i] < ANNOUNCEMENT_KEEPS:
                     sent[i] = 0.0
                     r.changed = True
-        if not ironic:
-            g = _GRATITUDE.search(s) if targeted and _intent.has_any(s, _GRATITUDE_NEEDS) else None
+        stated = read[k][3]
+        bad_fact = stated is not None and stated[1] < 0
+        if not ironic and targeted:
+            g = _GRATITUDE.search(s) if _intent.has_any(s, _GRATITUDE_NEEDS) else None
             if (
                 g
                 and not _CONTRAST.search(s)
                 and (g.group() in _IRONIC_OPENERS or " for " in s[g.end() :])
-                and _bad_after(trace, a, b, g.end(), s)
+                and (bad_fact or _bad_after(trace, a, b, g.end(), s))
             ):
                 flip(a, b, g.group())
+            elif (
+                (opener := _PRAISE_OPENER.match(s)) is not None
+                and not _CONTRAST.search(s)
+                and (bad_fact or _bad_after(trace, a, b, opener.end(), s))
+            ):
+                # "Brilliant, <brand> left the box out in the rain": praise that opens a
+                # sentence about a bad event is said the other way round.
+                flip(a, b, opener.group().strip(" ,!"))
+            elif (
+                after_complaint
+                and b - a <= IRONIC_TAIL_WORDS
+                and not asks
+                and request is None
+                and any(sent[a:b])
+                and all(v >= 0 for v in sent[a:b])
+                and not _intent.first_person(s)
+                and not _CONTRAST.search(s)
+                and not _REVERSAL.search(s)
+                and _FEELINGS.isdisjoint(trace.lowered[a:b])
+            ):
+                # "<brand> lost my parcel. Great service.": a few words of praise straight
+                # after a plain complaint, about nothing else, are sarcasm.
+                flip(a, b, s.strip())
         if (targeted and request is not None) or (
             courteous and _intent.has_any(s, _POLITE_NEEDS) and _POLITE.search(s)
         ):
@@ -1536,6 +1575,8 @@ def _read(
                     sent[i] = 0.0
                     r.changed = True
         total = sum(sent[a:b])
+        if fact is not None and fact[1] < 0 and _said_already(trace, a, b, fact[0], phrases):
+            fact = None
         if fact is not None:
             facts.append((k, *fact))
             total += fact[1]
@@ -1553,6 +1594,8 @@ def _read(
             r.cues.append(churn)
         if total <= COMPLAINT_SENTENCE:
             r.complaint_sentence = True
+        # Relief after leaving ("Deleted <brand>. Life is better.") is meant, not sarcasm.
+        after_complaint = churn is None and _plain_complaint(trace, a, b, s)
         if total >= PRAISE_SENTENCE and k not in flipped and not asks and request is None:
             r.praise_sentence = True
     if asking_post and not ironic:
@@ -1589,6 +1632,14 @@ def _read(
     if r.arrival:
         r.churn = False
         r.cues = [c for c in r.cues if c.intent != "churn"]
+    if targeted and _intent.has_any(full, _STAFF_NEEDS) and (voice := _STAFF.search(full)):
+        # The brand's own staff ("Priya from the <brand> team here"): their apologies,
+        # announcements and thanks are the brand's voice, not a customer's stance or intent.
+        for i, v in enumerate(sent):
+            if v:
+                sent[i] = 0.0
+        r = _Reading(changed=True, staff=voice.group().strip())
+        return r
     r.no_fault = r.churn and _intent.no_fault(full)
     if r.no_fault:
         # Leaving without blame ("nothing wrong with it, I just don't need it"): the leaving
@@ -1599,6 +1650,21 @@ def _read(
                 r.changed = True
         r.complaint_sentence = False
     return r
+
+
+# A post by someone who speaks for the brand: "<brand> support here", "from the <brand> product
+# team", "I lead engineering at <brand>", "disclosure: I work at <brand>". Not former staff.
+_STAFF = re.compile(
+    r"\bxbrandx(?:'s)?\s+(?:[\w-]+\s+)?(?:team|support|staff|employee|engineer|pm|dev|developer|"
+    r"founder|ceo|cto|cofounder|co-founder)\s+here\b|"
+    r"\b(?:from|on|with|in)\s+the\s+xbrandx\s+(?:[\w-]+\s+){0,2}?team\b|"
+    r"\b(?:i|we)\s+(?:work|lead|run|manage|head)\s+(?:[\w-]+\s+){0,2}?(?:at|for)\s+xbrandx\b|"
+    r"\b(?:i'm|i am)\s+(?:the|a|an|one of the)\s+(?:[\w-]+\s+){0,2}?(?:founder|ceo|cto|pm|"
+    r"product manager|engineer|developer|designer|community manager|cofounder|co-founder)\s+"
+    r"(?:at|of|for)\s+xbrandx\b|\b(?:i'm|i am)\s+on\s+the\s+xbrandx\s+(?:[\w-]+\s+)?team\b|"
+    r"\b(?:disclosure|disclaimer)\W+(?:i|we)\s+work\s+(?:at|for|on)\b"
+)
+_STAFF_NEEDS = (" here", " team", "work", "lead", "run ", "manage", "head", "founder", "ceo", "cto")
 
 
 # Negation scope beyond VADER's three words, and "zero": what is absent is a bad thing, so the
@@ -1617,6 +1683,23 @@ _BEST_YET = re.compile(
     r"looked|worked|run|ran|gone)\s+(?:any\s+|so\s+|much\s+)?(easier|better|happier|smoother|"
     r"simpler|faster|nicer|quicker|more \w+)\b"
 )
+
+
+def _said_already(
+    trace: _Trace, a: int, b: int, fact: str, phrases: Mapping[str, tuple[str, str]] | None
+) -> bool:
+    """A bad fact whose words a lexicon phrase of the sentence already scored ("keeps
+    crashing"): counted once, not twice."""
+    if not phrases:
+        return False
+    said = set(fact.split(": ", 2)[-1].strip(" .!?").split())
+    for i in range(a, b):
+        phrase = phrases.get(trace.lowered[i]) if trace.sentiments[i] < 0 else None
+        if phrase is not None:
+            words = set(phrase[0].split())
+            if words <= said or said <= words:
+                return True
+    return False
 
 
 def _absent_bad(
@@ -1761,11 +1844,22 @@ def _fact(sentence: str) -> tuple[str, float] | None:
             continue  # "loads increased 30%" is not a price going up
         if found is None:
             continue
+        if name in _NEGATABLE and (
+            _intent.negated_before(sentence, found.start()) or _NEGATED_VERB.search(found.group())
+        ):
+            continue  # "has never lost a file": an absence, which _absent_bad reads as praise
         if name == "rating":
             value = _rating(found)
             if value is None:
                 continue
             valence = value
+        elif name == "time":
+            change = _duration_change(found.group())
+            if not change:
+                continue
+            if _LONGER_IS_BETTER.search(sentence):
+                change = -change
+            valence = valence if change < 0 else -valence * 0.75
         elif name == "price":
             numbers = [float(n.replace(",", "")) for n in _MONEY.findall(found.group())]
             if len(numbers) < 2 or numbers[-1] == numbers[0]:
@@ -1773,6 +1867,50 @@ def _fact(sentence: str) -> tuple[str, float] | None:
             valence = -valence if numbers[-1] > numbers[0] else valence * 0.75
         return f"{FACT_PREFIX}{name}: {_shown(found.group().strip())}", valence
     return None
+
+
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
+_SECONDS_BY_WORD = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_SECONDS_BY_WORD["month"] = 30 * 86400
+# Where a longer time is the good news (how long a battery, a warranty or a trial lasts), the
+# change reads the other way round.
+_LONGER_IS_BETTER = re.compile(
+    r"\b(?:battery|batteries|lasts?|lasted|life|uptime|warranty|trial|guarantee|support window|"
+    r"retention|streak|runtime)\b"
+)
+_SPAN_PARTS = re.compile(
+    r"(\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"twelve|twenty|thirty)(?:\s*|-)([a-z]*)"
+)
+
+
+def _duration_change(text: str) -> float | None:
+    """'from 22 minutes to 6' -> seconds after minus seconds before; None when not two times.
+    A unit given once ("from 22 to 6 minutes") is shared by both numbers."""
+    parts = _SPAN_PARTS.findall(text.split("from", 1)[-1])
+    if len(parts) != 2:
+        return None
+    before, after = (_unit_seconds(u) for _, u in parts)
+    first = before or after
+    second = after or before
+    if first is None or second is None:
+        return None
+    values = [_amount(n) for n, _ in parts]
+    return values[1] * second - values[0] * first
+
+
+def _unit_seconds(unit: str) -> int | None:
+    if not unit:
+        return None
+    for word, seconds in _SECONDS_BY_WORD.items():
+        if unit.startswith(word):
+            return seconds
+    return _SECONDS.get(unit.rstrip("s") if len(unit) > 1 else unit)
+
+
+def _amount(number: str) -> float:
+    words = {"a": 1, "an": 1, "twelve": 12, "twenty": 20, "thirty": 30, **_NUMBER_WORDS}
+    return float(number) if number[0].isdigit() else float(words[number])
 
 
 _NUMBER_WORDS = {
@@ -1819,6 +1957,15 @@ _MONEY = re.compile(r"(?<=[$\u00a3\u20ac])\s?(\d[\d,]*(?:\.\d+)?)")
 _WAITING_FOR = re.compile(
     r"\b(?:ticket|support|repl(?:y|ied)|respon\w+|answer\w*|wait\w*|restor\w*|refund\w*|"
     r"ship\w*|deliver\w*|pending|hold|still|outage|down|without|no|awaiting|stuck|order)\b"
+)
+_WHEN = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|autumn|fall|winter|"
+    r"christmas|easter|(?:last\s+)?(?:week|month|year)|\d{4})"
+)
+_SPAN = (
+    r"(?:\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|thirty)"
+    r"(?:\s*|-)(?:(?:seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|weeks?|months?)\b)?"
 )
 _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
     (name, re.compile(pattern), valence)
@@ -1882,13 +2029,88 @@ _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(
             "promise not kept",
             r"\bthat was\s+(?:over\s+|nearly\s+|almost\s+)?(?:\d+|two|three|four|five|six|seven|"
             r"eight|nine|ten|several)\s+(?:days?|weeks?|months?)\s+ago\b|"
-            r"\b(?:promised|guaranteed)\b[^.?!]*\b(?:never|didn't|hasn't|haven't|yet to|instead)\b",
+            r"\b(?:promised|guaranteed)\b[^.?!]*\b(?:never|didn't|hasn't|haven't|yet to|instead)\b|"
+            # "That was in October.": said after what was promised, the date says it did not come
+            rf"^\W*that was\s+(?:back\s+)?(?:in\s+|on\s+|last\s+)?{_WHEN}\W*$",
             -1.5,
+        ),
+        (
+            # The brand destroys or loses what is the customer's: "wiped every note", "lost our
+            # order", "reset his progress". Not when the author does it ("I deleted my ...").
+            "lost or destroyed",
+            r"(?<!\bi )(?<!\bwe )(?<!\bto )(?<!\bi've )(?<!\bwe've )(?<!\byou )\b"
+            r"(?:lost|loses|lose|wiped|wipes|wipe|erased|erases|erase|deleted|deletes|delete|reset|"
+            r"resets|corrupted|corrupts|corrupt|overwrote|overwrites|overwrite|scrambled|mangled|"
+            r"bricked|nuked|broke|breaks|ate)\s+"
+            r"(?:(?:all|every|each|half|most|some)\s+(?:of\s+)?)?(?:my|our|his|her|their|the|"
+            r"everyone's|years|months|weeks|\d+)\b",
+            -1.8,
+        ),
+        (
+            # Still not done: a wait, a fix or a refund that has not come ("still hasn't refunded").
+            "still not",
+            r"\bstill\s+(?:hasn't|haven't|has not|have not|hasnt|havent|isn't|isnt|is not|aren't|"
+            r"wasn't|doesn't|doesnt|don't|didn't|won't|wont|can't|cant|cannot|not)\b",
+            -1.5,
+        ),
+        (
+            # The brand takes something back: "cut the interest", "shrank the portions", "no
+            # longer lets you ...". Cutting a price, a wait or a bill is good news, not this.
+            "cut back",
+            r"\b(?:xbrandx|they|the company|the bank|the app)\b(?:['\u2019]s)?[^.?!,;]{0,30}?\b"
+            r"(?:cut|cuts|slashed|slashes|halved|halves|shrank|shrunk|shrinks|reduced|reduces|"
+            r"lowered|downgraded|axed|scrapped|pulled|dropped|disabled|restricted|limited|"
+            r"stopped (?:offering|supporting|allowing|including|selling)|got rid of|"
+            r"no longer (?:offers?|supports?|includes?|lets?|allows?|has|comes? with))\s+"
+            r"(?!(?:the\s+|their\s+|its\s+|our\s+|my\s+|your\s+)?(?:[\w-]+\s+)?"
+            r"(?:price|prices|pricing|costs?|bills?|fees?|wait|waits|waiting|latency|load|noise|"
+            r"spam|ads|bloat|steps|clicks|size|errors?|bugs?|downtime|queues?|times?|"
+            r"emissions|carbon|delays?)\b)",
+            -1.5,
+        ),
+        (
+            # A charge or a limit put on: "added a £1.99 service fee", "introduced ads".
+            "added a charge",
+            r"\b(?:add(?:s|ed|ing)?|introduc(?:es|ed|ing)|slapp(?:ed|ing)|tack(?:s|ed|ing) on|"
+            r"start(?:s|ed|ing) charging|now charg(?:es|ing))\s+(?:on\s+)?"
+            r"(?:(?:a|an|another|new|extra|the)\s+)?(?:[\w\u00a3$\u20ac.'-]+\s+){0,3}?"
+            r"(?:fee|fees|charge|charges|surcharge|levy|paywall|ads|adverts)\b",
+            -1.5,
+        ),
+        (
+            # A change made behind the customer's back: "quietly moved", "without notice",
+            # "with two weeks notice", "I found out from my bank".
+            "without notice",
+            r"\bquietly\s+(?!\w+ly\b)\w+|\bwithout\s+(?:any\s+)?(?:telling|notice|notifying|"
+            r"warning|asking|informing|an? (?:email|heads-up|announcement|word))\b|"
+            r"\bwith\s+(?:only\s+|just\s+|barely\s+)?(?:a|one|two|three|four|\d+)\s+"
+            r"(?:days?|weeks?)(?:'s?|')?\s+notice\b|\bno\s+(?:prior\s+)?(?:notice|warning|"
+            r"heads-up|announcement)\b|\bfound out (?:from|when|via|through|on|by)\b",
+            -1.3,
+        ),
+        (
+            # The same failure again: "Again.", "for the third time", "keeps logging me out".
+            "again",
+            r"^\W*(?:and\s+)?(?:again|yet again|once again|again and again)\W*$|"
+            r"\bfor the\s+(?:second|third|fourth|fifth|sixth|nth|\d+(?:st|nd|rd|th))\s+time\b|"
+            r"\b(?:second|third|fourth|fifth|sixth|\d+(?:st|nd|rd|th))\s+(?:\w+\s+)?"
+            r"(?:in a row|running)\b|\b(?:keeps?|kept)\s+(?:on\s+)?(?!working\b|improving\b|"
+            r"getting\s+better\b|impressing\b|delivering\b|growing\b|surprising\b)\w+ing\b",
+            -1.2,
+        ),
+        (
+            # A time that went from one length to another: shorter is better ("builds went from
+            # 22 minutes to 6"), longer is worse ("delivery went from 2 days to 2 weeks").
+            "time",
+            rf"\bfrom\s+{_SPAN}\s+(?:down\s+|up\s+)?to\s+{_SPAN}",
+            2.0,
         ),
     )
 )
 
 
+_NEGATED_VERB = re.compile(r"\b(?:not|never|hasn't|hasnt|haven't|didn't|didnt|doesn't|won't)\b")
+_NEGATABLE = frozenset(["lost or destroyed", "cut back", "added a charge", "again"])
 _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("\u2605", "\u2b50", "\u2606", "/", "star"),
     ("$", "\u00a3", "\u20ac"),
@@ -1909,7 +2131,21 @@ _FACT_NEEDS: tuple[tuple[str, ...], ...] = (
     ("%", "went up", "gone up", "increased", "rose", "doubled", "tripled"),
     ("clos",),
     ("cap", "throttl"),
-    ("ago", "promised", "guaranteed"),
+    ("ago", "promised", "guaranteed", "that was"),
+    (
+        *["lost", "loses", "wipe", "erase", "delete", "reset", "corrupt", "overwr"],
+        *["scrambled", "mangled", "bricked", "nuked", "broke", "ate "],
+    ),
+    ("still",),
+    (
+        *["cut", "slashe", "halve", "shr", "reduce", "lowered", "downgraded", "axed", "scrapped"],
+        *["pulled", "dropped", "disabled", "restricted", "limited", "stopped", "got rid"],
+        "no longer",
+    ),
+    ("fee", "charge", "surcharge", "levy", "paywall", "ads", "advert"),
+    ("quietly", "without", "notice", "no warning", "heads-up", "announcement", "found out"),
+    ("again", "time", "in a row", "running", "keep", "kept"),
+    ("from ",),
 )
 # Each needed word is looked up once per sentence, not once per fact that needs it.
 _FACT_TRIES = tuple(
@@ -2008,6 +2244,34 @@ def _resolved(trace: _Trace, a: int, b: int) -> bool:
     return changed
 
 
+# Words that name the author's own feeling: after a problem story ("... it was all in within
+# the hour. Impressed.") they are meant; the sarcastic aside evaluates the brand instead.
+_FEELINGS = frozenset(
+    "impressed amazed grateful thankful relieved happy delighted chuffed glad pleased stoked"  # noqa: SIM905
+    " thrilled blown".split()
+)
+# The story turns: "turns out it's excellent", "luckily ...": what follows is meant.
+_REVERSAL = re.compile(
+    r"\b(?:turns? out|turned out|actually|in the end|luckily|thankfully|fortunately|silver lining)"
+)
+_SUBORDINATE = frozenset(
+    "when after before during since once until while because whenever".split()  # noqa: SIM905
+)
+
+
+def _plain_complaint(trace: _Trace, a: int, b: int, sentence: str) -> bool:
+    """The sentence complains in words of its own, about nothing else: nothing good in it, no
+    contrast, no fix, and the bad words are not a circumstance ("the same day our boiler
+    failed", "after the storm")."""
+    sent, lowered = trace.sentiments, trace.lowered
+    if sum(v for v in sent[a:b] if v < 0) > COMPLAINT_SENTENCE or any(v > 0 for v in sent[a:b]):
+        return False
+    if _CONTRAST.search(sentence) or not _RESOLVING.isdisjoint(lowered[a:b]):
+        return False
+    first_bad = next(i for i in range(a, b) if sent[i] < 0)
+    return _SUBORDINATE.isdisjoint(lowered[a:first_bad])
+
+
 def _bad_after(trace: _Trace, a: int, b: int, at: int, sentence: str) -> bool:
     """Something bad follows the thanks in its sentence: "thanks for the 3-day outage"."""
     words_before = len(sentence[:at].split())
@@ -2029,6 +2293,8 @@ def _stance(compound: float, reading: _Reading) -> float:
 
 
 def _intents(reading: _Reading, label: Label) -> tuple[str, ...]:
+    if reading.staff:
+        return ()
     found = set()
     if reading.churn:
         found.add("churn")
@@ -2067,6 +2333,8 @@ def _explain_reading(reading: _Reading, intents: tuple[str, ...]) -> tuple[dict[
             out.append(
                 {"rule": "intent", "intent": intent, "cue": cue.rule, "words": _shown(cue.words)}
             )
+    if reading.staff:
+        out.append({"rule": "brand's own voice", "words": _shown(_clip(reading.staff, 60))})
     if reading.churn and reading.no_fault:
         out.append(
             {

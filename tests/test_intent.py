@@ -136,6 +136,13 @@ def test_negated_or_unrelated_leaving_words_are_not_churn(scorer, text: str) -> 
         "Trialling Globex to replace Acme across all 30 stores.",
         "Recommend me something other than Acme for payroll?",
         "Third outage this month. Time to find a new host.",
+        "We're walking away from Acme after six years.",
+        "Refund the deposit or I'm gone, Acme.",
+        "If Acme doesn't fix the invoices by Friday, we're cancelling.",
+        "This is our last month on Acme.",
+        "Our department is replacing Acme next year.",
+        "We are winding down our Acme seats.",
+        "Uninstalled the app and deleted Acme. Shopping around now.",
     ],
 )
 def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
@@ -154,6 +161,9 @@ def test_leaving_said_in_other_words_is_churn(scorer, text: str) -> None:
         "We need a new app for expenses, does Acme do that?",
         "I'm leaving a five star review for Acme.",
         "Dropped my Acme phone down the stairs. Not a scratch.",
+        "My last order from Acme arrived a day late.",
+        "How do I delete the Acme cache on a Mac?",
+        "Acme is winding down its Berlin office.",
     ],
 )
 def test_supposing_and_praising_are_not_churn(scorer, text: str) -> None:
@@ -576,3 +586,32 @@ def test_listener_run_raises_one_churn_risk_alert_on_the_churn_channel_only(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+# --- the brand's own voice ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi all, Sam from the Acme support team here. Sorry about the outage, it's fixed now.",
+        "Acme support here: thanks for flagging, a fix is rolling out tonight.",
+        "Disclosure: I work for Acme. Cancelling the old plan is one click in Settings.",
+    ],
+)
+def test_a_post_by_the_brands_own_staff_carries_no_customer_intent(scorer, text: str) -> None:
+    score = toward(scorer, text, "Acme")
+    assert score.intents == ()
+    assert score.label == "neutral"
+    assert any(e.get("rule") == "brand's own voice" for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We're on Acme and the support team here has been great.",  # a customer of the brand
+        "I used to work at Acme and the product has gone downhill.",  # former staff
+    ],
+)
+def test_customers_who_mention_staff_or_work_are_still_customers(scorer, text: str) -> None:
+    assert toward(scorer, text, "Acme").intents != ()

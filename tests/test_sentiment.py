@@ -422,6 +422,86 @@ def test_bad_facts_without_a_feeling_word_are_negative(
     assert any(e.get("rule") == "fact" and e["words"].startswith(fact) for e in score.explanation)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a few words of praise straight after a plain complaint
+        "Acme's app crashes every time I open the camera. Truly helpful.",
+        # praise opening a sentence about a bad event stated as a fact
+        "Fantastic, Acme still hasn't sent the replacement charger.",
+    ],
+)
+def test_praise_around_a_bad_event_is_irony(scorer: Scorer, text: str) -> None:
+    score = brand(scorer, text)
+    assert score.label == "negative", score.explanation
+    assert any(e.get("rule") == "irony" for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Acme's router crashed twice this week. Still love it though.",  # a contrast
+        "Acme's router failed on Sunday. Impressed.",  # the author's own feeling
+        "Acme sent an engineer round when our boiler broke. Brilliant.",  # a circumstance
+    ],
+)
+def test_praise_after_a_problem_that_is_meant_is_not_irony(scorer: Scorer, text: str) -> None:
+    assert not any(e.get("rule") == "irony" for e in brand(scorer, text).explanation)
+
+
+@pytest.mark.parametrize(
+    ("text", "fact"),
+    [
+        ("Acme's sync overwrote all of the drafts on my tablet.", "lost or destroyed"),
+        ("Acme still hasn't sent the replacement charger.", "still not"),
+        ("Acme shrank the lunch portions this spring.", "cut back"),
+        ("Acme tacked on a $2 paper statement charge.", "added a charge"),
+        ("Acme moved our renewal date with two days notice.", "without notice"),
+        ("Acme promised the invoices would be corrected by Friday. That was in 2023.", "promise"),
+        ("Acme keeps forgetting my delivery address.", "again"),
+        ("Why did Acme erase my playlists?", "lost or destroyed"),
+    ],
+)
+def test_bad_events_stated_plainly_are_negative(scorer: Scorer, text: str, fact: str) -> None:
+    score = brand(scorer, text)
+    assert score.label == "negative", score.explanation
+    assert any(e.get("rule") == "fact" and e["words"].startswith(fact) for e in score.explanation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Acme has never lost a single photo of mine in six years.",  # negated: an absence
+        "Acme cut the delivery fee for members.",  # cutting a fee is good news
+        "I deleted my old Acme projects to tidy up.",  # the author did it
+    ],
+)
+def test_bad_event_words_that_are_not_bad_events_are_not_negative(
+    scorer: Scorer, text: str
+) -> None:
+    score = brand(scorer, text)
+    assert not any(
+        e.get("rule") == "fact" and e["words"].startswith(("lost", "cut", "added"))
+        for e in score.explanation
+    ), score.explanation
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Acme's new runners took our test suite from 18 minutes to 5.", "positive"),
+        ("Acme refunds went from 3 days to 3 weeks this year.", "negative"),
+        ("Acme's earbud battery went from 9 hours to 4 after the update.", "negative"),
+    ],
+)
+def test_a_time_that_changed_length_is_good_or_bad_news(
+    scorer: Scorer, text: str, label: str
+) -> None:
+    score = brand(scorer, text)
+    assert score.label == label, score.explanation
+    assert any(e.get("rule") == "fact" and e["words"].startswith("time") for e in score.explanation)
+
+
 def test_a_price_cut_and_five_stars_are_positive(scorer: Scorer) -> None:
     assert (
         brand(scorer, "Acme cut prices: our plan went from $15 to $9 per seat.").label == "positive"

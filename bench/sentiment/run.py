@@ -2,21 +2,23 @@
 
     .venv/bin/python bench/sentiment/run.py [--data ../shared/data/sentiment] [--json]
 
-Reports, for plain VADER 3.3.2 and for listener's Scorer side by side, on three sets of posts:
+Reports, for plain VADER 3.3.2 and for listener's Scorer side by side, on four sets of posts:
 
 - "tuned": the part of customer_voice_intents.jsonl the rules were developed against (a post is
   there when the first hex digit of sha256(text) modulo 10 is below 6, ~60%; both copies of a
   two-brand post share a text, so they fall in the same part);
 - "held-out": the rest of that file (~40%), whose texts were never read while tuning;
 - "fresh": tests/fixtures/sentiment/fresh_posts.jsonl, posts written for this project with new
-  brands and labelled by hand before the scorer was run on them.
+  brands and labelled by hand before the scorer was run on them (their errors were read later);
+- "fresh 2": tests/fixtures/sentiment/fresh_posts_2.jsonl, 163 more such posts with other new
+  brands, labelled before any scorer ran on them and never read for tuning afterwards.
 
 For each: accuracy, macro-F1, negative recall, per-class precision/recall, the confusion matrix,
 and per-intent precision/recall (churn, complaint, question, request, praise). Every post is scored
 toward its `brand`, with the other brands of its set masked as other brands, as the pipeline does.
 Then the tweets and Amazon review snippets of the VADER paper (Pearson r against the human mean),
 and snippets scored per CPU second on one core. Exits 0 with a message when the data is absent
-(the fresh set is still reported).
+(the fresh sets are still reported).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from listener.sentiment import Scorer  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sentiment"
 FRESH = ROOT / "tests" / "fixtures" / "sentiment" / "fresh_posts.jsonl"
+FRESH_2 = ROOT / "tests" / "fixtures" / "sentiment" / "fresh_posts_2.jsonl"
 LABELS = ("negative", "neutral", "positive")
 CUSTOMER_VOICE = "customer_voice_intents.jsonl"
 RATED = {"tweets": "tweets_GroundTruth.txt", "amazon": "amazonReviewSnippets_GroundTruth.txt"}
@@ -227,6 +230,7 @@ def run(data: Path | None, seconds: float) -> dict:
         sets["tuned"] = [p for p in everything if tuned_part(p.text)]
         sets["held-out"] = [p for p in everything if not tuned_part(p.text)]
     sets["fresh"] = load_posts(FRESH)
+    sets["fresh 2"] = load_posts(FRESH_2)
     rated = {name: load_rated(data / file) for name, file in RATED.items()} if data else {}
     results: dict = {"data": str(data), "sets": {k: len(v) for k, v in sets.items()}, "engines": {}}
     for engine in (plain_vader(), listener_scorer()):
@@ -251,12 +255,12 @@ def render(results: dict) -> str:
     ours, plain = engines["listener"], engines["plain VADER"]
     sets = list(results["sets"])
     lines = [f"data: {results['data']}", ""]
-    width = 12
+    width = 14
 
     def row(label: str, values: list[str]) -> None:
         lines.append(f"{label:<30}" + "".join(f"{v:>{width}}" for v in values))
 
-    row("listener", [f"{s} ({results['sets'][s]})" if len(s) < 6 else s for s in sets])
+    row("listener", [f"{s} ({results['sets'][s]})" if len(s) < 8 else s for s in sets])
     row("  accuracy", [f"{ours[s]['accuracy']:.3f}" for s in sets])
     row("  accuracy, plain VADER", [f"{plain[s]['accuracy']:.3f}" for s in sets])
     row("  macro-F1", [f"{ours[s]['macro_f1']:.3f}" for s in sets])

@@ -117,6 +117,8 @@ class Engine:
     name: str
     # text, terms of the brand, terms of the other brands -> (compound, label, intents)
     score: Callable[[str, Sequence[str], Sequence[str]], tuple[float, str, tuple[str, ...]]]
+    # A new engine of the same kind, with nothing remembered: see `speed`.
+    fresh: Callable[[], Engine] | None = None
 
 
 def plain_vader() -> Engine:
@@ -136,7 +138,7 @@ def listener_scorer() -> Engine:
         s = scorer.score(text, neutralise=mask, others=others)
         return s.compound, s.label, s.intents
 
-    return Engine("listener", score)
+    return Engine("listener", score, fresh=listener_scorer)
 
 
 def classification(gold: list[str], predicted: list[str]) -> dict:
@@ -186,17 +188,23 @@ def speed(
     """Snippets per CPU second of this single thread, over the posts repeated for `seconds`.
 
     CPU time rather than wall time: the machines are shared, and time spent waiting for the
-    core is not the scorer's.
+    core is not the scorer's. Each pass over the posts gets a fresh engine (built outside the
+    timing) where the engine remembers what it read: a service rarely reads the same sentence
+    twice, and a warm memory read ~2x faster than what it is measuring.
     """
     engine.score(*work[0])  # warm caches (compiled brand patterns), as a running service has
     n = 0
-    start = time.process_time()
-    deadline = start + seconds
-    while time.process_time() < deadline:
+    spent = 0.0
+    while spent < seconds:
+        if engine.fresh is not None:
+            engine = engine.fresh()
+            engine.score(*work[0])
+        start = time.process_time()
         for text, mask, others in work:
             engine.score(text, mask, others)
+        spent += time.process_time() - start
         n += len(work)
-    return n / (time.process_time() - start)
+    return n / spent
 
 
 def evaluate(engine: Engine, posts: list[Post]) -> dict:

@@ -292,7 +292,18 @@ class Service:
         # The only `run` on this database: a send still marked in flight was cut off by a crash.
         recover_interrupted(self.rt.store, self.rt.now(), everything=True)
         self._scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
+        # Polls' saves are committed together every quarter second, not one commit each (at
+        # 100,000 sources per 15 minutes that was a tenth of the service's CPU); an alert is
+        # committed before it is sent (`transaction(durable=True)` in the outbox).
         # Channels post through the fetcher's client: one HTTP client for sources and channels.
+        with self.rt.store.grouped():
+            await self._serve(loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._scheduler is not None
         async with contextlib.nullcontext(self.rt.fetcher.http) as http:
             self._http = http
             for name, spec in self.specs.items():
@@ -335,6 +346,3 @@ class Service:
                     await asyncio.wait(pending, timeout=2)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.flush(), timeout=self.stop_grace_s)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        log.info("stopped")

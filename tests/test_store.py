@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
@@ -56,6 +57,36 @@ def test_in_a_grouped_poll_each_source_stays_all_or_nothing_and_the_rest_is_comm
     assert not store.conn.in_transaction
     store.close()
     assert names(path) == ["a", "c"]
+
+
+def test_in_a_grouped_session_an_alert_claimed_for_sending_is_committed_before_the_send(tmp_path):
+    """The service groups its saves into one commit every quarter second; an outbox row marked
+    `sending` must be on disk before the request leaves (a crash then is noticed and repeated
+    once), so the claim commits the group at once, with the saves before it."""
+    path = tmp_path / "m.db"
+    store = Store.open(path)
+    store.conn.execute(
+        "INSERT INTO alerts(id, key, created_at, rule, level, subject, payload) "
+        "VALUES (1, 'k', '2026-12-08T00:00:00Z', 'churn_risk', 'warning', 's', '{}')"
+    )
+    store.conn.execute(
+        "INSERT INTO outbox(alert_id, channel, status, attempts, next_attempt_at) "
+        "VALUES (1, 'slack', 'pending', 0, '2026-12-08T00:00:00Z')"
+    )
+    other = sqlite3.connect(path)
+    try:
+        with store.grouped(every_s=3600):
+            with store.transaction():
+                add(store, "saved-before")
+            assert names(path) == []  # an ordinary save waits for the group's commit
+            got, _ = store.claim_deliveries([1], "slack", datetime(2026, 12, 8, tzinfo=UTC))
+            assert got == [1]
+            # Another process sees the claim, and the save before it, while still grouped.
+            assert other.execute("SELECT status FROM outbox").fetchall() == [("sending",)]
+            assert names(path) == ["saved-before"]
+    finally:
+        other.close()
+        store.close()
 
 
 def test_reopening_keeps_the_schema_and_records_every_migration_once(tmp_path):

@@ -134,7 +134,8 @@ def _record(
     now: datetime,
     backoff: Backoff,
 ) -> str:
-    with store.transaction():
+    # Committed at once: a send that went out must not be sent again after a crash.
+    with store.transaction(durable=True):
         for alert_id, tried in zip(alert_ids, attempts, strict=True):
             if d.ok:
                 store.mark_sent(alert_id, channel, now, d.error)

@@ -59,7 +59,7 @@ class AlertsStore(ItemsStore):
         got: list[int] = []
         attempts: list[int] = []
         lease = iso(lease_until)
-        with self.transaction():
+        with self.transaction(durable=True):
             for alert_id in alert_ids:
                 claimed = self.conn.execute(
                     "UPDATE outbox SET status = 'sending', attempts = attempts + 1, "

@@ -179,9 +179,11 @@ class StoreCore:
         self._group_started = time.monotonic()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = False) -> Iterator[None]:
         """All of the block or none of it (a savepoint when nested). Inside `grouped()`, a
-        savepoint in a shared transaction that commits soon after (see `grouped`).
+        savepoint in a shared transaction that commits soon after (see `grouped`); with
+        `durable`, that shared transaction is committed as the block ends, for what must be on
+        disk before the next step (an alert marked `sending` before it is sent).
 
         The block must not wait on the network: the write lock is held throughout. On an event
         loop, enter it through `writing()`, which waits for the lock without blocking the loop."""
@@ -212,7 +214,10 @@ class StoreCore:
         finally:
             self._depth -= 1
             if self._depth == 0 and self._group_every is not None and c.in_transaction:
-                self._end_group_soon()
+                if durable:
+                    self._commit()
+                else:
+                    self._end_group_soon()
 
     def _commit(self) -> None:
         try:
@@ -297,14 +302,14 @@ class StoreCore:
         """Commit the transactions made in this block together: those that end within
         `every_s` of the first.
 
-        For a one-off poll of many sources: a commit per source costs more than the source's
-        own writes, and a commit writes every page it touched, so fewer, larger commits write
-        the shared index pages once instead of once per source. Each source's writes stay
-        all-or-nothing (a savepoint each). The write lock is held at most `every_s` at a time,
-        fetches or not: another process (`listener run`) gets it between. A crash loses at
-        most the saves of those `every_s`, which the next poll fetches again (their state, such
-        as the ETag, was not committed either). Never used by the service, which delivers
-        alerts and so must commit them first.
+        For polls of many sources, one-off or a service's: a commit per source costs more than
+        the source's own writes, and a commit writes every page it touched, so fewer, larger
+        commits write the shared index pages once instead of once per source. Each source's
+        writes stay all-or-nothing (a savepoint each). The write lock is held at most `every_s`
+        at a time, fetches or not: another process gets it between. A crash loses at most the
+        saves of those `every_s`, which the next poll fetches again (their state, such as the
+        ETag, was not committed either). What must be committed before the next step, such as
+        an alert marked `sending` before it is sent, uses `transaction(durable=True)`.
         """
         self._group_every = every_s
         try:

@@ -119,8 +119,8 @@ class CpuPool:
     The processes start on first use, or earlier with `start()` (a poll that will need them
     starts them while the first bodies are still on their way). With `min_bytes`, the first
     bodies and items up to that size are worked on inline: a poll that changed little (a few
-    feeds) never pays the ~1 s of CPU each worker spends starting (imports, the scorer's
-    lexicon). A poll where every feed answers 304 never pays for them either.
+    feeds) never pays for starting them (the fork server's imports and lexicon, ~1 s of CPU,
+    then ~0.1 s per worker). A poll where every feed answers 304 never pays for them either.
     If a worker dies (killed, out of memory), the pool is not restarted: the rest of the poll
     runs inline, and says so once in the log. If the polling process dies, even by kill -9, its
     workers exit at once (see `_die_with_parent`).

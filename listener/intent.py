@@ -588,16 +588,16 @@ def arrival_cue(sentence: str) -> Cue | None:
 _SUPPOSING = re.compile(r"\b(?:if|whether|once|when|in case|before)\s+(?:i|we)\s+(?:\w+\s+){0,2}$")
 
 
-def _negated(sentence: str, at: int) -> bool:
-    before = sentence[max(0, at - 40) : at]
-    return _NEGATION.search(before) is not None or (
-        "?" in sentence[at:] and _SUPPOSING.search(before) is not None
-    )
-
-
 def negated_before(sentence: str, at: int) -> bool:
     """A negation governs the words at `at`: "has never lost my data", "didn't cut the ..."."""
     return _NEGATION.search(sentence[max(0, at - 40) : at]) is not None
+
+
+def _negated(sentence: str, at: int) -> bool:
+    """`negated_before`, or a supposition asked about ("if we cancel, do we ...?")."""
+    return negated_before(sentence, at) or (
+        "?" in sentence[at:] and _SUPPOSING.search(sentence[max(0, at - 40) : at]) is not None
+    )
 
 
 def _subject_is_author(sentence: str, at: int) -> bool:

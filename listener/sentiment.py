@@ -1638,8 +1638,7 @@ def _read(
         for i, v in enumerate(sent):
             if v:
                 sent[i] = 0.0
-        r = _Reading(changed=True, staff=voice.group().strip())
-        return r
+        return _Reading(changed=True, staff=voice.group().strip())
     r.no_fault = r.churn and _intent.no_fault(full)
     if r.no_fault:
         # Leaving without blame ("nothing wrong with it, I just don't need it"): the leaving
@@ -1870,18 +1869,23 @@ def _fact(sentence: str) -> tuple[str, float] | None:
 
 
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
-_SECONDS_BY_WORD = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-_SECONDS_BY_WORD["month"] = 30 * 86400
+_SECONDS_BY_WORD = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+    "month": 30 * 86400,
+}
 # Where a longer time is the good news (how long a battery, a warranty or a trial lasts), the
 # change reads the other way round.
 _LONGER_IS_BETTER = re.compile(
     r"\b(?:battery|batteries|lasts?|lasted|life|uptime|warranty|trial|guarantee|support window|"
     r"retention|streak|runtime)\b"
 )
-_SPAN_PARTS = re.compile(
-    r"(\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|"
-    r"twelve|twenty|thirty)(?:\s*|-)([a-z]*)"
-)
+# A count of time units, in digits or words: "22", "2.5", "a", "three".
+_COUNT = r"\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|thirty"
+_SPAN_PARTS = re.compile(rf"({_COUNT})(?:\s*|-)([a-z]*)")
 
 
 def _duration_change(text: str) -> float | None:
@@ -1909,8 +1913,7 @@ def _unit_seconds(unit: str) -> int | None:
 
 
 def _amount(number: str) -> float:
-    words = {"a": 1, "an": 1, "twelve": 12, "twenty": 20, "thirty": 30, **_NUMBER_WORDS}
-    return float(number) if number[0].isdigit() else float(words[number])
+    return float(number) if number[0].isdigit() else float(_COUNT_WORDS[number])
 
 
 _NUMBER_WORDS = {
@@ -1919,6 +1922,7 @@ _NUMBER_WORDS = {
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     )
 }
+_COUNT_WORDS = {"a": 1, "an": 1, "twelve": 12, "twenty": 20, "thirty": 30, **_NUMBER_WORDS}
 
 
 def _rating(found: re.Match[str]) -> float | None:
@@ -1964,7 +1968,7 @@ _WHEN = (
     r"christmas|easter|(?:last\s+)?(?:week|month|year)|\d{4})"
 )
 _SPAN = (
-    r"(?:\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|thirty)"
+    rf"(?:{_COUNT})"
     r"(?:\s*|-)(?:(?:seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|weeks?|months?)\b)?"
 )
 _FACTS: tuple[tuple[str, re.Pattern[str], float], ...] = tuple(

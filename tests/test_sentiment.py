@@ -395,6 +395,10 @@ def brand(scorer: Scorer, text: str) -> Score:
         "Shoutout to Acme for the 3-day outage 🙃",
         "Oh great, Acme logged me out mid-sentence again.",
         "Love how Acme deleted my notes after the update. Truly the future 🙄",
+        # a few words of praise straight after a plain complaint
+        "Acme's app crashes every time I open the camera. Truly helpful.",
+        # praise opening a sentence about a bad event stated as a fact
+        "Fantastic, Acme still hasn't sent the replacement charger.",
     ],
 )
 def test_irony_toward_the_brand_is_negative(scorer: Scorer, text: str) -> None:
@@ -420,21 +424,6 @@ def test_bad_facts_without_a_feeling_word_are_negative(
     score = brand(scorer, text)
     assert score.label == "negative"
     assert any(e.get("rule") == "fact" and e["words"].startswith(fact) for e in score.explanation)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        # a few words of praise straight after a plain complaint
-        "Acme's app crashes every time I open the camera. Truly helpful.",
-        # praise opening a sentence about a bad event stated as a fact
-        "Fantastic, Acme still hasn't sent the replacement charger.",
-    ],
-)
-def test_praise_around_a_bad_event_is_irony(scorer: Scorer, text: str) -> None:
-    score = brand(scorer, text)
-    assert score.label == "negative", score.explanation
-    assert any(e.get("rule") == "irony" for e in score.explanation)
 
 
 @pytest.mark.parametrize(
